@@ -1,0 +1,9 @@
+//! The one shared ABI crate of AetherOS: every type or wire format that
+//! crosses a boundary (kernel <-> host harness today; syscalls, records and
+//! bridge frames later) is declared here once and used on both sides.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod boot;
+pub mod console;
+pub mod ktest;
