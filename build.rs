@@ -1,1 +1,27 @@
-fn main(){}
+//! Turns the kernel ELF (built for x86_64-unknown-none as an artifact
+//! dependency) into BIOS and UEFI disk images, and tells the package's
+//! binaries and tests where they are.
+
+use std::path::PathBuf;
+
+use bootloader::{BiosBoot, BootConfig, UefiBoot};
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let kernel = PathBuf::from(std::env::var_os("CARGO_BIN_FILE_KERNEL_kernel").expect("kernel artifact dependency"));
+
+    // The bootloader's own serial and framebuffer logging cost boot time and
+    // would interleave with the kernel's console.
+    let mut config = BootConfig::default();
+    config.serial_logging = false;
+    config.frame_buffer_logging = false;
+
+    let bios = out.join("aetheros-bios.img");
+    BiosBoot::new(&kernel).set_boot_config(&config).create_disk_image(&bios).expect("create BIOS image");
+    let uefi = out.join("aetheros-uefi.img");
+    UefiBoot::new(&kernel).set_boot_config(&config).create_disk_image(&uefi).expect("create UEFI image");
+
+    println!("cargo:rustc-env=AETHER_BIOS_IMAGE={}", bios.display());
+    println!("cargo:rustc-env=AETHER_UEFI_IMAGE={}", uefi.display());
+    println!("cargo:rustc-env=AETHER_KERNEL_ELF={}", kernel.display());
+}

@@ -1,2 +1,107 @@
+//! AetherOS kernel entry: brings the machine up in boot order and hands over
+//! to the console, the kernel tests, or the boot benchmark. No logic lives
+//! here; see docs/boot.md for the sequence and docs/architecture.md for the
+//! module map.
 #![no_std]
 #![no_main]
+#![feature(abi_x86_interrupt)]
+
+extern crate alloc;
+
+// The hardware base: the only modules with `unsafe`.
+mod arch;
+mod mm;
+mod platform;
+
+// Everything above the base is safe code.
+#[forbid(unsafe_code)]
+mod config;
+#[forbid(unsafe_code)]
+mod console;
+#[forbid(unsafe_code)]
+mod klog;
+#[forbid(unsafe_code)]
+mod panic;
+#[forbid(unsafe_code)]
+mod time;
+// Kernel tests exercise the base directly (unsafe allowed, each use noted).
+mod ktest;
+
+use aether_abi::boot::Mode;
+use bootloader_api::config::{BootloaderConfig, Mapping};
+use bootloader_api::{BootInfo, entry_point};
+
+const KERNEL_STACK_SIZE: u64 = 128 * 1024;
+
+static BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.kernel_stack_size = KERNEL_STACK_SIZE;
+    config
+};
+
+entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
+
+fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    let entry_tsc = arch::cpu::rdtsc();
+    arch::backtrace::init(arch::cpu::stack_pointer(), KERNEL_STACK_SIZE);
+    arch::gdt::init();
+    arch::idt::init();
+    arch::cpu::enable_protection_features();
+    let serial = arch::serial::init();
+
+    let tsc = time::calibrate_tsc(entry_tsc);
+    let (args, problem) = config::load();
+    klog::init(args.log);
+    if let Err(e) = serial {
+        log::warn!("COM1 init: {e:?}");
+    }
+    match problem {
+        Some(config::Problem::NotUtf8) => log::error!("kernel command line is not UTF-8; using defaults"),
+        Some(config::Problem::Invalid(e)) => {
+            log::error!("kernel command line '{}': {e}; using defaults", config::cmdline())
+        }
+        None => {}
+    }
+
+    log::debug!("cmdline '{}'", config::cmdline());
+    if let Err(e) = mm::init(&boot_info.memory_regions, boot_info.physical_memory_offset.into_option()) {
+        panic!("memory init failed: {e:?}");
+    }
+    log::debug!("memory up");
+    let platform = platform::discover(boot_info.rsdp_addr.into_option());
+    if let Err(e) = platform::init_interrupts(platform) {
+        panic!("interrupt controller init failed: {e:?}");
+    }
+    let tsc_hz = match tsc {
+        Ok(hz) => hz,
+        Err(e) => panic!("TSC calibration against the PIT failed: {e:?}"),
+    };
+    let apic_timer_hz = match time::calibrate_apic_timer() {
+        Ok(hz) => hz,
+        Err(e) => panic!("APIC timer calibration failed: {e:?}"),
+    };
+    time::start_tick(apic_timer_hz);
+    arch::cpu::enable_interrupts();
+    let boot = time::record_boot_time();
+
+    // One line: every serial byte costs a host write() under QEMU, and this
+    // is on the way to the prompt.
+    log::info!(
+        "tsc {}.{:03} MHz, apic timer {} Hz, {} MiB usable, booted {}",
+        tsc_hz / 1_000_000,
+        tsc_hz / 1_000 % 1_000,
+        apic_timer_hz,
+        mm::frames::stats().total / 256,
+        boot.map_or_else(|| alloc::string::String::from("(no RTC)"), |t| alloc::format!("{t}"))
+    );
+
+    match args.mode {
+        Mode::Console => console::run(),
+        Mode::Test(filter) => ktest::run(filter),
+        Mode::Bench => {
+            log::info!("{}", aether_abi::boot::ConsoleReady { entry_to_prompt_ns: time::now_ns() });
+            platform::power_off()
+        }
+    }
+}

@@ -11,6 +11,12 @@ pub const FRAME_SIZE: u64 = 4096;
 /// Most separate usable regions tracked (enough for any firmware map seen
 /// under QEMU; more are reported as an error, not dropped).
 pub const MAX_REGIONS: usize = 128;
+/// Allocation starts here and wraps around: memory below it (legacy low
+/// memory, where firmware and the bootloader ran) is used last. Under TCG,
+/// the first write to a page that once held executed code costs tens of
+/// microseconds (QEMU drops the translated code): mapping the first heap
+/// megabyte from low memory took 10x longer (docs/benchmarks.md).
+pub const PREFERRED_START: u64 = 16 << 20;
 
 /// A half-open physical address range `[start, end)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,13 +142,12 @@ impl<'a> FrameBitmap<'a> {
             }
             bitmap.usable[bitmap.regions] = Region::new(first * FRAME_SIZE, (first + count) * FRAME_SIZE);
             bitmap.regions += 1;
-            for frame in first..first + count {
-                let idx = (frame - layout.base_frame) as usize;
-                if bitmap.bit(idx) {
-                    bitmap.clear(idx);
-                    bitmap.total += 1;
-                }
-            }
+            let lo = (first - layout.base_frame) as usize;
+            bitmap.total += bitmap.clear_range(lo, lo + count as usize);
+        }
+        let preferred = PREFERRED_START / FRAME_SIZE;
+        if preferred > layout.base_frame && preferred < layout.base_frame + layout.frames {
+            bitmap.hint = ((preferred - layout.base_frame) / 64) as usize;
         }
         Ok(bitmap)
     }
@@ -244,6 +249,22 @@ impl<'a> FrameBitmap<'a> {
             .then(|| (frame - self.layout.base_frame) as usize)
     }
 
+    /// Clears bits `lo..hi` a word at a time; returns how many were set.
+    fn clear_range(&mut self, lo: usize, hi: usize) -> u64 {
+        let mut cleared = 0;
+        let mut i = lo;
+        while i < hi {
+            let w = i / 64;
+            let start = i % 64;
+            let end = (hi - w * 64).min(64);
+            let mask = if end - start == 64 { !0 } else { ((1u64 << (end - start)) - 1) << start };
+            cleared += (self.words[w] & mask).count_ones() as u64;
+            self.words[w] &= !mask;
+            i = w * 64 + end;
+        }
+        cleared
+    }
+
     fn bit(&self, idx: usize) -> bool {
         self.words[idx / 64] & (1 << (idx % 64)) != 0
     }
@@ -291,6 +312,27 @@ mod tests {
         }
         assert_eq!(seen.len(), 767);
         assert_eq!(b.stats().free, 0);
+    }
+
+    #[test]
+    fn allocation_prefers_memory_above_16_mib_then_wraps() {
+        let mut words = [0u64; 512];
+        let regions = [Region::new(MIB, 2 * MIB), Region::new(8 * MIB, 24 * MIB)];
+        let mut b = FrameBitmap::new(&mut words, regions.into_iter()).unwrap();
+        assert_eq!(b.alloc(), Some(PREFERRED_START));
+        let mut last = 0;
+        while let Some(f) = b.alloc() {
+            last = f;
+        }
+        assert!(last < PREFERRED_START, "memory below 16 MiB is handed out last: {last:#x}");
+    }
+
+    #[test]
+    fn overlapping_regions_count_frames_once() {
+        let mut words = [0u64; 64];
+        let regions = [Region::new(MIB, 3 * MIB), Region::new(2 * MIB, 4 * MIB)];
+        let b = FrameBitmap::new(&mut words, regions.into_iter()).unwrap();
+        assert_eq!(b.stats().total, 3 * 256);
     }
 
     #[test]

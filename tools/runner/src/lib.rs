@@ -1,1 +1,54 @@
-#![no_std]
+//! Host-side QEMU runner: finds QEMU and firmware, builds the command lines
+//! (interactive, test, benchmark), and drives a QEMU whose serial port is a
+//! pipe, with a hard deadline on every run. Used by `cargo run`, the
+//! integration tests in `tests/` and the boot benchmark.
+
+mod qemu;
+mod session;
+mod ktest;
+
+pub use ktest::{KtestReport, run_ktests};
+pub use qemu::{Firmware, Images, Launch, Qemu, Serial, find_ovmf};
+pub use session::{Session, SessionError};
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub enum RunnerError {
+    /// `qemu-system-x86_64` is not on PATH (nor at `$AETHER_QEMU`).
+    QemuMissing,
+    /// No OVMF firmware for UEFI boots.
+    OvmfMissing(Vec<PathBuf>),
+    Spawn(std::io::Error),
+    Session(SessionError),
+}
+
+impl fmt::Display for RunnerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunnerError::QemuMissing => f.write_str(
+                "qemu-system-x86_64 was not found on PATH.\n\
+                 Install it with:  sudo apt-get install -y qemu-system-x86 ovmf\n\
+                 (or point AETHER_QEMU at a qemu-system-x86_64 binary)",
+            ),
+            RunnerError::OvmfMissing(looked) => {
+                write!(f, "no OVMF firmware for UEFI boot (looked at:")?;
+                for p in looked {
+                    write!(f, " {}", p.display())?;
+                }
+                f.write_str(").\nInstall it with:  sudo apt-get install -y ovmf\n(or set AETHER_OVMF)")
+            }
+            RunnerError::Spawn(e) => write!(f, "could not start QEMU: {e}"),
+            RunnerError::Session(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunnerError {}
+
+impl From<SessionError> for RunnerError {
+    fn from(e: SessionError) -> Self {
+        RunnerError::Session(e)
+    }
+}

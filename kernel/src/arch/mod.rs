@@ -1,0 +1,17 @@
+//! The x86_64 hardware base: every `unsafe` line of the kernel outside `mm`
+//! lives here, each with a `// SAFETY:` note. Nothing in `arch` knows about
+//! the console, the clock policy or tests; layers above register the
+//! interrupt handlers they need (`idt::set_irq_handler`).
+
+pub mod apic;
+pub mod backtrace;
+pub mod cmos;
+pub mod cpu;
+pub mod fwcfg;
+pub mod gdt;
+pub mod idt;
+pub mod ioapic;
+pub mod pic;
+pub mod pit;
+pub mod power;
+pub mod serial;

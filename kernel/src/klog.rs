@@ -1,0 +1,53 @@
+//! The `log` facade's backend: one line per record on COM1,
+//! `[seconds.micros] LEVEL subsystem: message`, where the subsystem is the
+//! module path without the crate name (`mm::heap`, `time`).
+
+use core::fmt::Write;
+
+use aether_abi::boot::LogLevel;
+use log::{LevelFilter, Log, Metadata, Record};
+
+use crate::{arch::serial, time};
+
+struct SerialLogger;
+
+impl Log for SerialLogger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let ns = time::now_ns();
+        let target = record.target();
+        let subsystem = target.strip_prefix("kernel::").unwrap_or(target);
+        let _ = write!(
+            serial::Writer,
+            "[{:5}.{:06}] {:<5} {}: {}\n",
+            ns / 1_000_000_000,
+            ns / 1_000 % 1_000_000,
+            record.level(),
+            subsystem,
+            record.args()
+        );
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: SerialLogger = SerialLogger;
+
+pub fn init(level: LogLevel) {
+    let filter = match level {
+        LogLevel::Error => LevelFilter::Error,
+        LogLevel::Warn => LevelFilter::Warn,
+        LogLevel::Info => LevelFilter::Info,
+        LogLevel::Debug => LevelFilter::Debug,
+        LogLevel::Trace => LevelFilter::Trace,
+    };
+    // A second call keeps the first logger; there is only one.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(filter);
+}

@@ -1,0 +1,198 @@
+//! The kernel tests. They check what only the machine can show: paging,
+//! the heap, interrupts, the clock against the PIT, firmware tables. The
+//! pure logic under them has host tests in `kcore` and `console`.
+
+use alloc::vec::Vec;
+
+use kcore::clock;
+use x86_64::VirtAddr;
+use x86_64::structures::paging::{Page, PageTableFlags, Size4KiB};
+
+use super::{Test, TestResult, ensure};
+use crate::arch::{cpu, idt, pit, serial};
+use crate::mm::{frames, heap, paging, phys};
+use crate::{platform, time};
+
+pub static ALL: &[Test] = &[
+    Test { name: "frames_alloc_free_roundtrip", run: frames_alloc_free_roundtrip, opt_in: false },
+    Test { name: "paging_map_translate_unmap", run: paging_map_translate_unmap, opt_in: false },
+    Test { name: "paging_refuses_writable_executable", run: paging_refuses_writable_executable, opt_in: false },
+    Test { name: "heap_grows_on_demand", run: heap_grows_on_demand, opt_in: false },
+    Test { name: "heap_exhaustion_is_an_error", run: heap_exhaustion_is_an_error, opt_in: false },
+    Test { name: "interrupts_timer_ticks_arrive", run: interrupts_timer_ticks_arrive, opt_in: false },
+    Test { name: "interrupts_breakpoint_resumes", run: interrupts_breakpoint_resumes, opt_in: false },
+    Test { name: "interrupts_serial_receive", run: interrupts_serial_receive, opt_in: false },
+    Test { name: "clock_monotonic_10k_reads", run: clock_monotonic_10k_reads, opt_in: false },
+    Test { name: "clock_agrees_with_pit", run: clock_agrees_with_pit, opt_in: false },
+    Test { name: "acpi_power_off_available", run: acpi_power_off_available, opt_in: false },
+    Test { name: "rtc_boot_time_plausible", run: rtc_boot_time_plausible, opt_in: false },
+    // The harness's own demonstrations that failures are caught.
+    Test { name: "deliberate_failure", run: deliberate_failure, opt_in: true },
+    Test { name: "deliberate_panic", run: deliberate_panic, opt_in: true },
+    Test { name: "deliberate_page_fault", run: deliberate_page_fault, opt_in: true },
+];
+
+fn frames_alloc_free_roundtrip() -> TestResult {
+    let before = frames::stats();
+    let frame = frames::alloc_zeroed().ok_or("no free frame")?;
+    ensure!(frames::is_used(frame) == Some(true), "allocated frame not marked used");
+    ensure!(frames::stats().used == before.used + 1, "used count did not go up by one");
+    frames::free(frame).map_err(|e| alloc::format!("free: {e}"))?;
+    ensure!(frames::stats() == before, "stats not restored: {:?} vs {before:?}", frames::stats());
+    ensure!(frames::free(frame).is_err(), "double free accepted");
+    Ok(())
+}
+
+/// A page in the heap window far above anything the heap will reach.
+fn scratch_page() -> Result<Page<Size4KiB>, alloc::string::String> {
+    let base = paging::heap_window().map_err(|e| alloc::format!("{e:?}"))?;
+    Ok(Page::containing_address(VirtAddr::new(base + (256 << 30))))
+}
+
+fn paging_map_translate_unmap() -> TestResult {
+    let page = scratch_page()?;
+    let addr = page.start_address().as_u64();
+    ensure!(paging::translate(addr).is_none(), "scratch page already mapped");
+    paging::map_new(page, paging::Flags::WRITABLE).map_err(|e| alloc::format!("map: {e:?}"))?.flush();
+    let phys_addr = paging::translate(addr + 8).ok_or("mapped page does not translate")? - 8;
+    let flags = paging::entry_flags(addr).ok_or("no entry flags")?;
+    ensure!(flags.contains(PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE), "flags {flags:?}");
+    ensure!(
+        paging::map_new(page, paging::Flags::WRITABLE).err() == Some(paging::MapError::AlreadyMapped),
+        "double map accepted"
+    );
+    // SAFETY: the page was just mapped writable and is used by nothing else;
+    // the offset-map view of its frame aliases it on purpose, to check the
+    // translation is real.
+    let seen = unsafe {
+        (addr as *mut u64).write_volatile(0x5eed_cafe);
+        (phys::to_virt(phys_addr) as *const u64).read_volatile()
+    };
+    ensure!(seen == 0x5eed_cafe, "write through the new mapping not seen in its frame: {seen:#x}");
+    // SAFETY: mapped by map_new above; no reference into it survives.
+    unsafe { paging::unmap_and_free(page) }.map_err(|e| alloc::format!("unmap: {e:?}"))?.flush();
+    ensure!(paging::translate(addr).is_none(), "page still translates after unmap");
+    // SAFETY: as above (the call must fail: nothing is mapped).
+    let again = unsafe { paging::unmap_and_free(page) };
+    ensure!(again.err() == Some(paging::MapError::NotMapped), "unmapping twice accepted");
+    Ok(())
+}
+
+fn paging_refuses_writable_executable() -> TestResult {
+    let page = scratch_page()?;
+    let r = paging::map_new(page, paging::Flags::WRITABLE | paging::Flags::EXECUTABLE);
+    ensure!(r.err() == Some(paging::MapError::WritableAndExecutable), "W+X mapping accepted");
+    ensure!(paging::translate(page.start_address().as_u64()).is_none(), "refused mapping left a page");
+    Ok(())
+}
+
+fn heap_grows_on_demand() -> TestResult {
+    let before = heap::stats();
+    let len = before.size as usize * 4;
+    let mut v: Vec<u64> = Vec::new();
+    v.try_reserve_exact(len / 8).map_err(|_| "allocation failed")?;
+    v.extend((0..len as u64 / 8).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+    let after = heap::stats();
+    ensure!(after.size > before.size, "heap did not grow: {before:?} -> {after:?}");
+    let ok = v.iter().enumerate().all(|(i, &x)| x == (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    ensure!(ok, "heap contents corrupted");
+    drop(v);
+    ensure!(heap::stats().used <= before.used, "memory not returned: {:?}", heap::stats());
+    Ok(())
+}
+
+fn heap_exhaustion_is_an_error() -> TestResult {
+    let limit = heap::stats().limit as usize;
+    let mut v: Vec<u8> = Vec::new();
+    let before = heap::stats();
+    ensure!(v.try_reserve(limit * 2).is_err(), "a reservation beyond the heap limit succeeded");
+    ensure!(heap::stats().size == before.size, "a hopeless request still grew the heap");
+    // The heap still works afterwards.
+    v.try_reserve(4096).map_err(|_| "small allocation failed after exhaustion")?;
+    Ok(())
+}
+
+fn interrupts_timer_ticks_arrive() -> TestResult {
+    let start = time::ticks();
+    let deadline = time::now_ns() + 20 * time::TICK_NS;
+    cpu::wait_until(|| time::ticks() >= start + 3 || time::now_ns() > deadline);
+    let got = time::ticks() - start;
+    ensure!(got >= 3, "{got} timer ticks in {} ms", 20 * time::TICK_NS / 1_000_000);
+    Ok(())
+}
+
+fn interrupts_breakpoint_resumes() -> TestResult {
+    let before = idt::breakpoint_count();
+    cpu::breakpoint();
+    ensure!(idt::breakpoint_count() == before + 1, "breakpoint not counted");
+    Ok(())
+}
+
+fn interrupts_serial_receive() -> TestResult {
+    while serial::read_byte().is_some() {}
+    let sent = b"\x01\x7fA";
+    serial::set_loopback(true);
+    serial::write_bytes(sent);
+    let deadline = time::now_ns() + 200_000_000;
+    let mut got = Vec::new();
+    while got.len() < sent.len() && time::now_ns() < deadline {
+        cpu::wait_until(|| serial::input_pending() || time::now_ns() > deadline);
+        while let Some(b) = serial::read_byte() {
+            got.push(b);
+        }
+    }
+    serial::set_loopback(false);
+    ensure!(got == sent, "received {got:?} by the COM1 interrupt, sent {sent:?}");
+    Ok(())
+}
+
+fn clock_monotonic_10k_reads() -> TestResult {
+    let first = time::now_ns();
+    let mut last = first;
+    for i in 0..10_000 {
+        let now = time::now_ns();
+        ensure!(now >= last, "read {i} went backwards: {now} < {last}");
+        last = now;
+    }
+    ensure!(last > first, "clock did not advance over 10k reads");
+    Ok(())
+}
+
+fn clock_agrees_with_pit() -> TestResult {
+    let ticks = clock::pit_ticks_for_ns(50_000_000).ok_or("window")?;
+    let (a, b) = pit::time_window(ticks, time::now_ns);
+    let measured = b - a;
+    let expected = clock::pit_ticks_to_ns(ticks as u64);
+    let err_ppm = measured.abs_diff(expected) * 1_000_000 / expected;
+    ensure!(err_ppm < 10_000, "clock measured {measured} ns for {expected} ns of PIT ({err_ppm} ppm, tsc {} Hz)", time::tsc_hz());
+    Ok(())
+}
+
+fn acpi_power_off_available() -> TestResult {
+    ensure!(platform::can_power_off(), "no ACPI S5 power-off found in the FADT/DSDT");
+    Ok(())
+}
+
+fn rtc_boot_time_plausible() -> TestResult {
+    let t = time::boot_unix_s();
+    // 2024-01-01 .. 2100-01-01
+    ensure!((1_704_067_200..4_102_444_800).contains(&t), "boot time {t} is not a plausible date");
+    Ok(())
+}
+
+fn deliberate_failure() -> TestResult {
+    ensure!(1 + 1 == 3, "deliberate failure: 1 + 1 is not 3");
+    Ok(())
+}
+
+fn deliberate_panic() -> TestResult {
+    panic!("deliberate panic in a kernel test");
+}
+
+fn deliberate_page_fault() -> TestResult {
+    let page = scratch_page()?;
+    // SAFETY: none; this reads an unmapped address on purpose to show that
+    // the fault is reported (vector, error code, RIP, CR2) and fails the run.
+    let v = unsafe { (page.start_address().as_u64() as *const u64).read_volatile() };
+    Err(alloc::format!("read {v:#x} from an unmapped page"))
+}

@@ -1,0 +1,73 @@
+//! The global physical frame allocator: a `kcore::frames::FrameBitmap`
+//! whose storage is carved out of usable RAM at boot.
+
+use kcore::frames::{FRAME_SIZE, FrameBitmap, FrameStats, Layout, Region};
+use spin::Mutex;
+use x86_64::PhysAddr;
+use x86_64::structures::paging::{FrameAllocator, PhysFrame, Size4KiB};
+
+use super::{InitError, phys};
+
+static FRAMES: Mutex<Option<FrameBitmap<'static>>> = Mutex::new(None);
+
+pub fn init<I: Iterator<Item = Region> + Clone>(usable: impl Fn() -> I) -> Result<(), InitError> {
+    let layout = Layout::for_regions(usable()).map_err(InitError::Frames)?;
+    let bytes = layout.bytes().next_multiple_of(FRAME_SIZE);
+    let home = usable()
+        .map(|r| Region::new(r.start.next_multiple_of(FRAME_SIZE), r.end))
+        .find(|r| r.end.saturating_sub(r.start) >= bytes)
+        .ok_or(InitError::NoBitmapSpace)?;
+    // SAFETY: `home.start..home.start + bytes` is usable RAM (from the
+    // memory map) that nothing has claimed yet: the allocator that would
+    // hand it out is the one being built, and it reserves the range below
+    // before giving out any frame. The offset mapping covers all RAM, and
+    // the start is page-aligned, so the u64 slice is aligned and in bounds.
+    let storage = unsafe {
+        core::slice::from_raw_parts_mut(phys::to_virt(home.start) as *mut u64, layout.words)
+    };
+    let mut bitmap = FrameBitmap::new(storage, usable()).map_err(InitError::Frames)?;
+    bitmap.reserve(home.start, home.start + bytes);
+    *FRAMES.lock() = Some(bitmap);
+    Ok(())
+}
+
+fn with<R>(f: impl FnOnce(&mut FrameBitmap<'static>) -> R) -> Option<R> {
+    x86_64::instructions::interrupts::without_interrupts(|| FRAMES.lock().as_mut().map(f))
+}
+
+pub fn stats() -> FrameStats {
+    with(|b| b.stats()).unwrap_or_default()
+}
+
+/// One frame, zero-filled.
+pub fn alloc_zeroed() -> Option<PhysFrame> {
+    let addr = with(|b| b.alloc())??;
+    let words = phys::to_virt(addr) as *mut u64;
+    for i in 0..(FRAME_SIZE / 8) as usize {
+        // SAFETY: the frame was just allocated, so nothing else refers to
+        // it, and the offset mapping covers all RAM. (Word stores: under
+        // TCG the `rep stos` that `write_bytes` becomes is far slower.)
+        unsafe { words.add(i).write_volatile(0) };
+    }
+    Some(PhysFrame::containing_address(PhysAddr::new(addr)))
+}
+
+/// Returns a frame obtained from this module.
+pub fn free(frame: PhysFrame) -> Result<(), kcore::frames::FrameError> {
+    with(|b| b.free(frame.start_address().as_u64())).unwrap_or(Ok(()))
+}
+
+pub fn is_used(frame: PhysFrame) -> Option<bool> {
+    with(|b| b.is_used(frame.start_address().as_u64())).flatten()
+}
+
+/// Feeds page-table frames to the `x86_64` mapper.
+pub struct PageTableFrames;
+
+// SAFETY: every frame returned is freshly allocated from the bitmap (so
+// unused elsewhere) and zeroed, as a new page table requires.
+unsafe impl FrameAllocator<Size4KiB> for PageTableFrames {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        alloc_zeroed()
+    }
+}

@@ -1,0 +1,44 @@
+//! Physical memory as seen through the bootloader's offset mapping of all
+//! RAM (and the low 4 GiB), for reading firmware tables.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kcore::acpi::PhysMemory;
+
+static OFFSET: AtomicU64 = AtomicU64::new(0);
+/// End of what the offset mapping covers.
+static LIMIT: AtomicU64 = AtomicU64::new(0);
+
+/// The bootloader maps every physical address below
+/// `max(highest RAM address, 4 GiB)` at `offset`.
+pub fn init(offset: u64, highest_ram: u64) {
+    OFFSET.store(offset, Ordering::Relaxed);
+    LIMIT.store(highest_ram.max(1 << 32), Ordering::Relaxed);
+}
+
+pub fn offset() -> u64 {
+    OFFSET.load(Ordering::Relaxed)
+}
+
+/// The virtual address of physical address `phys` in the offset mapping.
+pub fn to_virt(phys: u64) -> u64 {
+    offset() + phys
+}
+
+/// Read-only access to firmware-owned physical memory (ACPI tables). These
+/// regions are never handed out as frames (the memory map does not list
+/// them as usable), so nothing writes them while we read.
+pub struct FirmwareMemory;
+
+impl PhysMemory for FirmwareMemory {
+    fn slice(&self, phys: u64, len: usize) -> Option<&[u8]> {
+        let end = phys.checked_add(len as u64)?;
+        if offset() == 0 || end > LIMIT.load(Ordering::Relaxed) {
+            return None;
+        }
+        // SAFETY: `phys..end` lies below LIMIT, so the bootloader's offset
+        // mapping covers it; it is firmware memory no one writes (see the
+        // type's doc), so a shared slice of it is sound for any lifetime.
+        Some(unsafe { core::slice::from_raw_parts(to_virt(phys) as *const u8, len) })
+    }
+}
