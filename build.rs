@@ -17,9 +17,15 @@ fn main() {
     config.frame_buffer_logging = false;
 
     let bios = out.join("aetheros-bios.img");
-    BiosBoot::new(&kernel).set_boot_config(&config).create_disk_image(&bios).expect("create BIOS image");
+    BiosBoot::new(&kernel)
+        .set_boot_config(&config)
+        .create_disk_image(&bios)
+        .expect("create BIOS image");
     let uefi = out.join("aetheros-uefi.img");
-    UefiBoot::new(&kernel).set_boot_config(&config).create_disk_image(&uefi).expect("create UEFI image");
+    UefiBoot::new(&kernel)
+        .set_boot_config(&config)
+        .create_disk_image(&uefi)
+        .expect("create UEFI image");
 
     println!("cargo:rustc-env=AETHER_BIOS_IMAGE={}", bios.display());
     println!("cargo:rustc-env=AETHER_UEFI_IMAGE={}", uefi.display());

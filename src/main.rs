@@ -26,7 +26,11 @@ struct Options {
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut o = Options { firmware: Firmware::Bios, tests: None, log: LogLevel::Info };
+    let mut o = Options {
+        firmware: Firmware::Bios,
+        tests: None,
+        log: LogLevel::Info,
+    };
     let mut args = args.peekable();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -36,7 +40,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--log" => {
                 let level = args.next().ok_or("--log needs a level")?;
                 let line = format!("log={level}");
-                o.log = BootArgs::parse(&line).map_err(|_| format!("unknown log level '{level}'"))?.log;
+                o.log = BootArgs::parse(&line)
+                    .map_err(|_| format!("unknown log level '{level}'"))?
+                    .log;
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option '{other}'")),
@@ -68,9 +74,21 @@ fn main() -> ExitCode {
         None => Mode::Console,
         Some(names) => Mode::Test(names.as_deref()),
     };
-    let on_panic = if opts.tests.is_some() { OnPanic::Exit } else { OnPanic::Halt };
-    let args = BootArgs { mode, on_panic, log: opts.log };
-    let launch = Launch { firmware: opts.firmware, serial: Serial::Terminal, cmdline: args.to_string() };
+    let on_panic = if opts.tests.is_some() {
+        OnPanic::Exit
+    } else {
+        OnPanic::Halt
+    };
+    let args = BootArgs {
+        mode,
+        on_panic,
+        log: opts.log,
+    };
+    let launch = Launch {
+        firmware: opts.firmware,
+        serial: Serial::Terminal,
+        cmdline: args.to_string(),
+    };
     let mut cmd = match qemu.command(&aetheros::images(), &launch) {
         Ok(c) => c,
         Err(e) => {
@@ -78,7 +96,10 @@ fn main() -> ExitCode {
             return ExitCode::from(127);
         }
     };
-    eprintln!("AetherOS: booting ({:?}); `shutdown` powers off, Ctrl-A X quits QEMU", opts.firmware);
+    eprintln!(
+        "AetherOS: booting ({:?}); `shutdown` powers off, Ctrl-A X quits QEMU",
+        opts.firmware
+    );
     match cmd.status() {
         Ok(status) => match status.code() {
             // ACPI power-off, or the isa-debug-exit pass code.

@@ -38,7 +38,11 @@ fn json_line(value: &impl Serialize) {
 fn help(json: bool) {
     for c in COMMANDS {
         if json {
-            json_line(&CommandHelp { name: c.name, usage: c.usage, summary: c.summary });
+            json_line(&CommandHelp {
+                name: c.name,
+                usage: c.usage,
+                summary: c.summary,
+            });
         } else {
             out!("  {:<18} {}\n", c.usage, c.summary);
         }
@@ -46,7 +50,10 @@ fn help(json: bool) {
 }
 
 fn uptime(json: bool) {
-    let report = UptimeReport { uptime_ns: time::now_ns(), boot_unix_s: time::boot_unix_s() };
+    let report = UptimeReport {
+        uptime_ns: time::now_ns(),
+        boot_unix_s: time::boot_unix_s(),
+    };
     if json {
         return json_line(&report);
     }
@@ -83,7 +90,13 @@ fn mem(json: bool) {
         kib(f.used),
         kib(f.free)
     );
-    out!("heap:   {} bytes used, {} free, {} mapped (grows to {})\n", h.used, h.free, h.size, h.limit);
+    out!(
+        "heap:   {} bytes used, {} free, {} mapped (grows to {})\n",
+        h.used,
+        h.free,
+        h.size,
+        h.limit
+    );
 }
 
 fn execute(line: &str) {
@@ -103,7 +116,9 @@ fn execute(line: &str) {
 
 /// Announces readiness and serves the console forever.
 pub fn run() -> ! {
-    let ready = ConsoleReady { entry_to_prompt_ns: time::now_ns() };
+    let ready = ConsoleReady {
+        entry_to_prompt_ns: time::now_ns(),
+    };
     out!("{ready}\n{PROMPT}");
     let mut editor = LineEditor::new();
     let mut dropped = 0;

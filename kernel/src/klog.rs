@@ -23,9 +23,9 @@ impl Log for SerialLogger {
         let ns = time::now_ns();
         let target = record.target();
         let subsystem = target.strip_prefix("kernel::").unwrap_or(target);
-        let _ = write!(
+        let _ = writeln!(
             serial::Writer,
-            "[{:5}.{:06}] {:<5} {}: {}\n",
+            "[{:5}.{:06}] {:<5} {}: {}",
             ns / 1_000_000_000,
             ns / 1_000 % 1_000_000,
             record.level(),

@@ -57,7 +57,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         log::warn!("COM1 init: {e:?}");
     }
     match problem {
-        Some(config::Problem::NotUtf8) => log::error!("kernel command line is not UTF-8; using defaults"),
+        Some(config::Problem::NotUtf8) => {
+            log::error!("kernel command line is not UTF-8; using defaults")
+        }
         Some(config::Problem::Invalid(e)) => {
             log::error!("kernel command line '{}': {e}; using defaults", config::cmdline())
         }
@@ -65,13 +67,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
 
     log::debug!("cmdline '{}'", config::cmdline());
-    if let Err(e) = mm::init(&boot_info.memory_regions, boot_info.physical_memory_offset.into_option()) {
-        panic!("memory init failed: {e:?}");
+    if let Err(e) = mm::init(
+        &boot_info.memory_regions,
+        boot_info.physical_memory_offset.into_option(),
+    ) {
+        panic!("memory init failed: {e}");
     }
     log::debug!("memory up");
     let platform = platform::discover(boot_info.rsdp_addr.into_option());
     if let Err(e) = platform::init_interrupts(platform) {
-        panic!("interrupt controller init failed: {e:?}");
+        panic!("interrupt controller init failed: {e}");
     }
     let tsc_hz = match tsc {
         Ok(hz) => hz,
@@ -100,7 +105,12 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         Mode::Console => console::run(),
         Mode::Test(filter) => ktest::run(filter),
         Mode::Bench => {
-            log::info!("{}", aether_abi::boot::ConsoleReady { entry_to_prompt_ns: time::now_ns() });
+            log::info!(
+                "{}",
+                aether_abi::boot::ConsoleReady {
+                    entry_to_prompt_ns: time::now_ns()
+                }
+            );
             platform::power_off()
         }
     }

@@ -42,14 +42,22 @@ pub fn discover(rsdp: Option<u64>) -> &'static Platform {
                 return Platform::default();
             }
         };
-        let madt = tables.madt.map(|at| Madt::read(&mem, at)).transpose().unwrap_or_else(|e| {
-            log::warn!("ACPI: {e}");
-            None
-        });
+        let madt = tables
+            .madt
+            .map(|at| Madt::read(&mem, at))
+            .transpose()
+            .unwrap_or_else(|e| {
+                log::warn!("ACPI: {e}");
+                None
+            });
         let power = tables.fadt.and_then(|at| {
             let fadt = Fadt::read(&mem, at).inspect_err(|e| log::warn!("ACPI: {e}")).ok()?;
             let slp_typ = fadt.s5_sleep_type(&mem).inspect_err(|e| log::warn!("ACPI: {e}")).ok()?;
-            Some(PowerOff { pm1a: fadt.pm1a_cnt_blk, pm1b: fadt.pm1b_cnt_blk, slp_typ })
+            Some(PowerOff {
+                pm1a: fadt.pm1a_cnt_blk,
+                pm1b: fadt.pm1b_cnt_blk,
+                slp_typ,
+            })
         });
         log::debug!("madt={} power_off={:?}", madt.is_some(), power);
         Platform { madt, power }
@@ -60,6 +68,15 @@ pub fn discover(rsdp: Option<u64>) -> &'static Platform {
 pub enum InterruptError {
     Map(paging::MapError),
     Route(ioapic::RouteError),
+}
+
+impl core::fmt::Display for InterruptError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            InterruptError::Map(e) => write!(f, "mapping controller registers: {e:?}"),
+            InterruptError::Route(e) => write!(f, "routing the COM1 interrupt: {e:?}"),
+        }
+    }
 }
 
 /// Masks the legacy PIC, enables the local APIC and the IOAPIC, and routes
@@ -86,7 +103,10 @@ pub fn init_interrupts(p: &Platform) -> Result<(), InterruptError> {
     let io = unsafe { paging::map_mmio(io_phys, 0x20) }.map_err(InterruptError::Map)?;
     // SAFETY: `io` maps the IOAPIC registers uncached, for good.
     let entries = unsafe { ioapic::init(io, gsi_base) };
-    log::debug!("lapic {lapic_phys:#x} id {}, ioapic {io_phys:#x} with {entries} entries", apic::id());
+    log::debug!(
+        "lapic {lapic_phys:#x} id {}, ioapic {io_phys:#x} with {entries} entries",
+        apic::id()
+    );
 
     let irq = idt::Irq::Isa(serial::COM1_IRQ);
     idt::set_irq_handler(irq, serial::on_interrupt);

@@ -93,7 +93,10 @@ pub struct BootArgs<'a> {
 pub enum CmdlineError<'a> {
     TooLong(usize),
     UnknownWord(&'a str),
-    BadValue { key: &'a str, value: &'a str },
+    BadValue {
+        key: &'a str,
+        value: &'a str,
+    },
     /// `tests=` without `mode=test`.
     TestsWithoutTestMode,
 }
@@ -133,9 +136,9 @@ impl<'a> BootArgs<'a> {
                 }
                 "tests" => {
                     let valid = !value.is_empty()
-                        && value.split(',').all(|n| {
-                            !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                        });
+                        && value
+                            .split(',')
+                            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
                     if !valid {
                         return Err(bad);
                     }
@@ -199,7 +202,11 @@ impl ConsoleReady {
 
 impl fmt::Display for ConsoleReady {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{CONSOLE_READY_MARKER} entry_to_prompt_ns={}", self.entry_to_prompt_ns)
+        write!(
+            f,
+            "{CONSOLE_READY_MARKER} entry_to_prompt_ns={}",
+            self.entry_to_prompt_ns
+        )
     }
 }
 
@@ -219,9 +226,21 @@ mod tests {
     fn display_round_trips() {
         for args in [
             BootArgs::default(),
-            BootArgs { mode: Mode::Test(Some("a,b_c")), on_panic: OnPanic::Exit, log: LogLevel::Debug },
-            BootArgs { mode: Mode::Test(None), on_panic: OnPanic::Exit, log: LogLevel::Warn },
-            BootArgs { mode: Mode::Bench, on_panic: OnPanic::Halt, log: LogLevel::Error },
+            BootArgs {
+                mode: Mode::Test(Some("a,b_c")),
+                on_panic: OnPanic::Exit,
+                log: LogLevel::Debug,
+            },
+            BootArgs {
+                mode: Mode::Test(None),
+                on_panic: OnPanic::Exit,
+                log: LogLevel::Warn,
+            },
+            BootArgs {
+                mode: Mode::Bench,
+                on_panic: OnPanic::Halt,
+                log: LogLevel::Error,
+            },
         ] {
             let line = args.to_string();
             assert_eq!(BootArgs::parse(&line).unwrap(), args, "{line}");
@@ -234,15 +253,24 @@ mod tests {
         assert_eq!(BootArgs::parse("foo=1"), Err(CmdlineError::UnknownWord("foo=1")));
         assert_eq!(
             BootArgs::parse("mode=fast"),
-            Err(CmdlineError::BadValue { key: "mode", value: "fast" })
+            Err(CmdlineError::BadValue {
+                key: "mode",
+                value: "fast"
+            })
         );
         assert_eq!(
             BootArgs::parse("mode=test tests=a,,b"),
-            Err(CmdlineError::BadValue { key: "tests", value: "a,,b" })
+            Err(CmdlineError::BadValue {
+                key: "tests",
+                value: "a,,b"
+            })
         );
         assert_eq!(
             BootArgs::parse("mode=test tests=a;b"),
-            Err(CmdlineError::BadValue { key: "tests", value: "a;b" })
+            Err(CmdlineError::BadValue {
+                key: "tests",
+                value: "a;b"
+            })
         );
         assert_eq!(BootArgs::parse("tests=a"), Err(CmdlineError::TestsWithoutTestMode));
         let long = "log=info ".repeat(100);
@@ -257,7 +285,9 @@ mod tests {
 
     #[test]
     fn console_ready_marker_round_trips_and_ignores_noise() {
-        let m = ConsoleReady { entry_to_prompt_ns: 1_234_567 };
+        let m = ConsoleReady {
+            entry_to_prompt_ns: 1_234_567,
+        };
         let line = m.to_string();
         assert_eq!(ConsoleReady::find_in(&line), Some(m));
         let noisy = std::format!("\x1b[2J\x1b[01;01H{line}\r");

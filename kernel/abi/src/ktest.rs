@@ -97,21 +97,38 @@ mod tests {
     #[test]
     fn lines_round_trip() {
         for l in [
-            KtestLine::Passed { name: "heap_grow", micros: 12 },
-            KtestLine::Failed { name: "x", message: "expected 3, got 2" },
+            KtestLine::Passed {
+                name: "heap_grow",
+                micros: 12,
+            },
+            KtestLine::Failed {
+                name: "x",
+                message: "expected 3, got 2",
+            },
             KtestLine::Done { passed: 9, failed: 1 },
         ] {
             assert_eq!(KtestLine::parse(&l.to_string()), Some(l));
         }
         assert_eq!(
             KtestLine::parse("KTEST FAIL lonely"),
-            Some(KtestLine::Failed { name: "lonely", message: "" })
+            Some(KtestLine::Failed {
+                name: "lonely",
+                message: ""
+            })
         );
     }
 
     #[test]
     fn noise_is_not_a_test_line() {
-        for l in ["", "KTEST", "KTEST ok", "KTEST ok a b", "KTESTok a 1us", "INFO KTEST ok a 1us", "KTEST DONE passed=1"] {
+        for l in [
+            "",
+            "KTEST",
+            "KTEST ok",
+            "KTEST ok a b",
+            "KTESTok a 1us",
+            "INFO KTEST ok a 1us",
+            "KTEST DONE passed=1",
+        ] {
             assert_eq!(KtestLine::parse(l), None, "{l:?}");
         }
     }

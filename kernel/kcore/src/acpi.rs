@@ -77,7 +77,7 @@ fn checksum_ok(b: &[u8]) -> bool {
 }
 
 /// A whole system description table (header included), validated.
-fn table<'m>(mem: &'m impl PhysMemory, at: u64, sig: [u8; 4]) -> Result<&'m [u8]> {
+fn table(mem: &impl PhysMemory, at: u64, sig: [u8; 4]) -> Result<&[u8]> {
     let header = mem.slice(at, HEADER_LEN).ok_or(AcpiError::Unreadable(at))?;
     if header[..4] != sig {
         return Err(AcpiError::BadSignature { at, expected: sig });
@@ -120,7 +120,11 @@ pub fn find_tables(mem: &impl PhysMemory, rsdp: u64) -> Result<Tables> {
     let root = table(mem, root, sig)?;
     let mut tables = Tables::default();
     for entry in root[HEADER_LEN..].chunks_exact(entry_len).take(MAX_ROOT_ENTRIES) {
-        let at = if entry_len == 8 { u64_at(entry, 0) } else { u32_at(entry, 0) as u64 };
+        let at = if entry_len == 8 {
+            u64_at(entry, 0)
+        } else {
+            u32_at(entry, 0) as u64
+        };
         let Some(h) = mem.slice(at, 4) else { continue };
         match h {
             b"FACP" if table(mem, at, *b"FACP").is_ok() => tables.fadt = Some(at),
@@ -234,7 +238,10 @@ impl Madt {
         if t.len() < HEADER_LEN + 8 {
             return Err(AcpiError::BadLength(*b"APIC"));
         }
-        let mut m = Madt { local_apic: u32_at(t, HEADER_LEN) as u64, ..Default::default() };
+        let mut m = Madt {
+            local_apic: u32_at(t, HEADER_LEN) as u64,
+            ..Default::default()
+        };
         let mut p = HEADER_LEN + 8;
         while p + 2 <= t.len() {
             let (kind, len) = (t[p], t[p + 1] as usize);
@@ -244,11 +251,19 @@ impl Madt {
             let e = &t[p..p + len];
             match kind {
                 1 if len >= 12 && m.n_ioapics < MAX_IOAPICS => {
-                    m.ioapics[m.n_ioapics] = IoApicEntry { id: e[2], address: u32_at(e, 4), gsi_base: u32_at(e, 8) };
+                    m.ioapics[m.n_ioapics] = IoApicEntry {
+                        id: e[2],
+                        address: u32_at(e, 4),
+                        gsi_base: u32_at(e, 8),
+                    };
                     m.n_ioapics += 1;
                 }
                 2 if len >= 10 && m.n_overrides < MAX_OVERRIDES => {
-                    m.overrides[m.n_overrides] = SourceOverride { irq: e[3], gsi: u32_at(e, 4), flags: u16_at(e, 8) };
+                    m.overrides[m.n_overrides] = SourceOverride {
+                        irq: e[3],
+                        gsi: u32_at(e, 4),
+                        flags: u16_at(e, 8),
+                    };
                     m.n_overrides += 1;
                 }
                 5 if len >= 12 => m.local_apic = u64_at(e, 4),
@@ -273,13 +288,21 @@ impl Madt {
                 active_low: o.flags & 0b11 == 0b11,
                 level_triggered: (o.flags >> 2) & 0b11 == 0b11,
             },
-            None => IsaRoute { gsi: irq as u32, active_low: false, level_triggered: false },
+            None => IsaRoute {
+                gsi: irq as u32,
+                active_low: false,
+                level_triggered: false,
+            },
         }
     }
 
     /// The IOAPIC serving `gsi`: the one with the highest base at or below it.
     pub fn ioapic_for(&self, gsi: u32) -> Option<IoApicEntry> {
-        self.ioapics().iter().filter(|a| a.gsi_base <= gsi).max_by_key(|a| a.gsi_base).copied()
+        self.ioapics()
+            .iter()
+            .filter(|a| a.gsi_base <= gsi)
+            .max_by_key(|a| a.gsi_base)
+            .copied()
     }
 }
 
@@ -374,7 +397,13 @@ mod tests {
     fn finds_fadt_and_madt_and_skips_unreadable_entries() {
         let m = machine(&[0x12, 0x06, 0x04, 0x0a, 0x05, 0x00, 0x00, 0x00]);
         let t = find_tables(&m, BASE).unwrap();
-        assert_eq!(t, Tables { fadt: Some(BASE + 0x100), madt: Some(BASE + 0x200) });
+        assert_eq!(
+            t,
+            Tables {
+                fadt: Some(BASE + 0x100),
+                madt: Some(BASE + 0x200)
+            }
+        );
         let fadt = Fadt::read(&m, BASE + 0x100).unwrap();
         assert_eq!(fadt.pm1a_cnt_blk, 0x604);
         assert_eq!(fadt.dsdt, BASE + 0x300);
@@ -398,10 +427,38 @@ mod tests {
         let m = machine(&[0x12, 0x06, 0x04, 0x00]);
         let madt = Madt::read(&m, BASE + 0x200).unwrap();
         assert_eq!(madt.local_apic, 0xfee0_0000);
-        assert_eq!(madt.ioapics(), &[IoApicEntry { id: 0, address: 0xfec0_0000, gsi_base: 0 }]);
-        assert_eq!(madt.isa_route(0), IsaRoute { gsi: 2, active_low: false, level_triggered: false });
-        assert_eq!(madt.isa_route(4), IsaRoute { gsi: 4, active_low: false, level_triggered: false });
-        assert_eq!(madt.isa_route(9), IsaRoute { gsi: 9, active_low: true, level_triggered: true });
+        assert_eq!(
+            madt.ioapics(),
+            &[IoApicEntry {
+                id: 0,
+                address: 0xfec0_0000,
+                gsi_base: 0
+            }]
+        );
+        assert_eq!(
+            madt.isa_route(0),
+            IsaRoute {
+                gsi: 2,
+                active_low: false,
+                level_triggered: false
+            }
+        );
+        assert_eq!(
+            madt.isa_route(4),
+            IsaRoute {
+                gsi: 4,
+                active_low: false,
+                level_triggered: false
+            }
+        );
+        assert_eq!(
+            madt.isa_route(9),
+            IsaRoute {
+                gsi: 9,
+                active_low: true,
+                level_triggered: true
+            }
+        );
         assert_eq!(madt.ioapic_for(4).unwrap().address, 0xfec0_0000);
     }
 

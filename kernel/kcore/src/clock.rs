@@ -51,7 +51,11 @@ impl TscClock {
     /// `hz` must be a [`measure_hz`] result (>= 1 MHz, so `mult` fits).
     pub const fn new(hz: u64, epoch: u64) -> Self {
         let mult = ((NS_PER_S as u128) << SHIFT) / hz as u128;
-        TscClock { hz, epoch, mult: mult as u64 }
+        TscClock {
+            hz,
+            epoch,
+            mult: mult as u64,
+        }
     }
 
     pub const fn hz(&self) -> u64 {
@@ -111,7 +115,10 @@ mod tests {
         assert_eq!(measure_hz(100, 0, PIT_HZ), Err(CalibrationError::NoReferenceTicks));
         assert_eq!(measure_hz(0, 10, PIT_HZ), Err(CalibrationError::CounterStalled));
         assert_eq!(measure_hz(1, 1_193_182, PIT_HZ), Err(CalibrationError::Implausible(1)));
-        assert!(matches!(measure_hz(u64::MAX, 1, PIT_HZ), Err(CalibrationError::Implausible(_))));
+        assert!(matches!(
+            measure_hz(u64::MAX, 1, PIT_HZ),
+            Err(CalibrationError::Implausible(_))
+        ));
     }
 
     #[test]

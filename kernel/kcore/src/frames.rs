@@ -43,7 +43,10 @@ pub enum FrameError {
     NoUsableMemory,
     TooManyRegions,
     /// The bitmap storage given holds fewer words than needed.
-    StorageTooSmall { needed: usize, given: usize },
+    StorageTooSmall {
+        needed: usize,
+        given: usize,
+    },
     Unaligned(u64),
     /// The frame is not usable RAM (outside every usable region).
     NotUsable(u64),
@@ -95,7 +98,11 @@ impl Layout {
             return Err(FrameError::NoUsableMemory);
         }
         let frames = hi - lo;
-        Ok(Layout { base_frame: lo, frames, words: frames.div_ceil(64) as usize })
+        Ok(Layout {
+            base_frame: lo,
+            frames,
+            words: frames.div_ceil(64) as usize,
+        })
     }
 
     pub const fn bytes(&self) -> u64 {
@@ -119,7 +126,10 @@ impl<'a> FrameBitmap<'a> {
     pub fn new(words: &'a mut [u64], regions: impl Iterator<Item = Region> + Clone) -> Result<Self, FrameError> {
         let layout = Layout::for_regions(regions.clone())?;
         if words.len() < layout.words {
-            return Err(FrameError::StorageTooSmall { needed: layout.words, given: words.len() });
+            return Err(FrameError::StorageTooSmall {
+                needed: layout.words,
+                given: words.len(),
+            });
         }
         let words = &mut words[..layout.words];
         words.fill(!0);
@@ -157,7 +167,11 @@ impl<'a> FrameBitmap<'a> {
     }
 
     pub fn stats(&self) -> FrameStats {
-        FrameStats { total: self.total, used: self.used, free: self.total - self.used }
+        FrameStats {
+            total: self.total,
+            used: self.used,
+            free: self.total - self.used,
+        }
     }
 
     /// Marks the usable frames overlapping `[start, end)` as used (for
@@ -227,7 +241,9 @@ impl<'a> FrameBitmap<'a> {
         if !addr.is_multiple_of(FRAME_SIZE) {
             return Err(FrameError::Unaligned(addr));
         }
-        let idx = self.index_of_usable(addr / FRAME_SIZE).ok_or(FrameError::NotUsable(addr))?;
+        let idx = self
+            .index_of_usable(addr / FRAME_SIZE)
+            .ok_or(FrameError::NotUsable(addr))?;
         if !self.bit(idx) {
             return Err(FrameError::DoubleFree(addr));
         }
@@ -257,7 +273,11 @@ impl<'a> FrameBitmap<'a> {
             let w = i / 64;
             let start = i % 64;
             let end = (hi - w * 64).min(64);
-            let mask = if end - start == 64 { !0 } else { ((1u64 << (end - start)) - 1) << start };
+            let mask = if end - start == 64 {
+                !0
+            } else {
+                ((1u64 << (end - start)) - 1) << start
+            };
             cleared += (self.words[w] & mask).count_ones() as u64;
             self.words[w] &= !mask;
             i = w * 64 + end;
@@ -295,7 +315,10 @@ mod tests {
         assert_eq!(l.base_frame, 256);
         assert_eq!(l.frames, 10 * 256 - 256);
         assert_eq!(l.words, (l.frames as usize).div_ceil(64));
-        assert_eq!(Layout::for_regions([Region::new(0, 4095)].into_iter()), Err(FrameError::NoUsableMemory));
+        assert_eq!(
+            Layout::for_regions([Region::new(0, 4095)].into_iter()),
+            Err(FrameError::NoUsableMemory)
+        );
     }
 
     #[test]
@@ -303,11 +326,21 @@ mod tests {
         let mut words = [0u64; 64];
         let mut b = FrameBitmap::new(&mut words, regions().into_iter()).unwrap();
         // 256 frames + (2 MiB - 1 partial frame at the start) = 256 + 511.
-        assert_eq!(b.stats(), FrameStats { total: 767, used: 0, free: 767 });
+        assert_eq!(
+            b.stats(),
+            FrameStats {
+                total: 767,
+                used: 0,
+                free: 767
+            }
+        );
         let mut seen = std::collections::BTreeSet::new();
         while let Some(f) = b.alloc() {
             assert!(f % FRAME_SIZE == 0);
-            assert!((MIB..2 * MIB).contains(&f) || (8 * MIB + 4096..10 * MIB).contains(&f), "{f:#x}");
+            assert!(
+                (MIB..2 * MIB).contains(&f) || (8 * MIB + 4096..10 * MIB).contains(&f),
+                "{f:#x}"
+            );
             assert!(seen.insert(f), "{f:#x} handed out twice");
         }
         assert_eq!(seen.len(), 767);
@@ -324,7 +357,10 @@ mod tests {
         while let Some(f) = b.alloc() {
             last = f;
         }
-        assert!(last < PREFERRED_START, "memory below 16 MiB is handed out last: {last:#x}");
+        assert!(
+            last < PREFERRED_START,
+            "memory below 16 MiB is handed out last: {last:#x}"
+        );
     }
 
     #[test]
@@ -388,8 +424,9 @@ mod tests {
             FrameBitmap::new(&mut small, regions().into_iter()),
             Err(FrameError::StorageTooSmall { given: 2, .. })
         ));
-        let many: std::vec::Vec<_> =
-            (0..MAX_REGIONS as u64 + 1).map(|i| Region::new(i * 2 * FRAME_SIZE, i * 2 * FRAME_SIZE + FRAME_SIZE)).collect();
+        let many: std::vec::Vec<_> = (0..MAX_REGIONS as u64 + 1)
+            .map(|i| Region::new(i * 2 * FRAME_SIZE, i * 2 * FRAME_SIZE + FRAME_SIZE))
+            .collect();
         let mut words = [0u64; 8];
         assert!(matches!(
             FrameBitmap::new(&mut words, many.into_iter()),

@@ -42,7 +42,10 @@ mod tests {
     #[test]
     fn matches_exact_names_only() {
         let e = entry(17, 0x0021, b"opt/aetheros/cmdline");
-        assert_eq!(match_entry(&e, "opt/aetheros/cmdline"), Some(FileEntry { size: 17, select: 0x21 }));
+        assert_eq!(
+            match_entry(&e, "opt/aetheros/cmdline"),
+            Some(FileEntry { size: 17, select: 0x21 })
+        );
         assert_eq!(match_entry(&e, "opt/aetheros"), None);
         assert_eq!(match_entry(&e, "opt/aetheros/cmdline2"), None);
     }

@@ -203,7 +203,14 @@ mod tests {
         r.status_b = 0;
         r.hours = 0x13; // 12-hour mode, hour 13
         assert_eq!(r.decode(), None);
-        assert_eq!(RtcRegisters { status_b: 0xff, ..Default::default() }.decode(), None);
+        assert_eq!(
+            RtcRegisters {
+                status_b: 0xff,
+                ..Default::default()
+            }
+            .decode(),
+            None
+        );
     }
 
     #[test]
@@ -213,6 +220,9 @@ mod tests {
             assert!(dt.is_valid(), "{dt}");
             assert_eq!(dt.unix_seconds(), t, "{dt}");
         }
-        assert_eq!(DateTime::from_unix_seconds(951_782_400).to_string(), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            DateTime::from_unix_seconds(951_782_400).to_string(),
+            "2000-02-29T00:00:00Z"
+        );
     }
 }

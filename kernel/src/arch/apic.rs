@@ -20,8 +20,6 @@ const LVT_MASKED: u32 = 1 << 16;
 const LVT_PERIODIC: u32 = 1 << 17;
 /// Divide configuration value for "divide by 16" (SDM Figure 11-10).
 const DIVIDE_BY_16: u32 = 0b0011;
-/// The timer counts at the APIC bus clock divided by this.
-pub const TIMER_DIVISOR: u64 = 16;
 
 /// IA32_APIC_BASE (SDM Vol. 4 Table 2-2).
 const IA32_APIC_BASE: u32 = 0x1b;

@@ -22,7 +22,10 @@ pub fn init(top: u64, size: u64) {
 /// double-fault stack).
 fn stack_of(addr: u64) -> Option<usize> {
     let (lo, hi) = super::gdt::double_fault_stack();
-    let stacks = [STACK_LOW.load(Ordering::Relaxed)..STACK_HIGH.load(Ordering::Relaxed), lo..hi];
+    let stacks = [
+        STACK_LOW.load(Ordering::Relaxed)..STACK_HIGH.load(Ordering::Relaxed),
+        lo..hi,
+    ];
     if !addr.is_multiple_of(8) {
         return None;
     }

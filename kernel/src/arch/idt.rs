@@ -45,8 +45,10 @@ impl Irq {
     }
 }
 
-static HANDLERS: Mutex<[Option<fn()>; 17]> = Mutex::new([None; 17]);
-static SPURIOUS: AtomicU64 = AtomicU64::new(0);
+/// Registered handlers: ISA IRQs 0-15, then the timer.
+type HandlerTable = [Option<fn()>; 17];
+
+static HANDLERS: Mutex<HandlerTable> = Mutex::new([None; 17]);
 static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
@@ -56,11 +58,6 @@ pub fn set_irq_handler(irq: Irq, handler: fn()) {
     // Interrupts off: an interrupt taken while the lock is held would spin
     // on it forever.
     super::cpu::without_interrupts(|| HANDLERS.lock()[irq.slot()] = Some(handler));
-}
-
-/// Spurious interrupts seen (PIC and local APIC).
-pub fn spurious_count() -> u64 {
-    SPURIOUS.load(Ordering::Relaxed)
 }
 
 /// Breakpoint exceptions seen (they are reported and resumed).
@@ -87,23 +84,33 @@ macro_rules! irq_handlers {
 }
 
 irq_handlers!(
-    isa0 = Irq::Isa(0), isa1 = Irq::Isa(1), isa2 = Irq::Isa(2), isa3 = Irq::Isa(3),
-    isa4 = Irq::Isa(4), isa5 = Irq::Isa(5), isa6 = Irq::Isa(6), isa7 = Irq::Isa(7),
-    isa8 = Irq::Isa(8), isa9 = Irq::Isa(9), isa10 = Irq::Isa(10), isa11 = Irq::Isa(11),
-    isa12 = Irq::Isa(12), isa13 = Irq::Isa(13), isa14 = Irq::Isa(14), isa15 = Irq::Isa(15),
+    isa0 = Irq::Isa(0),
+    isa1 = Irq::Isa(1),
+    isa2 = Irq::Isa(2),
+    isa3 = Irq::Isa(3),
+    isa4 = Irq::Isa(4),
+    isa5 = Irq::Isa(5),
+    isa6 = Irq::Isa(6),
+    isa7 = Irq::Isa(7),
+    isa8 = Irq::Isa(8),
+    isa9 = Irq::Isa(9),
+    isa10 = Irq::Isa(10),
+    isa11 = Irq::Isa(11),
+    isa12 = Irq::Isa(12),
+    isa13 = Irq::Isa(13),
+    isa14 = Irq::Isa(14),
+    isa15 = Irq::Isa(15),
     timer = Irq::Timer,
 );
 
 extern "x86-interrupt" fn pic_spurious(_frame: InterruptStackFrame) {
     // A spurious PIC IRQ 7/15 is not acknowledged (8259A datasheet); the
     // PIC is fully masked, so there is nothing else to do.
-    SPURIOUS.fetch_add(1, Ordering::Relaxed);
     pic::acknowledge_spurious_slave_if_needed();
 }
 
 extern "x86-interrupt" fn apic_spurious(_frame: InterruptStackFrame) {
-    // SDM Vol. 3A §11.9: no EOI for the spurious vector.
-    SPURIOUS.fetch_add(1, Ordering::Relaxed);
+    // SDM Vol. 3A §11.9: no EOI for the spurious vector, nothing to do.
 }
 
 extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
@@ -131,7 +138,10 @@ fn fatal(vector: u8, name: &str, error_code: Option<u64>, frame: &InterruptStack
         frame.stack_pointer.as_u64(),
         frame.stack_segment.0,
     );
-    panic!("unhandled CPU exception: {name} at rip={:#x}", frame.instruction_pointer.as_u64());
+    panic!(
+        "unhandled CPU exception: {name} at rip={:#x}",
+        frame.instruction_pointer.as_u64()
+    );
 }
 
 macro_rules! exception {
@@ -194,7 +204,9 @@ pub fn init() {
         // SAFETY: the IST slot holds the top of a 'static stack used by
         // nothing else (gdt::init put it there before the IDT is loaded).
         unsafe {
-            idt.double_fault.set_handler_fn(double_fault).set_stack_index(gdt::DOUBLE_FAULT_IST);
+            idt.double_fault
+                .set_handler_fn(double_fault)
+                .set_stack_index(gdt::DOUBLE_FAULT_IST);
         }
         idt.invalid_tss.set_handler_fn(invalid_tss);
         idt.segment_not_present.set_handler_fn(segment_not_present);

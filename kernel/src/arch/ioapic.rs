@@ -63,7 +63,11 @@ pub enum RouteError {
 /// `mmio` must map the IOAPIC's register window (at least 0x20 bytes),
 /// uncached, for the rest of the kernel's life.
 pub unsafe fn init(mmio: u64, gsi_base: u32) -> u32 {
-    let mut apic = IoApic { base: mmio as *mut u32, gsi_base, entries: 0 };
+    let mut apic = IoApic {
+        base: mmio as *mut u32,
+        gsi_base,
+        entries: 0,
+    };
     apic.entries = ((apic.read(REG_VERSION) >> 16) & 0xff) + 1;
     for i in 0..apic.entries {
         apic.set_entry(i, MASKED);
@@ -79,7 +83,10 @@ pub fn route(gsi: u32, vector: u8, dest: u8, active_low: bool, level: bool) -> R
     let apic = IOAPIC.get().ok_or(RouteError::NotInitialised)?;
     super::cpu::without_interrupts(|| {
         let mut apic = apic.lock();
-        let index = gsi.checked_sub(apic.gsi_base).filter(|&i| i < apic.entries).ok_or(RouteError::NoSuchGsi(gsi))?;
+        let index = gsi
+            .checked_sub(apic.gsi_base)
+            .filter(|&i| i < apic.entries)
+            .ok_or(RouteError::NoSuchGsi(gsi))?;
         let mut entry = vector as u64 | ((dest as u64) << 56);
         if active_low {
             entry |= ACTIVE_LOW;

@@ -53,7 +53,10 @@ pub fn run(filter: Option<&str>) -> ! {
     if let Some(names) = filter
         && let Some(unknown) = names.split(',').find(|n| !tests::ALL.iter().any(|t| t.name == *n))
     {
-        line(KtestLine::Failed { name: unknown, message: "no such test" });
+        line(KtestLine::Failed {
+            name: unknown,
+            message: "no such test",
+        });
         power::qemu_exit(QemuExitCode::Failure);
     }
     let (mut passed, mut failed) = (0, 0);
@@ -70,18 +73,32 @@ pub fn run(filter: Option<&str>) -> ! {
             }
             Err(message) => {
                 failed += 1;
-                line(KtestLine::Failed { name: t.name, message: &message });
+                line(KtestLine::Failed {
+                    name: t.name,
+                    message: &message,
+                });
             }
         }
     }
     line(KtestLine::Done { passed, failed });
-    power::qemu_exit(if failed == 0 && passed > 0 { QemuExitCode::Success } else { QemuExitCode::Failure })
+    power::qemu_exit(if failed == 0 && passed > 0 {
+        QemuExitCode::Success
+    } else {
+        QemuExitCode::Failure
+    })
 }
 
 /// Called by the panic handler: reports the running test (if any) as failed.
 pub fn on_panic(w: &mut impl Write) {
     let i = CURRENT.load(Ordering::Relaxed);
     if let Some(t) = tests::ALL.get(i) {
-        let _ = write!(w, "{}\r\n", KtestLine::Failed { name: t.name, message: "panicked (see above)" });
+        let _ = write!(
+            w,
+            "{}\r\n",
+            KtestLine::Failed {
+                name: t.name,
+                message: "panicked (see above)"
+            }
+        );
     }
 }

@@ -14,31 +14,98 @@ use crate::mm::{frames, heap, paging, phys};
 use crate::{platform, time};
 
 pub static ALL: &[Test] = &[
-    Test { name: "frames_alloc_free_roundtrip", run: frames_alloc_free_roundtrip, opt_in: false },
-    Test { name: "paging_map_translate_unmap", run: paging_map_translate_unmap, opt_in: false },
-    Test { name: "paging_refuses_writable_executable", run: paging_refuses_writable_executable, opt_in: false },
-    Test { name: "heap_grows_on_demand", run: heap_grows_on_demand, opt_in: false },
-    Test { name: "heap_exhaustion_is_an_error", run: heap_exhaustion_is_an_error, opt_in: false },
-    Test { name: "interrupts_timer_ticks_arrive", run: interrupts_timer_ticks_arrive, opt_in: false },
-    Test { name: "interrupts_breakpoint_resumes", run: interrupts_breakpoint_resumes, opt_in: false },
-    Test { name: "interrupts_serial_receive", run: interrupts_serial_receive, opt_in: false },
-    Test { name: "clock_monotonic_10k_reads", run: clock_monotonic_10k_reads, opt_in: false },
-    Test { name: "clock_agrees_with_pit", run: clock_agrees_with_pit, opt_in: false },
-    Test { name: "acpi_power_off_available", run: acpi_power_off_available, opt_in: false },
-    Test { name: "rtc_boot_time_plausible", run: rtc_boot_time_plausible, opt_in: false },
+    Test {
+        name: "frames_alloc_free_roundtrip",
+        run: frames_alloc_free_roundtrip,
+        opt_in: false,
+    },
+    Test {
+        name: "paging_map_translate_unmap",
+        run: paging_map_translate_unmap,
+        opt_in: false,
+    },
+    Test {
+        name: "paging_refuses_writable_executable",
+        run: paging_refuses_writable_executable,
+        opt_in: false,
+    },
+    Test {
+        name: "heap_grows_on_demand",
+        run: heap_grows_on_demand,
+        opt_in: false,
+    },
+    Test {
+        name: "heap_exhaustion_is_an_error",
+        run: heap_exhaustion_is_an_error,
+        opt_in: false,
+    },
+    Test {
+        name: "interrupts_timer_ticks_arrive",
+        run: interrupts_timer_ticks_arrive,
+        opt_in: false,
+    },
+    Test {
+        name: "interrupts_breakpoint_resumes",
+        run: interrupts_breakpoint_resumes,
+        opt_in: false,
+    },
+    Test {
+        name: "interrupts_serial_receive",
+        run: interrupts_serial_receive,
+        opt_in: false,
+    },
+    Test {
+        name: "clock_monotonic_10k_reads",
+        run: clock_monotonic_10k_reads,
+        opt_in: false,
+    },
+    Test {
+        name: "clock_agrees_with_pit",
+        run: clock_agrees_with_pit,
+        opt_in: false,
+    },
+    Test {
+        name: "acpi_power_off_available",
+        run: acpi_power_off_available,
+        opt_in: false,
+    },
+    Test {
+        name: "rtc_boot_time_plausible",
+        run: rtc_boot_time_plausible,
+        opt_in: false,
+    },
     // The harness's own demonstrations that failures are caught.
-    Test { name: "deliberate_failure", run: deliberate_failure, opt_in: true },
-    Test { name: "deliberate_panic", run: deliberate_panic, opt_in: true },
-    Test { name: "deliberate_page_fault", run: deliberate_page_fault, opt_in: true },
+    Test {
+        name: "deliberate_failure",
+        run: deliberate_failure,
+        opt_in: true,
+    },
+    Test {
+        name: "deliberate_panic",
+        run: deliberate_panic,
+        opt_in: true,
+    },
+    Test {
+        name: "deliberate_page_fault",
+        run: deliberate_page_fault,
+        opt_in: true,
+    },
 ];
 
 fn frames_alloc_free_roundtrip() -> TestResult {
     let before = frames::stats();
     let frame = frames::alloc_zeroed().ok_or("no free frame")?;
     ensure!(frames::is_used(frame) == Some(true), "allocated frame not marked used");
-    ensure!(frames::stats().used == before.used + 1, "used count did not go up by one");
+    ensure!(
+        frames::stats().used == before.used + 1,
+        "used count did not go up by one"
+    );
     frames::free(frame).map_err(|e| alloc::format!("free: {e}"))?;
-    ensure!(frames::stats() == before, "stats not restored: {:?} vs {before:?}", frames::stats());
+    ensure!(
+        frames::stats() == before,
+        "stats not restored: {:?} vs {before:?}",
+        frames::stats()
+    );
     ensure!(frames::free(frame).is_err(), "double free accepted");
     Ok(())
 }
@@ -53,10 +120,15 @@ fn paging_map_translate_unmap() -> TestResult {
     let page = scratch_page()?;
     let addr = page.start_address().as_u64();
     ensure!(paging::translate(addr).is_none(), "scratch page already mapped");
-    paging::map_new(page, paging::Flags::WRITABLE).map_err(|e| alloc::format!("map: {e:?}"))?.flush();
+    paging::map_new(page, paging::Flags::WRITABLE)
+        .map_err(|e| alloc::format!("map: {e:?}"))?
+        .flush();
     let phys_addr = paging::translate(addr + 8).ok_or("mapped page does not translate")? - 8;
     let flags = paging::entry_flags(addr).ok_or("no entry flags")?;
-    ensure!(flags.contains(PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE), "flags {flags:?}");
+    ensure!(
+        flags.contains(PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE),
+        "flags {flags:?}"
+    );
     ensure!(
         paging::map_new(page, paging::Flags::WRITABLE).err() == Some(paging::MapError::AlreadyMapped),
         "double map accepted"
@@ -68,21 +140,35 @@ fn paging_map_translate_unmap() -> TestResult {
         (addr as *mut u64).write_volatile(0x5eed_cafe);
         (phys::to_virt(phys_addr) as *const u64).read_volatile()
     };
-    ensure!(seen == 0x5eed_cafe, "write through the new mapping not seen in its frame: {seen:#x}");
+    ensure!(
+        seen == 0x5eed_cafe,
+        "write through the new mapping not seen in its frame: {seen:#x}"
+    );
     // SAFETY: mapped by map_new above; no reference into it survives.
-    unsafe { paging::unmap_and_free(page) }.map_err(|e| alloc::format!("unmap: {e:?}"))?.flush();
+    unsafe { paging::unmap_and_free(page) }
+        .map_err(|e| alloc::format!("unmap: {e:?}"))?
+        .flush();
     ensure!(paging::translate(addr).is_none(), "page still translates after unmap");
     // SAFETY: as above (the call must fail: nothing is mapped).
     let again = unsafe { paging::unmap_and_free(page) };
-    ensure!(again.err() == Some(paging::MapError::NotMapped), "unmapping twice accepted");
+    ensure!(
+        again.err() == Some(paging::MapError::NotMapped),
+        "unmapping twice accepted"
+    );
     Ok(())
 }
 
 fn paging_refuses_writable_executable() -> TestResult {
     let page = scratch_page()?;
     let r = paging::map_new(page, paging::Flags::WRITABLE | paging::Flags::EXECUTABLE);
-    ensure!(r.err() == Some(paging::MapError::WritableAndExecutable), "W+X mapping accepted");
-    ensure!(paging::translate(page.start_address().as_u64()).is_none(), "refused mapping left a page");
+    ensure!(
+        r.err() == Some(paging::MapError::WritableAndExecutable),
+        "W+X mapping accepted"
+    );
+    ensure!(
+        paging::translate(page.start_address().as_u64()).is_none(),
+        "refused mapping left a page"
+    );
     Ok(())
 }
 
@@ -94,10 +180,17 @@ fn heap_grows_on_demand() -> TestResult {
     v.extend((0..len as u64 / 8).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
     let after = heap::stats();
     ensure!(after.size > before.size, "heap did not grow: {before:?} -> {after:?}");
-    let ok = v.iter().enumerate().all(|(i, &x)| x == (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let ok = v
+        .iter()
+        .enumerate()
+        .all(|(i, &x)| x == (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     ensure!(ok, "heap contents corrupted");
     drop(v);
-    ensure!(heap::stats().used <= before.used, "memory not returned: {:?}", heap::stats());
+    ensure!(
+        heap::stats().used <= before.used,
+        "memory not returned: {:?}",
+        heap::stats()
+    );
     Ok(())
 }
 
@@ -105,10 +198,17 @@ fn heap_exhaustion_is_an_error() -> TestResult {
     let limit = heap::stats().limit as usize;
     let mut v: Vec<u8> = Vec::new();
     let before = heap::stats();
-    ensure!(v.try_reserve(limit * 2).is_err(), "a reservation beyond the heap limit succeeded");
-    ensure!(heap::stats().size == before.size, "a hopeless request still grew the heap");
+    ensure!(
+        v.try_reserve(limit * 2).is_err(),
+        "a reservation beyond the heap limit succeeded"
+    );
+    ensure!(
+        heap::stats().size == before.size,
+        "a hopeless request still grew the heap"
+    );
     // The heap still works afterwards.
-    v.try_reserve(4096).map_err(|_| "small allocation failed after exhaustion")?;
+    v.try_reserve(4096)
+        .map_err(|_| "small allocation failed after exhaustion")?;
     Ok(())
 }
 
@@ -164,7 +264,11 @@ fn clock_agrees_with_pit() -> TestResult {
     let measured = b - a;
     let expected = clock::pit_ticks_to_ns(ticks as u64);
     let err_ppm = measured.abs_diff(expected) * 1_000_000 / expected;
-    ensure!(err_ppm < 10_000, "clock measured {measured} ns for {expected} ns of PIT ({err_ppm} ppm, tsc {} Hz)", time::tsc_hz());
+    ensure!(
+        err_ppm < 10_000,
+        "clock measured {measured} ns for {expected} ns of PIT ({err_ppm} ppm, tsc {} Hz)",
+        time::tsc_hz()
+    );
     Ok(())
 }
 
@@ -176,7 +280,10 @@ fn acpi_power_off_available() -> TestResult {
 fn rtc_boot_time_plausible() -> TestResult {
     let t = time::boot_unix_s();
     // 2024-01-01 .. 2100-01-01
-    ensure!((1_704_067_200..4_102_444_800).contains(&t), "boot time {t} is not a plausible date");
+    ensure!(
+        (1_704_067_200..4_102_444_800).contains(&t),
+        "boot time {t} is not a plausible date"
+    );
     Ok(())
 }
 

@@ -22,9 +22,7 @@ pub fn init<I: Iterator<Item = Region> + Clone>(usable: impl Fn() -> I) -> Resul
     // hand it out is the one being built, and it reserves the range below
     // before giving out any frame. The offset mapping covers all RAM, and
     // the start is page-aligned, so the u64 slice is aligned and in bounds.
-    let storage = unsafe {
-        core::slice::from_raw_parts_mut(phys::to_virt(home.start) as *mut u64, layout.words)
-    };
+    let storage = unsafe { core::slice::from_raw_parts_mut(phys::to_virt(home.start) as *mut u64, layout.words) };
     let mut bitmap = FrameBitmap::new(storage, usable()).map_err(InitError::Frames)?;
     bitmap.reserve(home.start, home.start + bytes);
     *FRAMES.lock() = Some(bitmap);

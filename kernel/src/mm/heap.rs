@@ -27,7 +27,12 @@ struct State {
     limit: u64,
 }
 
-static STATE: Mutex<State> = Mutex::new(State { heap: Heap::empty(), base: 0, mapped: 0, limit: 0 });
+static STATE: Mutex<State> = Mutex::new(State {
+    heap: Heap::empty(),
+    base: 0,
+    mapped: 0,
+    limit: 0,
+});
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {

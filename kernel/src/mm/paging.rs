@@ -122,7 +122,11 @@ pub fn init(offset: u64) -> Result<(), MapError> {
         mmio_next: slot_base(mmio_slot),
         mmio_end: slot_base(mmio_slot) + SLOT_SIZE,
     });
-    log::debug!("heap window {:#x}, mmio window {:#x}", slot_base(heap_slot), slot_base(mmio_slot));
+    log::debug!(
+        "heap window {:#x}, mmio window {:#x}",
+        slot_base(heap_slot),
+        slot_base(mmio_slot)
+    );
     Ok(())
 }
 
@@ -196,7 +200,10 @@ pub unsafe fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
 /// The physical address `virt` maps to.
 pub fn translate(virt: u64) -> Option<u64> {
     let addr = VirtAddr::try_new(virt).ok()?;
-    with(|s| Ok(s.table.translate_addr(addr))).ok().flatten().map(|p| p.as_u64())
+    with(|s| Ok(s.table.translate_addr(addr)))
+        .ok()
+        .flatten()
+        .map(|p| p.as_u64())
 }
 
 /// The entry flags of the 4 KiB mapping holding `virt`.

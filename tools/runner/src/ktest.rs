@@ -21,7 +21,13 @@ pub struct KtestReport {
 
 impl KtestReport {
     pub fn parse(output: String, exit_status: Option<i32>) -> Self {
-        let mut r = KtestReport { passed: vec![], failed: vec![], summary: None, exit_status, output: String::new() };
+        let mut r = KtestReport {
+            passed: vec![],
+            failed: vec![],
+            summary: None,
+            exit_status,
+            output: String::new(),
+        };
         for line in output.lines() {
             match KtestLine::parse(line.trim_end_matches('\r')) {
                 Some(KtestLine::Passed { name, .. }) => r.passed.push(name.into()),
@@ -42,7 +48,11 @@ impl KtestReport {
         } else if self.exit_status != Some(pass) {
             format!("QEMU exited with {:?}, not {pass} (pass)", self.exit_status)
         } else if self.summary != Some((self.passed.len() as u32, 0)) {
-            format!("summary {:?} does not match {} passed tests", self.summary, self.passed.len())
+            format!(
+                "summary {:?} does not match {} passed tests",
+                self.summary,
+                self.passed.len()
+            )
         } else if self.passed.is_empty() {
             "no kernel test ran".into()
         } else {
@@ -60,8 +70,16 @@ pub fn run_ktests(
     tests: Option<&str>,
     timeout: Duration,
 ) -> Result<KtestReport, RunnerError> {
-    let args = BootArgs { mode: Mode::Test(tests), on_panic: OnPanic::Exit, log: LogLevel::Info };
-    let launch = Launch { firmware, serial: Serial::Piped, cmdline: args.to_string() };
+    let args = BootArgs {
+        mode: Mode::Test(tests),
+        on_panic: OnPanic::Exit,
+        log: LogLevel::Info,
+    };
+    let launch = Launch {
+        firmware,
+        serial: Serial::Piped,
+        cmdline: args.to_string(),
+    };
     let cmd = Qemu::locate()?.command(images, &launch)?;
     let session = Session::spawn(cmd, timeout)?;
     match session.wait(timeout) {
@@ -87,12 +105,15 @@ mod tests {
     #[test]
     fn the_verdict_catches_every_kind_of_failure() {
         let cases = [
-            ("KTEST ok a 1us\nKTEST FAIL b boom\nKTEST DONE passed=1 failed=1\n", Some(35)),
-            (GOOD, Some(35)),                      // wrong exit code
-            (GOOD, None),                          // killed at the deadline
-            ("KTEST ok a 1us\n", Some(33)),        // no summary (crashed mid-run)
+            (
+                "KTEST ok a 1us\nKTEST FAIL b boom\nKTEST DONE passed=1 failed=1\n",
+                Some(35),
+            ),
+            (GOOD, Some(35)),                                             // wrong exit code
+            (GOOD, None),                                                 // killed at the deadline
+            ("KTEST ok a 1us\n", Some(33)),                               // no summary (crashed mid-run)
             ("KTEST ok a 1us\nKTEST DONE passed=2 failed=0\n", Some(33)), // summary disagrees
-            ("KTEST DONE passed=0 failed=0\n", Some(33)), // nothing ran
+            ("KTEST DONE passed=0 failed=0\n", Some(33)),                 // nothing ran
             ("PANIC: x\nKTEST FAIL a panicked (see above)\n", Some(35)),
         ];
         for (out, status) in cases {

@@ -3,9 +3,9 @@
 //! pipe, with a hard deadline on every run. Used by `cargo run`, the
 //! integration tests in `tests/` and the boot benchmark.
 
+mod ktest;
 mod qemu;
 mod session;
-mod ktest;
 
 pub use ktest::{KtestReport, run_ktests};
 pub use qemu::{Firmware, Images, Launch, Qemu, Serial, find_ovmf};

@@ -91,7 +91,9 @@ impl Qemu {
     /// Linux baseline in shared/bench/linux-guest (TOOLCHAIN.md).
     fn machine(&self) -> Command {
         let mut c = Command::new(&self.program);
-        c.args(["-machine", "q35", "-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", "512M"]);
+        c.args([
+            "-machine", "q35", "-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", "512M",
+        ]);
         c.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
         // The BIOS bootloader sets a VESA mode and hangs without a VGA BIOS
         // (-nodefaults removes the VGA card); nothing is displayed.
@@ -110,8 +112,14 @@ impl Qemu {
                 c.args(["-serial", "stdio"]);
             }
         }
-        c.args(["-device", &format!("isa-debug-exit,iobase={:#x},iosize=0x04", QemuExitCode::PORT)]);
-        c.arg("-fw_cfg").arg(format!("name={FW_CFG_CMDLINE},string={}", fw_cfg_escape(&launch.cmdline)));
+        c.args([
+            "-device",
+            &format!("isa-debug-exit,iobase={:#x},iosize=0x04", QemuExitCode::PORT),
+        ]);
+        c.arg("-fw_cfg").arg(format!(
+            "name={FW_CFG_CMDLINE},string={}",
+            fw_cfg_escape(&launch.cmdline)
+        ));
         let image = match launch.firmware {
             Firmware::Bios => &images.bios,
             Firmware::Uefi => {
@@ -141,18 +149,28 @@ mod tests {
     fn missing_qemu_says_what_to_install() {
         let empty = std::env::temp_dir().join("aether-runner-empty-path");
         std::fs::create_dir_all(&empty).unwrap();
-        let err = Qemu::locate_in(None, Some(empty.into_os_string())).err().expect("must fail");
+        let err = Qemu::locate_in(None, Some(empty.into_os_string()))
+            .err()
+            .expect("must fail");
         let msg = err.to_string();
         assert!(msg.contains("qemu-system-x86_64 was not found"), "{msg}");
         assert!(msg.contains("apt-get install -y qemu-system-x86"), "{msg}");
-        let err = Qemu::locate_in(Some("/nonexistent/qemu".into()), None).err().expect("must fail");
+        let err = Qemu::locate_in(Some("/nonexistent/qemu".into()), None)
+            .err()
+            .expect("must fail");
         assert!(matches!(err, RunnerError::QemuMissing));
     }
 
     #[test]
     fn command_line_has_tcg_no_reboot_exit_device_and_cmdline() {
-        let q = Qemu { program: "/bin/true".into() };
-        let images = Images { bios: "/x/bios.img".into(), uefi: "/x/uefi.img".into(), kernel_elf: "/x/k".into() };
+        let q = Qemu {
+            program: "/bin/true".into(),
+        };
+        let images = Images {
+            bios: "/x/bios.img".into(),
+            uefi: "/x/uefi.img".into(),
+            kernel_elf: "/x/k".into(),
+        };
         let launch = Launch {
             firmware: Firmware::Bios,
             serial: Serial::Piped,

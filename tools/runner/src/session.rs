@@ -13,11 +13,20 @@ use std::time::{Duration, Instant};
 pub enum SessionError {
     Spawn(std::io::Error),
     /// `expected` did not appear within the time allowed.
-    Timeout { expected: String, output: String },
+    Timeout {
+        expected: String,
+        output: String,
+    },
     /// QEMU exited while we waited for `expected`.
-    Exited { expected: String, status: Option<ExitStatus>, output: String },
+    Exited {
+        expected: String,
+        status: Option<ExitStatus>,
+        output: String,
+    },
     /// The run's hard deadline passed; QEMU was killed.
-    Deadline { output: String },
+    Deadline {
+        output: String,
+    },
     Write(std::io::Error),
 }
 
@@ -28,8 +37,15 @@ impl fmt::Display for SessionError {
             SessionError::Timeout { expected, output } => {
                 write!(f, "timed out waiting for {expected:?}; output so far:\n{output}")
             }
-            SessionError::Exited { expected, status, output } => {
-                write!(f, "QEMU exited ({status:?}) while waiting for {expected:?}; output:\n{output}")
+            SessionError::Exited {
+                expected,
+                status,
+                output,
+            } => {
+                write!(
+                    f,
+                    "QEMU exited ({status:?}) while waiting for {expected:?}; output:\n{output}"
+                )
             }
             SessionError::Deadline { output } => {
                 write!(f, "hard deadline passed, QEMU killed; output:\n{output}")
@@ -87,7 +103,15 @@ impl Session {
             }
         });
         let stdin = child.stdin.take();
-        Ok(Session { child, stdin, chunks, output: Vec::new(), cursor: 0, reader_done: false, deadline })
+        Ok(Session {
+            child,
+            stdin,
+            chunks,
+            output: Vec::new(),
+            cursor: 0,
+            reader_done: false,
+            deadline,
+        })
     }
 
     /// Everything QEMU has printed so far (lossy UTF-8).
@@ -123,14 +147,21 @@ impl Session {
             }
             if self.reader_done {
                 let status = self.child.try_wait().ok().flatten();
-                return Err(SessionError::Exited { expected: needle.into(), status, output: self.output() });
+                return Err(SessionError::Exited {
+                    expected: needle.into(),
+                    status,
+                    output: self.output(),
+                });
             }
             if Instant::now() >= until {
                 if Instant::now() >= self.deadline {
                     self.kill();
                     return Err(SessionError::Deadline { output: self.output() });
                 }
-                return Err(SessionError::Timeout { expected: needle.into(), output: self.output() });
+                return Err(SessionError::Timeout {
+                    expected: needle.into(),
+                    output: self.output(),
+                });
             }
             self.pump(until);
         }
@@ -138,8 +169,14 @@ impl Session {
 
     /// Types `bytes` into the serial port.
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) -> Result<(), SessionError> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| SessionError::Write(std::io::ErrorKind::BrokenPipe.into()))?;
-        stdin.write_all(bytes.as_ref()).and_then(|()| stdin.flush()).map_err(SessionError::Write)
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| SessionError::Write(std::io::ErrorKind::BrokenPipe.into()))?;
+        stdin
+            .write_all(bytes.as_ref())
+            .and_then(|()| stdin.flush())
+            .map_err(SessionError::Write)
     }
 
     /// Sends a command line and returns the output up to the next prompt.

@@ -13,23 +13,51 @@ pub struct Spec {
 }
 
 pub const COMMANDS: &[Spec] = &[
-    Spec { name: "help", usage: "help [--json]", summary: "list the commands" },
-    Spec { name: "uptime", usage: "uptime [--json]", summary: "time since boot (monotonic ns) and the boot time" },
-    Spec { name: "mem", usage: "mem [--json]", summary: "physical frames and kernel heap, used and free" },
-    Spec { name: "echo", usage: "echo [WORDS..]", summary: "print the words" },
-    Spec { name: "shutdown", usage: "shutdown", summary: "power the machine off" },
+    Spec {
+        name: "help",
+        usage: "help [--json]",
+        summary: "list the commands",
+    },
+    Spec {
+        name: "uptime",
+        usage: "uptime [--json]",
+        summary: "time since boot (monotonic ns) and the boot time",
+    },
+    Spec {
+        name: "mem",
+        usage: "mem [--json]",
+        summary: "physical frames and kernel heap, used and free",
+    },
+    Spec {
+        name: "echo",
+        usage: "echo [WORDS..]",
+        summary: "print the words",
+    },
+    Spec {
+        name: "shutdown",
+        usage: "shutdown",
+        summary: "power the machine off",
+    },
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command<'a> {
     /// An empty or blank line.
     Nothing,
-    Help { json: bool },
-    Uptime { json: bool },
-    Mem { json: bool },
+    Help {
+        json: bool,
+    },
+    Uptime {
+        json: bool,
+    },
+    Mem {
+        json: bool,
+    },
     /// The words after `echo`, as typed (with inner spacing collapsed by the
     /// caller's choice; see [`words`]).
-    Echo { rest: &'a str },
+    Echo {
+        rest: &'a str,
+    },
     Shutdown,
 }
 
@@ -62,7 +90,9 @@ fn json_flag<'a>(command: &'static str, mut args: impl Iterator<Item = &'a str>)
     for a in args.by_ref() {
         match a {
             "--json" if !json => json = true,
-            _ => return Err(ParseError::UnexpectedArgument { command, argument: a }),
+            _ => {
+                return Err(ParseError::UnexpectedArgument { command, argument: a });
+            }
         }
     }
     Ok(json)
@@ -74,13 +104,24 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
     let args = words(rest);
     match name {
         "" => Ok(Command::Nothing),
-        "help" => Ok(Command::Help { json: json_flag("help", args)? }),
-        "uptime" => Ok(Command::Uptime { json: json_flag("uptime", args)? }),
-        "mem" => Ok(Command::Mem { json: json_flag("mem", args)? }),
-        "echo" => Ok(Command::Echo { rest: rest.trim_start() }),
+        "help" => Ok(Command::Help {
+            json: json_flag("help", args)?,
+        }),
+        "uptime" => Ok(Command::Uptime {
+            json: json_flag("uptime", args)?,
+        }),
+        "mem" => Ok(Command::Mem {
+            json: json_flag("mem", args)?,
+        }),
+        "echo" => Ok(Command::Echo {
+            rest: rest.trim_start(),
+        }),
         "shutdown" => match words(rest).next() {
             None => Ok(Command::Shutdown),
-            Some(a) => Err(ParseError::UnexpectedArgument { command: "shutdown", argument: a }),
+            Some(a) => Err(ParseError::UnexpectedArgument {
+                command: "shutdown",
+                argument: a,
+            }),
         },
         other => Err(ParseError::Unknown(other)),
     }
@@ -117,9 +158,16 @@ mod tests {
         assert_eq!(e, ParseError::Unknown("frobnicate"));
         assert_eq!(e.to_string(), "unknown command 'frobnicate' (try 'help')");
         let e = parse("uptime --jsn").unwrap_err();
-        assert_eq!(e.to_string(), "uptime: unexpected argument '--jsn' (usage: uptime [--json])");
+        assert_eq!(
+            e.to_string(),
+            "uptime: unexpected argument '--jsn' (usage: uptime [--json])"
+        );
         assert!(parse("mem --json --json").is_err());
         assert!(parse("shutdown now").is_err());
-        assert_eq!(parse("HELP"), Err(ParseError::Unknown("HELP")), "commands are case-sensitive");
+        assert_eq!(
+            parse("HELP"),
+            Err(ParseError::Unknown("HELP")),
+            "commands are case-sensitive"
+        );
     }
 }

@@ -42,7 +42,13 @@ impl Default for LineEditor {
 
 impl LineEditor {
     pub const fn new() -> Self {
-        LineEditor { buf: [0; MAX_LINE], len: 0, escape: Escape::None, last_was_cr: false, submitted: false }
+        LineEditor {
+            buf: [0; MAX_LINE],
+            len: 0,
+            escape: Escape::None,
+            last_was_cr: false,
+            submitted: false,
+        }
     }
 
     /// The current line (after [`LineEvent::Submitted`], the whole line).
@@ -172,7 +178,10 @@ mod tests {
     #[test]
     fn ctrl_c_cancels_and_the_next_line_starts_clean() {
         let (ev, echo, _) = run(b"garbage\x03ok\r");
-        assert_eq!(ev, [(LineEvent::Cancelled, "".into()), (LineEvent::Submitted, "ok".into())]);
+        assert_eq!(
+            ev,
+            [(LineEvent::Cancelled, "".into()), (LineEvent::Submitted, "ok".into())]
+        );
         assert!(echo.windows(4).any(|w| w == b"^C\r\n"));
     }
 

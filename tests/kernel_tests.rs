@@ -1,0 +1,106 @@
+//! Tier 2: the in-kernel tests, booted under BIOS and UEFI, and the
+//! harness's own proof that failures, panics and CPU exceptions fail a run.
+
+mod common;
+
+use std::time::Duration;
+
+use aetheros::runner::{Firmware, KtestReport, run_ktests};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The default tests the kernel must run (a test that silently stops being
+/// registered would otherwise go unnoticed).
+const REQUIRED: &[&str] = &[
+    "frames_alloc_free_roundtrip",
+    "paging_map_translate_unmap",
+    "paging_refuses_writable_executable",
+    "heap_grows_on_demand",
+    "heap_exhaustion_is_an_error",
+    "interrupts_timer_ticks_arrive",
+    "interrupts_breakpoint_resumes",
+    "interrupts_serial_receive",
+    "clock_monotonic_10k_reads",
+    "clock_agrees_with_pit",
+    "acpi_power_off_available",
+    "rtc_boot_time_plausible",
+];
+
+fn run(firmware: Firmware, tests: Option<&str>) -> KtestReport {
+    run_ktests(&aetheros::images(), firmware, tests, LIMIT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn assert_all_pass(r: &KtestReport) {
+    if let Err(e) = r.verdict() {
+        panic!("{e}");
+    }
+    for name in REQUIRED {
+        assert!(
+            r.passed.iter().any(|p| p == name),
+            "kernel test {name} did not run:\n{}",
+            r.output
+        );
+    }
+    assert!(
+        !r.passed.iter().any(|p| p.starts_with("deliberate_")),
+        "opt-in failure demonstrations ran by default"
+    );
+}
+
+#[test]
+fn kernel_tests_pass_under_bios() {
+    assert_all_pass(&run(Firmware::Bios, None));
+}
+
+#[test]
+fn kernel_tests_pass_under_uefi() {
+    assert_all_pass(&run(Firmware::Uefi, None));
+}
+
+#[test]
+fn a_failing_kernel_test_fails_the_run() {
+    let r = run(Firmware::Bios, Some("clock_monotonic_10k_reads,deliberate_failure"));
+    assert!(r.verdict().is_err(), "harness accepted a failing test:\n{}", r.output);
+    assert_eq!(r.exit_status, Some(35));
+    assert_eq!(r.passed, ["clock_monotonic_10k_reads"]);
+    assert_eq!(r.failed.len(), 1);
+    assert_eq!(r.failed[0].0, "deliberate_failure");
+    assert!(r.failed[0].1.contains("1 + 1 is not 3"), "{:?}", r.failed);
+    assert_eq!(r.summary, Some((1, 1)));
+}
+
+#[test]
+fn a_panicking_kernel_test_fails_the_run_with_a_report() {
+    let r = run(Firmware::Bios, Some("deliberate_panic"));
+    assert!(r.verdict().is_err());
+    assert_eq!(r.exit_status, Some(35));
+    assert!(
+        r.output.contains("PANIC: deliberate panic in a kernel test"),
+        "{}",
+        r.output
+    );
+    assert!(r.output.contains("backtrace"), "{}", r.output);
+    assert_eq!(r.failed.first().map(|f| f.0.as_str()), Some("deliberate_panic"));
+    assert_eq!(r.summary, None, "the run stops at the panic");
+}
+
+#[test]
+fn a_cpu_exception_is_reported_with_vector_rip_and_cr2() {
+    let r = run(Firmware::Bios, Some("deliberate_page_fault"));
+    assert!(r.verdict().is_err());
+    assert_eq!(r.exit_status, Some(35));
+    let out = &r.output;
+    assert!(
+        out.contains("EXCEPTION: #PF page fault (vector 14) error_code=0x"),
+        "{out}"
+    );
+    assert!(out.contains(" cr2=0x") && out.contains("rip=0x"), "{out}");
+    assert_eq!(r.failed.first().map(|f| f.0.as_str()), Some("deliberate_page_fault"));
+}
+
+#[test]
+fn an_unknown_test_name_fails_the_run() {
+    let r = run(Firmware::Bios, Some("no_such_test"));
+    assert!(r.verdict().is_err());
+    assert_eq!(r.failed, [("no_such_test".to_string(), "no such test".to_string())]);
+}
