@@ -27,6 +27,10 @@ fn main() {
         .create_disk_image(&uefi)
         .expect("create UEFI image");
 
+    // Without this, cargo (bindeps) may skip this script after the kernel
+    // changed, leaving a stale image for one build.
+    println!("cargo:rerun-if-changed={}", kernel.display());
+    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rustc-env=AETHER_BIOS_IMAGE={}", bios.display());
     println!("cargo:rustc-env=AETHER_UEFI_IMAGE={}", uefi.display());
     println!("cargo:rustc-env=AETHER_KERNEL_ELF={}", kernel.display());

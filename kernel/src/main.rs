@@ -49,9 +49,12 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     arch::idt::init();
     arch::cpu::enable_protection_features();
     let serial = arch::serial::init();
+    time::phase_done("cpu_tables_serial");
 
     let tsc = time::calibrate_tsc(entry_tsc);
+    time::phase_done("tsc_calibration");
     let (args, problem) = config::load();
+    time::phase_done("cmdline");
     klog::init(args.log);
     if let Err(e) = serial {
         log::warn!("COM1 init: {e:?}");
@@ -73,11 +76,13 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     ) {
         panic!("memory init failed: {e}");
     }
-    log::debug!("memory up");
+    time::phase_done("memory");
     let platform = platform::discover(boot_info.rsdp_addr.into_option());
+    time::phase_done("acpi");
     if let Err(e) = platform::init_interrupts(platform) {
         panic!("interrupt controller init failed: {e}");
     }
+    time::phase_done("interrupt_controllers");
     let tsc_hz = match tsc {
         Ok(hz) => hz,
         Err(e) => panic!("TSC calibration against the PIT failed: {e:?}"),
@@ -87,30 +92,32 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         Err(e) => panic!("APIC timer calibration failed: {e:?}"),
     };
     time::start_tick(apic_timer_hz);
+    time::phase_done("apic_timer");
     arch::cpu::enable_interrupts();
     let boot = time::record_boot_time();
+    time::phase_done("rtc");
 
     // One line: every serial byte costs a host write() under QEMU, and this
     // is on the way to the prompt.
     log::info!(
-        "tsc {}.{:03} MHz, apic timer {} Hz, {} MiB usable, booted {}",
+        "tsc {}.{:03} MHz, apic timer {} kHz, {} MiB, booted {}",
         tsc_hz / 1_000_000,
         tsc_hz / 1_000 % 1_000,
-        apic_timer_hz,
+        apic_timer_hz / 1_000,
         mm::frames::stats().total / 256,
-        boot.map_or_else(|| alloc::string::String::from("(no RTC)"), |t| alloc::format!("{t}"))
+        boot.map_or_else(|| alloc::string::String::from("?"), |t| alloc::format!("{t}"))
     );
+    time::phase_done("boot_log");
 
     match args.mode {
         Mode::Console => console::run(),
         Mode::Test(filter) => ktest::run(filter),
         Mode::Bench => {
-            log::info!(
-                "{}",
-                aether_abi::boot::ConsoleReady {
-                    entry_to_prompt_ns: time::now_ns()
-                }
-            );
+            let ready = aether_abi::boot::ConsoleReady {
+                entry_to_prompt_ns: time::now_ns(),
+            };
+            log::info!("{ready}");
+            time::phases(|name, ns| log::info!("BOOTPHASE {name} {}", ns / 1_000));
             platform::power_off()
         }
     }

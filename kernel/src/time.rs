@@ -28,7 +28,7 @@ static TICKS: AtomicU64 = AtomicU64::new(0);
 static BOOT_UNIX_S: AtomicU64 = AtomicU64::new(0);
 
 /// Window for measuring the APIC timer against the calibrated TSC.
-const APIC_WINDOW_NS: u64 = 500_000;
+const APIC_WINDOW_NS: u64 = 200_000;
 
 /// Calibrates the TSC in one PIT window; the clock's zero is `entry_tsc`
 /// (the TSC at kernel entry). Needs no other device, so it runs first and
@@ -110,6 +110,27 @@ pub fn start_tick(apic_timer_hz: u64) {
 /// Timer ticks since [`start_tick`].
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
+}
+
+const MAX_PHASES: usize = 16;
+
+/// Boot phase boundaries: `(name, TSC at its end)`, for the boot benchmark.
+static PHASES: spin::Mutex<heapless::Vec<(&'static str, u64), MAX_PHASES>> = spin::Mutex::new(heapless::Vec::new());
+
+/// Marks the end of boot phase `name` (no-op once the table is full).
+pub fn phase_done(name: &'static str) {
+    let _ = PHASES.lock().push((name, cpu::rdtsc()));
+}
+
+/// Each phase's duration in nanoseconds, in boot order (the first phase
+/// starts at kernel entry).
+pub fn phases(mut each: impl FnMut(&'static str, u64)) {
+    let Some(c) = CLOCK.get() else { return };
+    let mut last = c.epoch();
+    for &(name, tsc) in PHASES.lock().iter() {
+        each(name, c.ns_at(tsc) - c.ns_at(last));
+        last = tsc;
+    }
 }
 
 /// Reads the RTC and records the wall-clock time of kernel entry.
