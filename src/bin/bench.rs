@@ -19,6 +19,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 struct Boot {
     host_ms: f64,
     kernel_ms: f64,
+    /// `BOOTPHASE name micros` lines the kernel prints after the marker.
+    phases: Vec<(String, f64)>,
 }
 
 fn boot_once(qemu: &Qemu) -> Result<Boot, String> {
@@ -44,9 +46,18 @@ fn boot_once(qemu: &Qemu) -> Result<Boot, String> {
     if status.code() != Some(0) {
         return Err(format!("QEMU exited with {status}:\n{out}"));
     }
+    let phases = out
+        .lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("BOOTPHASE ")? + "BOOTPHASE ".len()..];
+            let (name, us) = rest.trim_end().split_once(' ')?;
+            Some((name.to_string(), us.parse::<f64>().ok()? / 1000.0))
+        })
+        .collect();
     Ok(Boot {
         host_ms,
         kernel_ms: ready.entry_to_prompt_ns as f64 / 1e6,
+        phases,
     })
 }
 
@@ -76,7 +87,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn summary(name: &str, v: &mut [f64]) -> f64 {
     let m = median(v);
     println!(
-        "SUMMARY {name} ms median={m:.1} min={:.1} max={:.1} n={}",
+        "SUMMARY {name} ms median={m:.2} min={:.2} max={:.2} n={}",
         v[0],
         v[v.len() - 1],
         v.len()
@@ -117,6 +128,7 @@ fn main() -> ExitCode {
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/linux-guest/run.sh");
     let (mut host, mut kernel, mut lin) = (vec![], vec![], vec![]);
+    let mut phases: Vec<(String, Vec<f64>)> = vec![];
     for i in 0..runs {
         match boot_once(&qemu) {
             Ok(b) => {
@@ -124,6 +136,12 @@ fn main() -> ExitCode {
                 println!("BENCH boot_kernel_entry_to_prompt {:.3} ms", b.kernel_ms);
                 host.push(b.host_ms);
                 kernel.push(b.kernel_ms);
+                for (name, ms) in b.phases {
+                    match phases.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, v)) => v.push(ms),
+                        None => phases.push((name, vec![ms])),
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("error: boot {} failed: {e}", i + 1);
@@ -145,6 +163,9 @@ fn main() -> ExitCode {
     }
     let h = summary("boot_host_qemu_start_to_prompt", &mut host);
     summary("boot_kernel_entry_to_prompt", &mut kernel);
+    for (name, v) in &mut phases {
+        summary(&format!("boot_phase_{name}"), v);
+    }
     if linux {
         let l = summary("linux_boot_host_qemu_start_to_userspace", &mut lin);
         println!("RATIO linux_userspace/aether_prompt {:.2}", l / h);
