@@ -142,3 +142,18 @@ fn a_bad_kernel_command_line_is_reported_and_the_defaults_apply() {
     );
     assert_eq!(run(&mut s, "echo ok"), ["ok"]);
 }
+
+#[test]
+fn an_overlong_kernel_command_line_is_reported_and_the_defaults_apply() {
+    let long = format!("panic=exit {}", "log=info ".repeat(80));
+    let mut s = boot_with(Firmware::Bios, &long);
+    let log = s.expect(PROMPT, common::BOOT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        log.contains(&format!(
+            "kernel command line is {} bytes, the limit is 512",
+            long.len()
+        )),
+        "{log}"
+    );
+    assert_eq!(run(&mut s, "echo ok"), ["ok"]);
+}

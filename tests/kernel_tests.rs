@@ -99,6 +99,16 @@ fn a_cpu_exception_is_reported_with_vector_rip_and_cr2() {
 }
 
 #[test]
+fn running_out_of_memory_is_reported_not_a_hang() {
+    let r = run(Firmware::Bios, Some("deliberate_out_of_memory"));
+    assert!(r.verdict().is_err());
+    assert_eq!(r.exit_status, Some(35), "{}", r.output);
+    assert!(r.output.contains("ERROR mm::heap: out of memory:"), "{}", r.output);
+    assert!(r.output.contains("PANIC: memory allocation of"), "{}", r.output);
+    assert_eq!(r.failed.first().map(|f| f.0.as_str()), Some("deliberate_out_of_memory"));
+}
+
+#[test]
 fn an_unknown_test_name_fails_the_run() {
     let r = run(Firmware::Bios, Some("no_such_test"));
     assert!(r.verdict().is_err());

@@ -59,16 +59,9 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if let Err(e) = serial {
         log::warn!("COM1 init: {e:?}");
     }
-    match problem {
-        Some(config::Problem::NotUtf8) => {
-            log::error!("kernel command line is not UTF-8; using defaults")
-        }
-        Some(config::Problem::Invalid(e)) => {
-            log::error!("kernel command line '{}': {e}; using defaults", config::cmdline())
-        }
-        None => {}
+    if let Some(p) = problem {
+        log::error!("{p}; using defaults");
     }
-
     log::debug!("cmdline '{}'", config::cmdline());
     if let Err(e) = mm::init(
         &boot_info.memory_regions,

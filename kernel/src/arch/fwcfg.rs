@@ -21,14 +21,22 @@ fn read_into(buf: &mut [u8]) {
     }
 }
 
-/// Reads the fw_cfg file `name` into `buf`; returns its length, or `None` if
-/// there is no fw_cfg device, no such file, or it does not fit `buf`.
-pub fn read_file(name: &str, buf: &mut [u8]) -> Option<usize> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FwCfgError {
+    /// No fw_cfg device (not QEMU, or an old one).
+    NoDevice,
+    NotFound,
+    /// The file is larger than the buffer given.
+    TooLarge(u32),
+}
+
+/// Reads the fw_cfg file `name` into `buf`; returns its length.
+pub fn read_file(name: &str, buf: &mut [u8]) -> Result<usize, FwCfgError> {
     select(fwcfg::SELECT_SIGNATURE);
     let mut sig = [0u8; 4];
     read_into(&mut sig);
     if sig != fwcfg::SIGNATURE {
-        return None;
+        return Err(FwCfgError::NoDevice);
     }
     select(fwcfg::SELECT_FILE_DIR);
     let mut count = [0u8; 4];
@@ -39,12 +47,12 @@ pub fn read_file(name: &str, buf: &mut [u8]) -> Option<usize> {
         if let Some(file) = fwcfg::match_entry(&entry, name) {
             let len = file.size as usize;
             if len > buf.len() {
-                return None;
+                return Err(FwCfgError::TooLarge(file.size));
             }
             select(file.select);
             read_into(&mut buf[..len]);
-            return Some(len);
+            return Ok(len);
         }
     }
-    None
+    Err(FwCfgError::NotFound)
 }

@@ -3,7 +3,7 @@
 //! `aether_abi::ktest`), and exit QEMU with pass (33) or fail (35).
 //!
 //! Add a test: write `fn name() -> TestResult` in `tests.rs` and list it in
-//! `tests::ALL`. Tests marked `opt_in` (the harness's own failure
+//! `tests::ALL` as `test("name", name)`. Tests marked `opt_in` (the harness's own failure
 //! demonstrations) run only when named with `tests=`.
 
 mod tests;

@@ -14,83 +14,40 @@ use crate::mm::{frames, heap, paging, phys};
 use crate::{platform, time};
 
 pub static ALL: &[Test] = &[
-    Test {
-        name: "frames_alloc_free_roundtrip",
-        run: frames_alloc_free_roundtrip,
-        opt_in: false,
-    },
-    Test {
-        name: "paging_map_translate_unmap",
-        run: paging_map_translate_unmap,
-        opt_in: false,
-    },
-    Test {
-        name: "paging_refuses_writable_executable",
-        run: paging_refuses_writable_executable,
-        opt_in: false,
-    },
-    Test {
-        name: "heap_grows_on_demand",
-        run: heap_grows_on_demand,
-        opt_in: false,
-    },
-    Test {
-        name: "heap_exhaustion_is_an_error",
-        run: heap_exhaustion_is_an_error,
-        opt_in: false,
-    },
-    Test {
-        name: "interrupts_timer_ticks_arrive",
-        run: interrupts_timer_ticks_arrive,
-        opt_in: false,
-    },
-    Test {
-        name: "interrupts_breakpoint_resumes",
-        run: interrupts_breakpoint_resumes,
-        opt_in: false,
-    },
-    Test {
-        name: "interrupts_serial_receive",
-        run: interrupts_serial_receive,
-        opt_in: false,
-    },
-    Test {
-        name: "clock_monotonic_10k_reads",
-        run: clock_monotonic_10k_reads,
-        opt_in: false,
-    },
-    Test {
-        name: "clock_agrees_with_pit",
-        run: clock_agrees_with_pit,
-        opt_in: false,
-    },
-    Test {
-        name: "acpi_power_off_available",
-        run: acpi_power_off_available,
-        opt_in: false,
-    },
-    Test {
-        name: "rtc_boot_time_plausible",
-        run: rtc_boot_time_plausible,
-        opt_in: false,
-    },
+    test("frames_alloc_free_roundtrip", frames_alloc_free_roundtrip),
+    test("paging_map_translate_unmap", paging_map_translate_unmap),
+    test("paging_refuses_writable_executable", paging_refuses_writable_executable),
+    test("heap_grows_on_demand", heap_grows_on_demand),
+    test("heap_exhaustion_is_an_error", heap_exhaustion_is_an_error),
+    test("interrupts_timer_ticks_arrive", interrupts_timer_ticks_arrive),
+    test("interrupts_breakpoint_resumes", interrupts_breakpoint_resumes),
+    test("interrupts_serial_receive", interrupts_serial_receive),
+    test("clock_monotonic_10k_reads", clock_monotonic_10k_reads),
+    test("clock_agrees_with_pit", clock_agrees_with_pit),
+    test("acpi_power_off_available", acpi_power_off_available),
+    test("rtc_boot_time_plausible", rtc_boot_time_plausible),
     // The harness's own demonstrations that failures are caught.
-    Test {
-        name: "deliberate_failure",
-        run: deliberate_failure,
-        opt_in: true,
-    },
-    Test {
-        name: "deliberate_panic",
-        run: deliberate_panic,
-        opt_in: true,
-    },
-    Test {
-        name: "deliberate_page_fault",
-        run: deliberate_page_fault,
-        opt_in: true,
-    },
+    opt_in("deliberate_failure", deliberate_failure),
+    opt_in("deliberate_panic", deliberate_panic),
+    opt_in("deliberate_page_fault", deliberate_page_fault),
+    opt_in("deliberate_out_of_memory", deliberate_out_of_memory),
 ];
+
+const fn test(name: &'static str, run: fn() -> TestResult) -> Test {
+    Test {
+        name,
+        run,
+        opt_in: false,
+    }
+}
+
+const fn opt_in(name: &'static str, run: fn() -> TestResult) -> Test {
+    Test {
+        name,
+        run,
+        opt_in: true,
+    }
+}
 
 fn frames_alloc_free_roundtrip() -> TestResult {
     let before = frames::stats();
@@ -302,4 +259,11 @@ fn deliberate_page_fault() -> TestResult {
     // the fault is reported (vector, error code, RIP, CR2) and fails the run.
     let v = unsafe { (page.start_address().as_u64() as *const u64).read_volatile() };
     Err(alloc::format!("read {v:#x} from an unmapped page"))
+}
+
+fn deliberate_out_of_memory() -> TestResult {
+    // An infallible allocation beyond the heap limit: the allocator logs the
+    // heap's state and the allocation-failure path panics (it must not hang).
+    let v: Vec<u8> = Vec::with_capacity(heap::stats().limit as usize * 2);
+    Err(alloc::format!("allocated {} bytes beyond the heap limit", v.capacity()))
 }

@@ -69,6 +69,9 @@ pub enum MapError {
     NoFreeSlot,
     /// The MMIO window is full.
     WindowFull,
+    /// Not a valid physical address (beyond 52 bits), e.g. from a corrupt
+    /// firmware table.
+    BadPhysicalAddress(u64),
 }
 
 impl From<MapToError<Size4KiB>> for MapError {
@@ -177,9 +180,14 @@ pub unsafe fn unmap_and_free(page: Page) -> Result<MapperFlush<Size4KiB>, MapErr
 /// caller then accesses only with volatile operations.
 pub unsafe fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
     let flags = (Flags::WRITABLE | Flags::UNCACHED).to_entry_flags()?;
+    let end = phys
+        .checked_add(len.max(1) - 1)
+        .ok_or(MapError::BadPhysicalAddress(phys))?;
+    let first = PhysAddr::try_new(phys).map_err(|_| MapError::BadPhysicalAddress(phys))?;
+    let last = PhysAddr::try_new(end).map_err(|_| MapError::BadPhysicalAddress(end))?;
     with(|s| {
-        let first = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(phys));
-        let last = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(phys + len.max(1) - 1));
+        let first = PhysFrame::<Size4KiB>::containing_address(first);
+        let last = PhysFrame::<Size4KiB>::containing_address(last);
         let pages = (last.start_address() - first.start_address()) / Size4KiB::SIZE + 1;
         let base = s.mmio_next;
         if base + pages * Size4KiB::SIZE > s.mmio_end {
