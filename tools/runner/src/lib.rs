@@ -16,8 +16,10 @@ use std::path::PathBuf;
 
 #[derive(Debug)]
 pub enum RunnerError {
-    /// `qemu-system-x86_64` is not on PATH (nor at `$AETHER_QEMU`).
+    /// `qemu-system-x86_64` is not on PATH.
     QemuMissing,
+    /// `$AETHER_QEMU` names a file that does not exist.
+    QemuNotAt(PathBuf),
     /// No OVMF firmware for UEFI boots.
     OvmfMissing(Vec<PathBuf>),
     Spawn(std::io::Error),
@@ -32,6 +34,13 @@ impl fmt::Display for RunnerError {
                  Install it with:  sudo apt-get install -y qemu-system-x86 ovmf\n\
                  (or point AETHER_QEMU at a qemu-system-x86_64 binary)",
             ),
+            RunnerError::QemuNotAt(p) => {
+                write!(
+                    f,
+                    "AETHER_QEMU is {}, which is not a file; unset it to use qemu-system-x86_64 from PATH",
+                    p.display()
+                )
+            }
             RunnerError::OvmfMissing(looked) => {
                 write!(f, "no OVMF firmware for UEFI boot (looked at:")?;
                 for p in looked {

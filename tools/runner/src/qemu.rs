@@ -76,11 +76,13 @@ impl Qemu {
     }
 
     fn locate_in(explicit: Option<OsString>, path: Option<OsString>) -> Result<Self, RunnerError> {
-        let program = match explicit {
-            Some(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
-            None => find_in_path("qemu-system-x86_64", path),
-        };
-        program.map(|program| Qemu { program }).ok_or(RunnerError::QemuMissing)
+        match explicit.map(PathBuf::from) {
+            Some(p) if p.is_file() => Ok(Qemu { program: p }),
+            Some(p) => Err(RunnerError::QemuNotAt(p)),
+            None => find_in_path("qemu-system-x86_64", path)
+                .map(|program| Qemu { program })
+                .ok_or(RunnerError::QemuMissing),
+        }
     }
 
     pub fn program(&self) -> &Path {
@@ -158,7 +160,7 @@ mod tests {
         let err = Qemu::locate_in(Some("/nonexistent/qemu".into()), None)
             .err()
             .expect("must fail");
-        assert!(matches!(err, RunnerError::QemuMissing));
+        assert!(err.to_string().contains("AETHER_QEMU is /nonexistent/qemu"), "{err}");
     }
 
     #[test]
