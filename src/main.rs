@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use aether_abi::boot::{BootArgs, LogLevel, Mode, OnPanic};
-use aetheros::runner::{Firmware, Launch, Qemu, Serial};
+use aetheros::runner::{Firmware, Launch, Qemu, Serial, checked_cmdline};
 
 const USAGE: &str = "\
 usage: cargo run [--release] -- [--uefi] [--test [NAMES]] [--log LEVEL]
@@ -84,10 +84,17 @@ fn main() -> ExitCode {
         on_panic,
         log: opts.log,
     };
+    let cmdline = match checked_cmdline(&args) {
+        Ok(line) => line,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let launch = Launch {
         firmware: opts.firmware,
         serial: Serial::Terminal,
-        cmdline: args.to_string(),
+        cmdline,
     };
     let mut cmd = match qemu.command(&aetheros::images(), &launch) {
         Ok(c) => c,

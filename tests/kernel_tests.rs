@@ -22,6 +22,7 @@ const REQUIRED: &[&str] = &[
     "interrupts_serial_receive",
     "clock_monotonic_10k_reads",
     "clock_agrees_with_pit",
+    "clock_agrees_with_acpi_pm_timer",
     "acpi_power_off_available",
     "rtc_boot_time_plausible",
 ];
@@ -96,6 +97,27 @@ fn a_cpu_exception_is_reported_with_vector_rip_and_cr2() {
     );
     assert!(out.contains(" cr2=0x") && out.contains("rip=0x"), "{out}");
     assert_eq!(r.failed.first().map(|f| f.0.as_str()), Some("deliberate_page_fault"));
+}
+
+#[test]
+fn a_kernel_stack_overflow_is_reported_as_a_double_fault() {
+    let r = run(Firmware::Bios, Some("deliberate_stack_overflow"));
+    assert!(r.verdict().is_err());
+    assert_eq!(
+        r.exit_status,
+        Some(35),
+        "a triple fault would reset (exit 0 under -no-reboot):\n{}",
+        r.output
+    );
+    assert!(
+        r.output.contains("EXCEPTION: #DF double fault (vector 8)"),
+        "{}",
+        r.output
+    );
+    assert_eq!(
+        r.failed.first().map(|f| f.0.as_str()),
+        Some("deliberate_stack_overflow")
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 extern crate alloc;
 
-// The hardware base: the only modules with `unsafe`.
+// The hardware base: the modules with `unsafe` (plus `ktest`, below).
 mod arch;
 mod mm;
 mod platform;

@@ -6,7 +6,9 @@ use kcore::acpi::{self, Fadt, Madt};
 use spin::Once;
 
 use crate::arch::{apic, idt, ioapic, pic, power, serial};
-use crate::mm::{paging, phys::FirmwareMemory};
+use crate::mm::{frames, paging, phys::FirmwareMemory};
+use x86_64::PhysAddr;
+use x86_64::structures::paging::PhysFrame;
 
 /// Where the IOAPIC is on PC platforms when there is no MADT.
 const DEFAULT_IOAPIC: u64 = 0xfec0_0000;
@@ -14,7 +16,7 @@ const DEFAULT_IOAPIC: u64 = 0xfec0_0000;
 #[derive(Clone, Copy, Debug)]
 struct PowerOff {
     pm1a: u16,
-    pm1b: u16,
+    pm1b: Option<u16>,
     slp_typ: u8,
 }
 
@@ -22,6 +24,7 @@ struct PowerOff {
 pub struct Platform {
     madt: Option<Madt>,
     power: Option<PowerOff>,
+    pm_timer: Option<u16>,
 }
 
 static PLATFORM: Once<Platform> = Once::new();
@@ -50,17 +53,27 @@ pub fn discover(rsdp: Option<u64>) -> &'static Platform {
                 log::warn!("ACPI: {e}");
                 None
             });
-        let power = tables.fadt.and_then(|at| {
-            let fadt = Fadt::read(&mem, at).inspect_err(|e| log::warn!("ACPI: {e}")).ok()?;
+        let fadt = tables
+            .fadt
+            .and_then(|at| Fadt::read(&mem, at).inspect_err(|e| log::warn!("ACPI: {e}")).ok());
+        let power = fadt.and_then(|fadt| {
+            let Some(pm1a) = fadt.pm1a_cnt_blk else {
+                log::warn!("ACPI: no PM1a control port: no power-off");
+                return None;
+            };
             let slp_typ = fadt.s5_sleep_type(&mem).inspect_err(|e| log::warn!("ACPI: {e}")).ok()?;
             Some(PowerOff {
-                pm1a: fadt.pm1a_cnt_blk,
+                pm1a,
                 pm1b: fadt.pm1b_cnt_blk,
                 slp_typ,
             })
         });
         log::debug!("madt={} power_off={:?}", madt.is_some(), power);
-        Platform { madt, power }
+        Platform {
+            madt,
+            power,
+            pm_timer: fadt.and_then(|f| f.pm_timer_blk),
+        }
     })
 }
 
@@ -79,11 +92,31 @@ impl core::fmt::Display for InterruptError {
     }
 }
 
+/// A device register address from firmware, or `default` if it lies in
+/// usable RAM (mapping RAM as a device would corrupt it) or is not a
+/// physical address at all.
+fn device_address(what: &str, addr: u64, default: u64) -> u64 {
+    let in_ram = PhysAddr::try_new(addr).map_or(true, |a| frames::is_used(PhysFrame::containing_address(a)).is_some());
+    if in_ram {
+        log::warn!("{what} at {addr:#x} is not device memory; using {default:#x}");
+        default
+    } else {
+        addr
+    }
+}
+
 /// Masks the legacy PIC, enables the local APIC and the IOAPIC, and routes
 /// COM1's receive interrupt to the serial driver. Interrupts stay disabled.
+/// A COM1 route that cannot be made is logged (the console then gets no
+/// input), not fatal.
 pub fn init_interrupts(p: &Platform) -> Result<(), InterruptError> {
     pic::disable();
-    let lapic_phys = p.madt.map_or_else(apic::physical_base, |m| m.local_apic);
+    let lapic_default = apic::physical_base();
+    let lapic_phys = device_address(
+        "local APIC",
+        p.madt.map_or(lapic_default, |m| m.local_apic),
+        lapic_default,
+    );
     // SAFETY: the local APIC's register page is device memory at the
     // address the MADT (or IA32_APIC_BASE) gives.
     let lapic = unsafe { paging::map_mmio(lapic_phys, 4096) }.map_err(InterruptError::Map)?;
@@ -98,6 +131,7 @@ pub fn init_interrupts(p: &Platform) -> Result<(), InterruptError> {
         .madt
         .and_then(|m| m.ioapic_for(gsi))
         .map_or((DEFAULT_IOAPIC, 0), |a| (a.address as u64, a.gsi_base));
+    let io_phys = device_address("IOAPIC", io_phys, DEFAULT_IOAPIC);
     // SAFETY: the IOAPIC's register window is device memory at the address
     // the MADT (or the PC default) gives.
     let io = unsafe { paging::map_mmio(io_phys, 0x20) }.map_err(InterruptError::Map)?;
@@ -110,9 +144,16 @@ pub fn init_interrupts(p: &Platform) -> Result<(), InterruptError> {
 
     let irq = idt::Irq::Isa(serial::COM1_IRQ);
     idt::set_irq_handler(irq, serial::on_interrupt);
-    ioapic::route(gsi, irq.vector(), apic::id(), active_low, level).map_err(InterruptError::Route)?;
-    serial::enable_receive_interrupt();
+    match ioapic::route(gsi, irq.vector(), apic::id(), active_low, level) {
+        Ok(()) => serial::enable_receive_interrupt(),
+        Err(e) => log::error!("{}: console input will not work", InterruptError::Route(e)),
+    }
     Ok(())
+}
+
+/// The ACPI PM timer's I/O port, if the FADT has one.
+pub fn pm_timer_port() -> Option<u16> {
+    PLATFORM.get().and_then(|p| p.pm_timer)
 }
 
 /// Whether ACPI power-off is available.
@@ -126,8 +167,8 @@ pub fn power_off() -> ! {
     if let Some(p) = PLATFORM.get().and_then(|p| p.power) {
         let value = acpi::pm1_sleep_value(p.slp_typ);
         power::write_pm1_control(p.pm1a, value);
-        if p.pm1b != 0 {
-            power::write_pm1_control(p.pm1b, value);
+        if let Some(pm1b) = p.pm1b {
+            power::write_pm1_control(pm1b, value);
         }
         for _ in 0..1_000_000 {
             core::hint::spin_loop();

@@ -19,6 +19,11 @@ use crate::arch::{apic, cmos, cpu, idt, pit};
 const CALIBRATION_NS: u64 = 1_000_000;
 /// Tries per edge reading.
 const EDGE_TRIES: usize = 3;
+/// Calibration windows tried before giving up.
+const CALIBRATION_TRIES: usize = 5;
+/// Consecutive reads of an unchanging PIT count after which there is no PIT
+/// (a tick is 0.84 us; a port read takes well under 1 us even under TCG).
+const PIT_STUCK_READS: u32 = 100_000;
 /// The periodic tick (100 Hz).
 pub const TICK_NS: u64 = 10_000_000;
 
@@ -35,16 +40,47 @@ const APIC_WINDOW_NS: u64 = 200_000;
 /// every log line after it has a real timestamp.
 pub fn calibrate_tsc(entry_tsc: u64) -> Result<u64, CalibrationError> {
     let window = clock::pit_ticks_for_ns(CALIBRATION_NS).ok_or(CalibrationError::NoReferenceTicks)?;
+    let mut result = Err(CalibrationError::NoReferenceTicks);
+    for _ in 0..CALIBRATION_TRIES {
+        result = measure_tsc(window);
+        match result {
+            Ok(hz) => {
+                CLOCK.call_once(|| TscClock::new(hz, entry_tsc));
+                return Ok(hz);
+            }
+            Err(CalibrationError::CounterStalled) => break, // no PIT: retrying will not help
+            Err(_) => {}
+        }
+    }
+    result
+}
+
+/// One calibration window of `window` PIT ticks.
+fn measure_tsc(window: u16) -> Result<u64, CalibrationError> {
     let pit = pit::Countdown::start();
     let (tsc0, count0) = tsc_pair(|| pit.read());
-    while count0.wrapping_sub(pit.read()) < window {
-        core::hint::spin_loop();
+    let (mut last_tsc, mut last_count, mut largest_gap, mut unchanged) = (tsc0, count0, 0, 0);
+    while count0.wrapping_sub(last_count) < window {
+        let count = pit.read();
+        let now = cpu::rdtsc();
+        largest_gap = largest_gap.max(now - last_tsc);
+        last_tsc = now;
+        if count == last_count {
+            unchanged += 1;
+            if unchanged > PIT_STUCK_READS {
+                return Err(CalibrationError::CounterStalled);
+            }
+        } else {
+            unchanged = 0;
+            last_count = count;
+        }
     }
     let (tsc1, count1) = tsc_pair(|| pit.read());
-    let ticks = count0.wrapping_sub(count1) as u64;
-    let tsc_hz = clock::measure_hz(tsc1.wrapping_sub(tsc0), ticks, PIT_HZ)?;
-    CLOCK.call_once(|| TscClock::new(tsc_hz, entry_tsc));
-    Ok(tsc_hz)
+    let elapsed = tsc1.wrapping_sub(tsc0);
+    if clock::window_disturbed(largest_gap, elapsed) {
+        return Err(CalibrationError::Disturbed);
+    }
+    clock::measure_hz(elapsed, count0.wrapping_sub(count1) as u64, PIT_HZ)
 }
 
 /// Reads `other` between two TSC reads, a few times, and keeps the tightest

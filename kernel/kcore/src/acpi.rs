@@ -108,12 +108,19 @@ pub fn find_tables(mem: &impl PhysMemory, rsdp: u64) -> Result<Tables> {
         return Err(AcpiError::BadRsdp);
     }
     let revision = r[15];
-    let (root, sig, entry_len) = if revision >= 2 {
+    let xsdt = if revision >= 2 {
         let ext = mem.slice(rsdp, 36).ok_or(AcpiError::Unreadable(rsdp))?;
         if !checksum_ok(ext) {
             return Err(AcpiError::BadRsdp);
         }
-        (u64_at(ext, 24), *b"XSDT", 8)
+        u64_at(ext, 24)
+    } else {
+        0
+    };
+    // ACPI 2.0+ prefers the XSDT; firmware that leaves it zero still has
+    // the RSDT.
+    let (root, sig, entry_len) = if xsdt != 0 {
+        (xsdt, *b"XSDT", 8)
     } else {
         (u32_at(r, 16) as u64, *b"RSDT", 4)
     };
@@ -139,8 +146,28 @@ pub fn find_tables(mem: &impl PhysMemory, rsdp: u64) -> Result<Tables> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fadt {
     pub dsdt: u64,
-    pub pm1a_cnt_blk: u16,
-    pub pm1b_cnt_blk: u16,
+    /// PM1a control block I/O port (`None` if absent or not in I/O space).
+    pub pm1a_cnt_blk: Option<u16>,
+    pub pm1b_cnt_blk: Option<u16>,
+    /// ACPI PM timer I/O port (3.579545 MHz, ACPI 6.5 §4.8.3.3).
+    pub pm_timer_blk: Option<u16>,
+}
+
+/// ACPI PM timer rate, Hz.
+pub const PM_TIMER_HZ: u64 = 3_579_545;
+
+/// An I/O port from a 32-bit FADT field, or else from its 64-bit Generic
+/// Address Structure at `gas` (ACPI 6.5 §5.2.3.2: space id 1 = system I/O,
+/// address at +4). Zero, memory-space and >16-bit values are `None`.
+fn io_port(t: &[u8], legacy: usize, gas: usize) -> Option<u16> {
+    let legacy = u32_at(t, legacy);
+    if legacy != 0 {
+        return u16::try_from(legacy).ok();
+    }
+    if t.len() < gas + 12 || t[gas] != 1 {
+        return None;
+    }
+    u16::try_from(u64_at(t, gas + 4)).ok().filter(|&p| p != 0)
 }
 
 impl Fadt {
@@ -152,8 +179,9 @@ impl Fadt {
         let x_dsdt = if t.len() >= 148 { u64_at(t, 140) } else { 0 };
         Ok(Fadt {
             dsdt: if x_dsdt != 0 { x_dsdt } else { u32_at(t, 40) as u64 },
-            pm1a_cnt_blk: u32_at(t, 64) as u16,
-            pm1b_cnt_blk: u32_at(t, 68) as u16,
+            pm1a_cnt_blk: io_port(t, 64, 172),
+            pm1b_cnt_blk: io_port(t, 68, 184),
+            pm_timer_blk: io_port(t, 76, 208),
         })
     }
 
@@ -170,10 +198,17 @@ pub const fn pm1_sleep_value(slp_typ: u8) -> u16 {
     (((slp_typ & 7) as u16) << 10) | (1 << 13)
 }
 
-/// Finds `Name(_S5, Package() { a, .. })` in AML and returns `a`.
+/// Finds `Name(_S5, Package() { a, .. })` in AML and returns `a`; other
+/// mentions of `_S5_` (references to it) are skipped.
 fn s5_sleep_type(aml: &[u8]) -> Option<u8> {
-    let at = aml.windows(4).position(|w| w == b"_S5_")?;
-    let rest = &aml[at + 4..];
+    aml.windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"_S5_")
+        .find_map(|(at, _)| s5_package_first(&aml[at + 4..]))
+}
+
+/// The first element of the package that follows a `_S5_` name.
+fn s5_package_first(rest: &[u8]) -> Option<u8> {
     if *rest.first()? != 0x12 {
         return None; // not a PackageOp
     }
@@ -357,7 +392,8 @@ mod tests {
         mem[..36].copy_from_slice(&rsdp);
 
         let mut entries = Vec::new();
-        for off in [0x100u64, 0x200, 0x3f0] {
+        // The third entry points outside readable memory and is skipped.
+        for off in [0x100u64, 0x200, 0x10_0000] {
             entries.extend_from_slice(&(BASE + off).to_le_bytes());
         }
         let xsdt = sdt(b"XSDT", &entries);
@@ -366,6 +402,7 @@ mod tests {
         let mut fadt_body = vec![0u8; 244 - HEADER_LEN];
         fadt_body[40 - HEADER_LEN..44 - HEADER_LEN].copy_from_slice(&((BASE + 0x300) as u32).to_le_bytes());
         fadt_body[64 - HEADER_LEN..68 - HEADER_LEN].copy_from_slice(&0x604u32.to_le_bytes());
+        fadt_body[76 - HEADER_LEN..80 - HEADER_LEN].copy_from_slice(&0x608u32.to_le_bytes());
         let fadt = sdt(b"FACP", &fadt_body);
         mem[0x100..0x100 + fadt.len()].copy_from_slice(&fadt);
 
@@ -405,10 +442,51 @@ mod tests {
             }
         );
         let fadt = Fadt::read(&m, BASE + 0x100).unwrap();
-        assert_eq!(fadt.pm1a_cnt_blk, 0x604);
+        assert_eq!(fadt.pm1a_cnt_blk, Some(0x604));
+        assert_eq!(fadt.pm1b_cnt_blk, None);
+        assert_eq!(fadt.pm_timer_blk, Some(0x608));
         assert_eq!(fadt.dsdt, BASE + 0x300);
         assert_eq!(fadt.s5_sleep_type(&m), Ok(5));
         assert_eq!(pm1_sleep_value(5), 0x3400);
+    }
+
+    #[test]
+    fn pm_ports_come_from_the_extended_fields_when_the_legacy_ones_are_zero() {
+        let mut t = vec![0u8; 244];
+        t[172] = 1; // X_PM1a_CNT_BLK in system I/O
+        t[176..184].copy_from_slice(&0x1004u64.to_le_bytes());
+        t[208] = 0; // X_PM_TMR_BLK in memory space: not usable as a port
+        t[212..220].copy_from_slice(&0xfee0_0000u64.to_le_bytes());
+        assert_eq!(io_port(&t, 64, 172), Some(0x1004));
+        assert_eq!(io_port(&t, 76, 208), None);
+        t[64..68].copy_from_slice(&0x1_0000u32.to_le_bytes());
+        assert_eq!(io_port(&t, 64, 172), None, "a legacy value beyond 16 bits is refused");
+        assert_eq!(io_port(&t[..100], 68, 184), None, "short table");
+    }
+
+    #[test]
+    fn s5_skips_references_before_the_definition() {
+        assert_eq!(s5_sleep_type(b"\\_S5_\x70_S5_\x12\x06\x04\x0a\x05\x00"), Some(5));
+    }
+
+    #[test]
+    fn rsdp_v2_with_a_zero_xsdt_falls_back_to_the_rsdt() {
+        let mut m = machine(&[0x12, 0x06, 0x04, 0x00]);
+        // RSDT at +0x380 listing only the FADT; XSDT address zeroed.
+        let rsdt = sdt(b"RSDT", &((BASE + 0x100) as u32).to_le_bytes());
+        m.bytes[0x380..0x380 + rsdt.len()].copy_from_slice(&rsdt);
+        m.bytes[16..20].copy_from_slice(&((BASE + 0x380) as u32).to_le_bytes());
+        m.bytes[24..32].fill(0);
+        fix_checksum(&mut m.bytes[..20], 8);
+        fix_checksum(&mut m.bytes[..36], 32);
+        let t = find_tables(&m, BASE).unwrap();
+        assert_eq!(
+            t,
+            Tables {
+                fadt: Some(BASE + 0x100),
+                madt: None
+            }
+        );
     }
 
     #[test]

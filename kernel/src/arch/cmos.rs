@@ -5,7 +5,8 @@ use x86_64::instructions::port::Port;
 
 const INDEX: u16 = 0x70;
 const DATA: u16 = 0x71;
-/// Index bit 7 keeps NMIs disabled while we talk to the CMOS.
+/// Index bit 7 keeps NMIs disabled while we talk to the CMOS; the last
+/// access of `read_rtc` clears it again.
 const NMI_OFF: u8 = 0x80;
 const STATUS_A: u8 = 0x0a;
 const UPDATE_IN_PROGRESS: u8 = 0x80;
@@ -32,9 +33,22 @@ fn snapshot() -> RtcRegisters {
     }
 }
 
+/// Re-enables NMIs: selects status register D with bit 7 clear.
+fn enable_nmi() {
+    // SAFETY: writing the CMOS index port only selects a register (D, which
+    // is read-only) and sets the NMI-enable state.
+    unsafe { Port::<u8>::new(INDEX).write(0x0d) };
+}
+
 /// Reads the clock, retrying until two snapshots taken outside an update
 /// agree. `None` if it never settles (a broken or absent RTC).
 pub fn read_rtc() -> Option<RtcRegisters> {
+    let regs = read_consistent();
+    enable_nmi();
+    regs
+}
+
+fn read_consistent() -> Option<RtcRegisters> {
     for _ in 0..8 {
         let mut spins = 0;
         while read(STATUS_A) & UPDATE_IN_PROGRESS != 0 {

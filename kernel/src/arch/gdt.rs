@@ -2,6 +2,8 @@
 //! and a TSS whose interrupt stack table gives the double-fault handler a
 //! stack of its own, so a kernel stack overflow still gets reported.
 
+use core::cell::UnsafeCell;
+
 use spin::Once;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
@@ -14,12 +16,18 @@ use x86_64::structures::tss::TaskStateSegment;
 pub const DOUBLE_FAULT_IST: u16 = 0;
 const IST_STACK_SIZE: usize = 16 * 1024;
 
+/// A stack the CPU switches to; `UnsafeCell` puts it in writable memory
+/// (`.bss`), where a plain `static` array would land in read-only `.rodata`
+/// and the CPU's first push would fault (a triple fault).
 #[repr(align(16))]
-struct Stack([u8; IST_STACK_SIZE]);
+struct Stack(UnsafeCell<[u8; IST_STACK_SIZE]>);
 
-/// The double-fault stack. Only the CPU writes it (on a #DF), through the
-/// address in the TSS; Rust code never touches it.
-static DOUBLE_FAULT_STACK: Stack = Stack([0; IST_STACK_SIZE]);
+// SAFETY: Rust code never reads or writes the stack's bytes; only the CPU
+// does, when it delivers a #DF, and the handler never returns (so two uses
+// never overlap).
+unsafe impl Sync for Stack {}
+
+static DOUBLE_FAULT_STACK: Stack = Stack(UnsafeCell::new([0; IST_STACK_SIZE]));
 
 static TSS: Once<TaskStateSegment> = Once::new();
 static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
@@ -32,7 +40,7 @@ struct Selectors {
 
 /// The double-fault stack's address range, for the backtrace walker.
 pub fn double_fault_stack() -> (u64, u64) {
-    let start = DOUBLE_FAULT_STACK.0.as_ptr() as u64;
+    let start = DOUBLE_FAULT_STACK.0.get() as u64;
     (start, start + IST_STACK_SIZE as u64)
 }
 

@@ -113,9 +113,10 @@ extern "x86-interrupt" fn apic_spurious(_frame: InterruptStackFrame) {
     // SDM Vol. 3A §11.9: no EOI for the spurious vector, nothing to do.
 }
 
-extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
+extern "x86-interrupt" fn breakpoint(_frame: InterruptStackFrame) {
+    // Counted only: #BP is not masked by IF, so logging here could spin on a
+    // serial lock the interrupted code holds.
     BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
-    log::debug!("breakpoint at rip={:#x}", frame.instruction_pointer.as_u64());
 }
 
 /// Reports an exception that the kernel cannot recover from and panics.

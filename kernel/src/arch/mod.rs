@@ -1,5 +1,6 @@
-//! The x86_64 hardware base: every `unsafe` line of the kernel outside `mm`
-//! lives here, each with a `// SAFETY:` note. Nothing in `arch` knows about
+//! The x86_64 hardware base: CPU tables, interrupt controllers, timers and
+//! ports. With `mm` and `platform` it holds all the kernel's `unsafe` (kernel
+//! tests aside), each block with a `// SAFETY:` note. Nothing in `arch` knows about
 //! the console, the clock policy or tests; layers above register the
 //! interrupt handlers they need (`idt::set_irq_handler`).
 
@@ -13,5 +14,6 @@ pub mod idt;
 pub mod ioapic;
 pub mod pic;
 pub mod pit;
+pub mod pmtimer;
 pub mod power;
 pub mod serial;

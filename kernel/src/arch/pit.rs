@@ -14,7 +14,7 @@ const OUT2: u8 = 1 << 5;
 /// Channel 2, lobyte/hibyte access, mode 0 (interrupt on terminal count).
 const CH2_MODE0: u8 = 0b1011_0000;
 
-/// Channel 2, lobyte/hibyte access, mode 0, for free-running reads.
+/// Counter-latch command for channel 2 (bits 7-6 = 10, access bits 00).
 const CH2_LATCH: u8 = 0b1000_0000;
 
 /// Free-running channel-2 counter for reading the PIT as a clock: counts

@@ -9,7 +9,7 @@ use x86_64::VirtAddr;
 use x86_64::structures::paging::{Page, PageTableFlags, Size4KiB};
 
 use super::{Test, TestResult, ensure};
-use crate::arch::{cpu, idt, pit, serial};
+use crate::arch::{cpu, idt, pit, pmtimer, serial};
 use crate::mm::{frames, heap, paging, phys};
 use crate::{platform, time};
 
@@ -24,6 +24,7 @@ pub static ALL: &[Test] = &[
     test("interrupts_serial_receive", interrupts_serial_receive),
     test("clock_monotonic_10k_reads", clock_monotonic_10k_reads),
     test("clock_agrees_with_pit", clock_agrees_with_pit),
+    test("clock_agrees_with_acpi_pm_timer", clock_agrees_with_acpi_pm_timer),
     test("acpi_power_off_available", acpi_power_off_available),
     test("rtc_boot_time_plausible", rtc_boot_time_plausible),
     // The harness's own demonstrations that failures are caught.
@@ -31,6 +32,7 @@ pub static ALL: &[Test] = &[
     opt_in("deliberate_panic", deliberate_panic),
     opt_in("deliberate_page_fault", deliberate_page_fault),
     opt_in("deliberate_out_of_memory", deliberate_out_of_memory),
+    opt_in("deliberate_stack_overflow", deliberate_stack_overflow),
 ];
 
 const fn test(name: &'static str, run: fn() -> TestResult) -> Test {
@@ -172,7 +174,10 @@ fn heap_exhaustion_is_an_error() -> TestResult {
 fn interrupts_timer_ticks_arrive() -> TestResult {
     let start = time::ticks();
     let deadline = time::now_ns() + 20 * time::TICK_NS;
-    cpu::wait_until(|| time::ticks() >= start + 3 || time::now_ns() > deadline);
+    // Spin, not halt: if no tick ever arrives, nothing would wake a `hlt`.
+    while time::ticks() < start + 3 && time::now_ns() < deadline {
+        core::hint::spin_loop();
+    }
     let got = time::ticks() - start;
     ensure!(got >= 3, "{got} timer ticks in {} ms", 20 * time::TICK_NS / 1_000_000);
     Ok(())
@@ -229,6 +234,32 @@ fn clock_agrees_with_pit() -> TestResult {
     Ok(())
 }
 
+/// The PIT both calibrated the clock and checks it above; the PM timer is a
+/// second, independent reference.
+fn clock_agrees_with_acpi_pm_timer() -> TestResult {
+    let port = platform::pm_timer_port().ok_or("the FADT names no PM timer")?;
+    let window = kcore::acpi::PM_TIMER_HZ / 20; // 50 ms
+    let (pm0, t0) = (pmtimer::read(port), time::now_ns());
+    let mut pm1 = pm0;
+    let deadline = t0 + 1_000_000_000;
+    while (pm1.wrapping_sub(pm0) & pmtimer::MASK) < window as u32 {
+        ensure!(
+            time::now_ns() < deadline,
+            "PM timer did not advance {window} ticks in 1 s of clock"
+        );
+        pm1 = pmtimer::read(port);
+    }
+    let measured = time::now_ns() - t0;
+    let ticks = (pm1.wrapping_sub(pm0) & pmtimer::MASK) as u64;
+    let expected = ticks * 1_000_000_000 / kcore::acpi::PM_TIMER_HZ;
+    let err_ppm = measured.abs_diff(expected) * 1_000_000 / expected;
+    ensure!(
+        err_ppm < 10_000,
+        "clock measured {measured} ns for {expected} ns of PM timer ({err_ppm} ppm)"
+    );
+    Ok(())
+}
+
 fn acpi_power_off_available() -> TestResult {
     ensure!(platform::can_power_off(), "no ACPI S5 power-off found in the FADT/DSDT");
     Ok(())
@@ -266,4 +297,21 @@ fn deliberate_out_of_memory() -> TestResult {
     // heap's state and the allocation-failure path panics (it must not hang).
     let v: Vec<u8> = Vec::with_capacity(heap::stats().limit as usize * 2);
     Err(alloc::format!("allocated {} bytes beyond the heap limit", v.capacity()))
+}
+
+/// Recurses until the kernel stack runs into its guard page.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 32]);
+    if depth == u64::MAX {
+        return frame[0];
+    }
+    recurse(depth + 1).wrapping_add(frame[1])
+}
+
+fn deliberate_stack_overflow() -> TestResult {
+    // The #PF on the guard page cannot be delivered on the exhausted stack,
+    // so the CPU raises #DF, which runs on its own IST stack and reports.
+    let v = recurse(0);
+    Err(alloc::format!("recursion returned {v}"))
 }

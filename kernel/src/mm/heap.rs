@@ -61,8 +61,10 @@ impl State {
 
     fn grow(&mut self, layout: Layout) -> bool {
         let need = (layout.size() as u64 + layout.align() as u64).next_multiple_of(PAGE);
-        if need > self.limit - self.mapped {
-            return false; // cannot fit even at the limit: do not map in vain
+        // Hopeless even if every free byte were at the top and the window
+        // were mapped to the limit: do not map in vain.
+        if need > self.limit - self.mapped + self.heap.free() as u64 {
+            return false;
         }
         match self.map_more(need.max(GROW_MIN)) {
             Ok(got) if got > 0 => {

@@ -4,6 +4,10 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kcore::acpi::PhysMemory;
+use x86_64::PhysAddr;
+use x86_64::structures::paging::PhysFrame;
+
+use super::frames;
 
 static OFFSET: AtomicU64 = AtomicU64::new(0);
 /// End of what the offset mapping covers.
@@ -25,9 +29,9 @@ pub fn to_virt(phys: u64) -> u64 {
     offset() + phys
 }
 
-/// Read-only access to firmware-owned physical memory (ACPI tables). These
-/// regions are never handed out as frames (the memory map does not list
-/// them as usable), so nothing writes them while we read.
+/// Read-only access to firmware-owned physical memory (ACPI tables): any
+/// range that touches usable RAM (which the kernel allocates and writes) is
+/// refused, so a corrupt table pointer cannot expose kernel memory.
 pub struct FirmwareMemory;
 
 impl PhysMemory for FirmwareMemory {
@@ -36,9 +40,17 @@ impl PhysMemory for FirmwareMemory {
         if offset() == 0 || end > LIMIT.load(Ordering::Relaxed) {
             return None;
         }
+        let mut frame = phys & !0xfff;
+        while frame < end {
+            if frames::is_used(PhysFrame::containing_address(PhysAddr::new(frame))).is_some() {
+                return None;
+            }
+            frame += 0x1000;
+        }
         // SAFETY: `phys..end` lies below LIMIT, so the bootloader's offset
-        // mapping covers it; it is firmware memory no one writes (see the
-        // type's doc), so a shared slice of it is sound for any lifetime.
+        // mapping covers it, and none of it is usable RAM (checked above):
+        // it is firmware memory no one writes, so a shared slice of it is
+        // sound for any lifetime.
         Some(unsafe { core::slice::from_raw_parts(to_virt(phys) as *const u8, len) })
     }
 }

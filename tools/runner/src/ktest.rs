@@ -78,7 +78,7 @@ pub fn run_ktests(
     let launch = Launch {
         firmware,
         serial: Serial::Piped,
-        cmdline: args.to_string(),
+        cmdline: checked_cmdline(&args)?,
     };
     let cmd = Qemu::locate()?.command(images, &launch)?;
     let session = Session::spawn(cmd, timeout)?;
@@ -89,9 +89,34 @@ pub fn run_ktests(
     }
 }
 
+/// The command line for `args`, refused here if the kernel would refuse it.
+pub fn checked_cmdline(args: &BootArgs) -> Result<String, RunnerError> {
+    let line = args.to_string();
+    BootArgs::parse(&line).map_err(|e| RunnerError::InvalidBootArgs(e.to_string()))?;
+    Ok(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_test_names_are_refused_before_booting() {
+        let args = BootArgs {
+            mode: Mode::Test(Some("foo-bar")),
+            on_panic: OnPanic::Exit,
+            log: LogLevel::Info,
+        };
+        let e = checked_cmdline(&args).unwrap_err();
+        assert!(e.to_string().contains("bad value 'foo-bar' for 'tests'"), "{e}");
+        let images = Images {
+            bios: "/nonexistent".into(),
+            uefi: "/nonexistent".into(),
+            kernel_elf: "/x".into(),
+        };
+        let e = run_ktests(&images, Firmware::Bios, Some("a b"), Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(e, RunnerError::InvalidBootArgs(_)), "{e}");
+    }
 
     const GOOD: &str = "log\nKTEST ok a 1us\r\nKTEST ok b 2us\nKTEST DONE passed=2 failed=0\n";
 

@@ -7,7 +7,7 @@ mod ktest;
 mod qemu;
 mod session;
 
-pub use ktest::{KtestReport, run_ktests};
+pub use ktest::{KtestReport, checked_cmdline, run_ktests};
 pub use qemu::{Firmware, Images, Launch, Qemu, Serial, find_ovmf};
 pub use session::{Session, SessionError};
 
@@ -22,6 +22,9 @@ pub enum RunnerError {
     QemuNotAt(PathBuf),
     /// No OVMF firmware for UEFI boots.
     OvmfMissing(Vec<PathBuf>),
+    /// The boot arguments would not parse in the kernel (which would then
+    /// fall back to its defaults instead of doing what was asked).
+    InvalidBootArgs(String),
     Spawn(std::io::Error),
     Session(SessionError),
 }
@@ -48,6 +51,7 @@ impl fmt::Display for RunnerError {
                 }
                 f.write_str(").\nInstall it with:  sudo apt-get install -y ovmf\n(or set AETHER_OVMF)")
             }
+            RunnerError::InvalidBootArgs(e) => write!(f, "invalid kernel command line: {e}"),
             RunnerError::Spawn(e) => write!(f, "could not start QEMU: {e}"),
             RunnerError::Session(e) => write!(f, "{e}"),
         }

@@ -24,6 +24,8 @@ enum Escape {
     Start,
     /// Inside `ESC [` ... until a final byte 0x40..=0x7e.
     Csi,
+    /// After `ESC O` (SS3: application-mode arrow and function keys).
+    Ss3,
 }
 
 pub struct LineEditor {
@@ -65,19 +67,20 @@ impl LineEditor {
             self.len = 0;
         }
         let after_cr = core::mem::replace(&mut self.last_was_cr, false);
-        match self.escape {
-            Escape::Start => {
-                self.escape = if byte == b'[' { Escape::Csi } else { Escape::None };
-                return None;
-            }
-            Escape::Csi => {
-                if (0x40..=0x7e).contains(&byte) {
-                    self.escape = Escape::None;
-                }
-                return None;
-            }
-            Escape::None => {}
+        // Inside an escape sequence, a control byte (Enter, Ctrl-C, ...)
+        // ends the sequence and is then handled as usual.
+        if self.escape != Escape::None && byte >= 0x20 {
+            self.escape = match (self.escape, byte) {
+                (Escape::Start, b'[') => Escape::Csi,
+                (Escape::Start, b'O') => Escape::Ss3,
+                // CSI parameter and intermediate bytes (ECMA-48 §5.4).
+                (Escape::Csi, 0x20..=0x3f) => Escape::Csi,
+                // ESC x, CSI final byte, SS3 x, or a stray byte: done.
+                _ => Escape::None,
+            };
+            return None;
         }
+        self.escape = Escape::None;
         match byte {
             b'\r' | b'\n' => {
                 if byte == b'\n' && after_cr {
@@ -196,6 +199,27 @@ mod tests {
         let (ev, echo, _) = run(b"a\x1b[A\x1b[1;5Cb\x1bxc\xff\x00\r");
         assert_eq!(ev, [(LineEvent::Submitted, "abc".into())]);
         assert_eq!(echo, b"abc\r\n");
+    }
+
+    #[test]
+    fn control_bytes_end_an_escape_sequence_and_still_work() {
+        let (ev, _, _) = run(b"ab\x1b\r");
+        assert_eq!(
+            ev,
+            [(LineEvent::Submitted, "ab".into())],
+            "ESC then Enter still submits"
+        );
+        let (ev, _, _) = run(b"x\x1b[12\x03y\r");
+        assert_eq!(
+            ev,
+            [(LineEvent::Cancelled, "".into()), (LineEvent::Submitted, "y".into())]
+        );
+        let (ev, _, _) = run(b"a\x1bOAb\x1bOPc\r");
+        assert_eq!(
+            ev,
+            [(LineEvent::Submitted, "abc".into())],
+            "SS3 keys are swallowed whole"
+        );
     }
 
     #[test]
