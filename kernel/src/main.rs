@@ -90,8 +90,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let boot = time::record_boot_time();
     time::phase_done("rtc");
 
-    // One line: every serial byte costs a host write() under QEMU, and this
-    // is on the way to the prompt.
+    // One line: this is on the way to the prompt, and formatting it is the
+    // costliest boot phase under TCG (docs/benchmarks.md).
     log::info!(
         "tsc {}.{:03} MHz, apic timer {} kHz, {} MiB, booted {}",
         tsc_hz / 1_000_000,
