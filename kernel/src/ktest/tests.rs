@@ -220,15 +220,36 @@ fn clock_monotonic_10k_reads() -> TestResult {
     Ok(())
 }
 
+/// Attempts per clock comparison: a host stall inside one 50 ms window
+/// (both clocks keep running, but the edge is read late) spoils only that
+/// attempt; a clock that is really off fails all of them.
+const CLOCK_ATTEMPTS: usize = 3;
+
+/// The smallest error, in ppm, of `measure` (returning measured and expected
+/// nanoseconds) over a few attempts.
+fn best_error_ppm(
+    mut measure: impl FnMut() -> Result<(u64, u64), alloc::string::String>,
+) -> Result<(u64, u64, u64), alloc::string::String> {
+    let mut best: Option<(u64, u64, u64)> = None;
+    for _ in 0..CLOCK_ATTEMPTS {
+        let (measured, expected) = measure()?;
+        let ppm = measured.abs_diff(expected) * 1_000_000 / expected.max(1);
+        if best.is_none_or(|b| ppm < b.0) {
+            best = Some((ppm, measured, expected));
+        }
+    }
+    best.ok_or_else(|| "no attempt".into())
+}
+
 fn clock_agrees_with_pit() -> TestResult {
     let ticks = clock::pit_ticks_for_ns(50_000_000).ok_or("window")?;
-    let (a, b) = pit::time_window(ticks, time::now_ns);
-    let measured = b - a;
-    let expected = clock::pit_ticks_to_ns(ticks as u64);
-    let err_ppm = measured.abs_diff(expected) * 1_000_000 / expected;
+    let (ppm, measured, expected) = best_error_ppm(|| {
+        let (a, b) = pit::time_window(ticks, time::now_ns);
+        Ok((b - a, clock::pit_ticks_to_ns(ticks as u64)))
+    })?;
     ensure!(
-        err_ppm < 10_000,
-        "clock measured {measured} ns for {expected} ns of PIT ({err_ppm} ppm, tsc {} Hz)",
+        ppm < 10_000,
+        "clock measured {measured} ns for {expected} ns of PIT ({ppm} ppm, tsc {} Hz)",
         time::tsc_hz()
     );
     Ok(())
@@ -239,23 +260,24 @@ fn clock_agrees_with_pit() -> TestResult {
 fn clock_agrees_with_acpi_pm_timer() -> TestResult {
     let port = platform::pm_timer_port().ok_or("the FADT names no PM timer")?;
     let window = kcore::acpi::PM_TIMER_HZ / 20; // 50 ms
-    let (pm0, t0) = (pmtimer::read(port), time::now_ns());
-    let mut pm1 = pm0;
-    let deadline = t0 + 1_000_000_000;
-    while (pm1.wrapping_sub(pm0) & pmtimer::MASK) < window as u32 {
-        ensure!(
-            time::now_ns() < deadline,
-            "PM timer did not advance {window} ticks in 1 s of clock"
-        );
-        pm1 = pmtimer::read(port);
-    }
-    let measured = time::now_ns() - t0;
-    let ticks = (pm1.wrapping_sub(pm0) & pmtimer::MASK) as u64;
-    let expected = ticks * 1_000_000_000 / kcore::acpi::PM_TIMER_HZ;
-    let err_ppm = measured.abs_diff(expected) * 1_000_000 / expected;
+    let (ppm, measured, expected) = best_error_ppm(|| {
+        let (pm0, t0) = (pmtimer::read(port), time::now_ns());
+        let mut pm1 = pm0;
+        let deadline = t0 + 1_000_000_000;
+        while (pm1.wrapping_sub(pm0) & pmtimer::MASK) < window as u32 {
+            ensure!(
+                time::now_ns() < deadline,
+                "PM timer did not advance {window} ticks in 1 s of clock"
+            );
+            pm1 = pmtimer::read(port);
+        }
+        let measured = time::now_ns() - t0;
+        let ticks = (pm1.wrapping_sub(pm0) & pmtimer::MASK) as u64;
+        Ok((measured, ticks * 1_000_000_000 / kcore::acpi::PM_TIMER_HZ))
+    })?;
     ensure!(
-        err_ppm < 10_000,
-        "clock measured {measured} ns for {expected} ns of PM timer ({err_ppm} ppm)"
+        ppm < 10_000,
+        "clock measured {measured} ns for {expected} ns of PM timer ({ppm} ppm)"
     );
     Ok(())
 }
