@@ -7,6 +7,8 @@ use core::fmt::Write;
 use aether_abi::boot::LogLevel;
 use log::{LevelFilter, Log, Metadata, Record};
 
+use kcore::decimal;
+
 use crate::{arch::serial, time};
 
 struct SerialLogger;
@@ -23,15 +25,21 @@ impl Log for SerialLogger {
         let ns = time::now_ns();
         let target = record.target();
         let subsystem = target.strip_prefix("kernel::").unwrap_or(target);
-        let _ = writeln!(
-            serial::Writer,
-            "[{:5}.{:06}] {:<5} {}: {}",
-            ns / 1_000_000_000,
-            ns / 1_000 % 1_000_000,
-            record.level(),
-            subsystem,
-            record.args()
-        );
+        // `[sssss.uuuuuu] LEVEL `, rendered by hand (see kcore::decimal).
+        let mut prefix = [b' '; 64];
+        let mut n = 1;
+        prefix[0] = b'[';
+        n += decimal::render(ns / 1_000_000_000, 5, b' ', &mut prefix[n..]);
+        prefix[n] = b'.';
+        n += 1;
+        n += decimal::render(ns / 1_000 % 1_000_000, 6, b'0', &mut prefix[n..]);
+        prefix[n] = b']';
+        n += 2;
+        let level = record.level().as_str().as_bytes();
+        prefix[n..n + level.len()].copy_from_slice(level);
+        n += 6;
+        serial::write_bytes(&prefix[..n]);
+        let _ = writeln!(serial::Writer, "{subsystem}: {}", record.args());
     }
 
     fn flush(&self) {}

@@ -87,18 +87,14 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     time::start_tick(apic_timer_hz);
     time::phase_done("apic_timer");
     arch::cpu::enable_interrupts();
-    let boot = time::record_boot_time();
-    time::phase_done("rtc");
 
     // One line: this is on the way to the prompt, and formatting it is the
     // costliest boot phase under TCG (docs/benchmarks.md).
     log::info!(
-        "tsc {}.{:03} MHz, apic timer {} kHz, {} MiB, booted {}",
-        tsc_hz / 1_000_000,
-        tsc_hz / 1_000 % 1_000,
+        "tsc {} kHz, apic timer {} kHz, {} MiB usable",
+        tsc_hz / 1_000,
         apic_timer_hz / 1_000,
         mm::frames::stats().total / 256,
-        boot.map_or_else(|| alloc::string::String::from("?"), |t| alloc::format!("{t}"))
     );
     time::phase_done("boot_log");
 

@@ -8,6 +8,7 @@
 
 pub mod acpi;
 pub mod clock;
+pub mod decimal;
 pub mod frames;
 pub mod fwcfg;
 pub mod rtc;
