@@ -1,5 +1,5 @@
 //! The kernel heap: `linked_list_allocator` over a virtual window that is
-//! mapped on demand. It starts at 256 KiB and grows (a whole number of pages,
+//! mapped on demand. It starts at 64 KiB and grows (a whole number of pages,
 //! at least 1 MiB at a time) up to half of usable RAM. An allocation that
 //! cannot be met is logged with the heap's state and returns null, which
 //! `alloc` turns into a reported panic (or an `Err` for `try_reserve`).
@@ -16,7 +16,7 @@ use super::frames;
 use super::paging::{self, Flags, MapError};
 
 const PAGE: u64 = 4096;
-const INITIAL: u64 = 256 << 10;
+const INITIAL: u64 = 64 << 10;
 const GROW_MIN: u64 = 1 << 20;
 
 struct State {
