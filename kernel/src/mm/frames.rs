@@ -13,10 +13,12 @@ static FRAMES: Mutex<Option<FrameBitmap<'static>>> = Mutex::new(None);
 pub fn init<I: Iterator<Item = Region> + Clone>(usable: impl Fn() -> I) -> Result<(), InitError> {
     let layout = Layout::for_regions(usable()).map_err(InitError::Frames)?;
     let bytes = layout.bytes().next_multiple_of(FRAME_SIZE);
-        // Like allocation, prefer memory above PREFERRED_START (see there).
+    // Like allocation, prefer memory above PREFERRED_START (see there).
     let fits = |r: &Region| r.end.saturating_sub(r.start) >= bytes;
     let aligned = || usable().map(|r| Region::new(r.start.next_multiple_of(FRAME_SIZE), r.end));
-    let high = aligned().map(|r| Region::new(r.start.max(PREFERRED_START), r.end)).find(fits);
+    let high = aligned()
+        .map(|r| Region::new(r.start.max(PREFERRED_START), r.end))
+        .find(fits);
     let home = high.or_else(|| aligned().find(fits)).ok_or(InitError::NoBitmapSpace)?;
     // SAFETY: `home.start..home.start + bytes` is usable RAM (from the
     // memory map) that nothing has claimed yet: the allocator that would
