@@ -11,3 +11,11 @@ pub fn images() -> runner::Images {
         kernel_elf: env!("AETHER_KERNEL_ELF").into(),
     }
 }
+
+/// QEMU, or (after printing what to install) the exit code for "not found".
+pub fn locate_qemu() -> Result<runner::Qemu, std::process::ExitCode> {
+    runner::Qemu::locate().map_err(|e| {
+        eprintln!("error: {e}");
+        std::process::ExitCode::from(127)
+    })
+}

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use aether_abi::boot::{BootArgs, LogLevel, Mode, OnPanic};
-use aetheros::runner::{Firmware, Launch, Qemu, Serial, checked_cmdline};
+use aetheros::runner::{Firmware, Launch, Serial, checked_cmdline};
 
 const USAGE: &str = "\
 usage: cargo run [--release] -- [--uefi] [--test [NAMES]] [--log LEVEL]
@@ -63,12 +63,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let qemu = match Qemu::locate() {
+    let qemu = match aetheros::locate_qemu() {
         Ok(q) => q,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(127);
-        }
+        Err(code) => return code,
     };
     let mode = match &opts.tests {
         None => Mode::Console,

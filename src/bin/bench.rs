@@ -119,12 +119,9 @@ fn main() -> ExitCode {
             }
         }
     }
-    let qemu = match Qemu::locate() {
+    let qemu = match aetheros::locate_qemu() {
         Ok(q) => q,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(127);
-        }
+        Err(code) => return code,
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/linux-guest/run.sh");
     let (mut host, mut kernel, mut lin) = (vec![], vec![], vec![]);
