@@ -16,22 +16,58 @@ fn main() {
     config.serial_logging = false;
     config.frame_buffer_logging = false;
 
+    let initrd = out.join("aetheros-initrd.bin");
+    let programs = pack_programs(&initrd);
+
     let bios = out.join("aetheros-bios.img");
     BiosBoot::new(&kernel)
         .set_boot_config(&config)
+        .set_ramdisk(&initrd)
         .create_disk_image(&bios)
         .expect("create BIOS image");
     let uefi = out.join("aetheros-uefi.img");
     UefiBoot::new(&kernel)
         .set_boot_config(&config)
+        .set_ramdisk(&initrd)
         .create_disk_image(&uefi)
         .expect("create UEFI image");
 
     // Without this, cargo (bindeps) may skip this script after the kernel
     // changed, leaving a stale image for one build.
     println!("cargo:rerun-if-changed={}", kernel.display());
+    for p in &programs {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rustc-env=AETHER_BIOS_IMAGE={}", bios.display());
     println!("cargo:rustc-env=AETHER_UEFI_IMAGE={}", uefi.display());
     println!("cargo:rustc-env=AETHER_KERNEL_ELF={}", kernel.display());
+}
+
+/// The user programs in the boot image, by name (each a `[[bin]]` of
+/// `userland/programs`).
+const PROGRAMS: &[&str] = &["console", "hello", "spin", "fault", "sleeper", "forker"];
+
+/// Packs every program's ELF into the initial archive at `path`
+/// (format: `aether_abi::initrd`); returns the ELF paths.
+fn pack_programs(path: &std::path::Path) -> Vec<PathBuf> {
+    let files: Vec<PathBuf> = PROGRAMS
+        .iter()
+        .map(|name| {
+            let var = format!("CARGO_BIN_FILE_PROGRAMS_{name}");
+            PathBuf::from(std::env::var_os(&var).unwrap_or_else(|| panic!("{var}: programs artifact dependency")))
+        })
+        .collect();
+    let contents: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display())))
+        .collect();
+    let entries: Vec<(&str, &[u8])> = PROGRAMS
+        .iter()
+        .copied()
+        .zip(contents.iter().map(Vec::as_slice))
+        .collect();
+    let archive = aether_abi::initrd::pack(&entries).expect("program names are valid archive names");
+    std::fs::write(path, archive).expect("write the initial archive");
+    files
 }

@@ -17,11 +17,13 @@ mod platform;
 #[forbid(unsafe_code)]
 mod config;
 #[forbid(unsafe_code)]
-mod console;
-#[forbid(unsafe_code)]
 mod klog;
 #[forbid(unsafe_code)]
 mod panic;
+#[forbid(unsafe_code)]
+mod syscall;
+// The scheduler: safe code but for the one context switch (noted there).
+mod task;
 #[forbid(unsafe_code)]
 mod time;
 // Kernel tests exercise the base directly (unsafe allowed, each use noted).
@@ -36,6 +38,9 @@ const KERNEL_STACK_SIZE: u64 = 128 * 1024;
 static BOOTLOADER_CONFIG: BootloaderConfig = {
     let mut config = BootloaderConfig::new_default();
     config.mappings.physical_memory = Some(Mapping::Dynamic);
+    // Everything the bootloader maps goes in the upper half: the lower half
+    // belongs to user processes (mm::user).
+    config.mappings.dynamic_range_start = Some(0xffff_8000_0000_0000);
     config.kernel_stack_size = KERNEL_STACK_SIZE;
     config
 };
@@ -98,9 +103,28 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
     time::phase_done("boot_log");
 
+    let ramdisk = boot_info
+        .ramdisk_addr
+        .into_option()
+        .map(|addr| mm::phys::ramdisk(addr, boot_info.ramdisk_len));
+    task::init_programs(ramdisk);
+    task::init();
+    time::phase_done("tasks");
+
     match args.mode {
-        Mode::Console => console::run(),
-        Mode::Test(filter) => ktest::run(filter),
+        Mode::Console => {
+            if let Err(e) = task::spawn("console", &[], 2, aether_abi::syscall::GroupChoice::New) {
+                panic!("cannot start the console: {e}");
+            }
+            task::idle()
+        }
+        Mode::Test(filter) => {
+            ktest::set_filter(filter);
+            if task::spawn_kernel("[ktest]", kcore::sched::Priority::HIGHEST, ktest::run_selected).is_none() {
+                panic!("cannot start the kernel test task");
+            }
+            task::idle()
+        }
         Mode::Bench => {
             let ready = aether_abi::boot::ConsoleReady {
                 entry_to_prompt_ns: time::now_ns(),

@@ -30,6 +30,8 @@ static CLOCK: Once<TscClock> = Once::new();
 static LAST_NS: AtomicU64 = AtomicU64::new(0);
 static TICKS: AtomicU64 = AtomicU64::new(0);
 static BOOT_UNIX_S: Once<u64> = Once::new();
+static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+static TIMER_HOOK: Once<fn()> = Once::new();
 
 /// Window for measuring the APIC timer against the calibrated TSC (at
 /// 62.5 MHz, 6250 counts: 0.02% per count of edge error).
@@ -132,10 +134,31 @@ pub fn tsc_hz() -> u64 {
 
 fn on_tick() {
     TICKS.fetch_add(1, Ordering::Relaxed);
+    if let Some(hook) = TIMER_HOOK.get() {
+        hook();
+    }
+}
+
+/// Switches the timer to one-shot (tickless) mode: from now on it fires
+/// only when [`arm_timer`] asks, and each firing runs `hook` (the
+/// scheduler's, which arms the next deadline).
+pub fn use_oneshot(hook: fn()) {
+    TIMER_HOOK.call_once(|| hook);
+    arm_timer(now_ns() + TICK_NS);
+}
+
+/// Arms the one-shot timer for monotonic time `deadline_ns` (at once if it
+/// has passed; at most about 4 s ahead, the timer's range).
+pub fn arm_timer(deadline_ns: u64) {
+    let hz = APIC_TIMER_HZ.load(Ordering::Relaxed);
+    let delta = deadline_ns.saturating_sub(now_ns());
+    let count = (delta as u128 * hz as u128 / 1_000_000_000).min(u32::MAX as u128) as u32;
+    apic::start_oneshot(count);
 }
 
 /// Starts the periodic tick.
 pub fn start_tick(apic_timer_hz: u64) {
+    APIC_TIMER_HZ.store(apic_timer_hz, Ordering::Relaxed);
     idt::set_irq_handler(idt::Irq::Timer, on_tick);
     match clock::periodic_count(apic_timer_hz, TICK_NS) {
         Some(count) => apic::start_periodic(count),

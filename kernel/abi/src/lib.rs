@@ -6,4 +6,6 @@
 
 pub mod boot;
 pub mod console;
+pub mod initrd;
 pub mod ktest;
+pub mod syscall;

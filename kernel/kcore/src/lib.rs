@@ -1,14 +1,18 @@
 //! Pure kernel logic, with no hardware access: clock arithmetic, physical
 //! frame bookkeeping, ACPI table decoding, CMOS date conversion, fw_cfg
-//! directory parsing. The kernel's `arch` and `mm` layers feed it bytes and
-//! numbers read from the machine; everything here runs under `cargo test` on
-//! the host.
+//! directory parsing, scheduling policy. The kernel's `arch` and `mm` layers
+//! feed it bytes and numbers read from the machine; everything here runs
+//! under `cargo test` on the host.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
 
 pub mod acpi;
 pub mod clock;
 pub mod decimal;
+pub mod elf;
 pub mod frames;
 pub mod fwcfg;
 pub mod rtc;
+pub mod sched;

@@ -107,3 +107,12 @@ pub fn start_periodic(count: u32) {
         a.write(TIMER_INITIAL, count);
     }
 }
+
+/// Fires [`idt::TIMER_VECTOR`] once, after `count` timer ticks (divide by 16).
+pub fn start_oneshot(count: u32) {
+    if let Some(a) = lapic() {
+        a.write(TIMER_DIVIDE, DIVIDE_BY_16);
+        a.write(LVT_TIMER, idt::TIMER_VECTOR as u32);
+        a.write(TIMER_INITIAL, count.max(1));
+    }
+}

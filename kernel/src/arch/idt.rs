@@ -51,6 +51,30 @@ type HandlerTable = [Option<fn()>; 17];
 static HANDLERS: Mutex<HandlerTable> = Mutex::new([None; 17]);
 static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 static IDT: Once<InterruptDescriptorTable> = Once::new();
+static USER_FAULT: Once<fn(UserFault) -> !> = Once::new();
+static PREEMPT: Once<fn(bool)> = Once::new();
+
+/// A CPU exception raised by ring-3 code.
+#[derive(Clone, Copy, Debug)]
+pub struct UserFault {
+    pub vector: u8,
+    pub error_code: u64,
+    pub rip: u64,
+    /// CR2 for a page fault, 0 otherwise.
+    pub addr: u64,
+}
+
+/// Installs the handler of exceptions from ring 3 (once): it ends the
+/// faulting process and never returns to it.
+pub fn set_user_fault_handler(handler: fn(UserFault) -> !) {
+    USER_FAULT.call_once(|| handler);
+}
+
+/// Installs the hook run after every device interrupt (once), with whether
+/// the interrupted code was ring 3: the scheduler preempts from there.
+pub fn set_preempt_hook(hook: fn(bool)) {
+    PREEMPT.call_once(|| hook);
+}
 
 /// Installs `handler` for `irq`, replacing any earlier one. Handlers run with
 /// interrupts disabled and must not allocate or block.
@@ -65,20 +89,30 @@ pub fn breakpoint_count() -> u64 {
     BREAKPOINTS.load(Ordering::Relaxed)
 }
 
-fn dispatch(irq: Irq) {
+fn dispatch(irq: Irq, frame: &InterruptStackFrame) {
     // Interrupts are off in a handler, and every writer disables them, so the
     // lock is never held here by the interrupted code.
     let handler = HANDLERS.lock()[irq.slot()];
+    // Acknowledge first: the preempt hook may switch to another task, which
+    // must not run with this vector still in service. (Interrupts stay off
+    // until the handler returns, so it cannot nest meanwhile.)
+    apic::eoi();
     if let Some(h) = handler {
         h();
     }
-    apic::eoi();
+    if let Some(p) = PREEMPT.get() {
+        p(from_user(frame));
+    }
+}
+
+fn from_user(frame: &InterruptStackFrame) -> bool {
+    frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3
 }
 
 macro_rules! irq_handlers {
     ($($name:ident = $irq:expr),* $(,)?) => {
-        $(extern "x86-interrupt" fn $name(_frame: InterruptStackFrame) {
-            dispatch($irq);
+        $(extern "x86-interrupt" fn $name(frame: InterruptStackFrame) {
+            dispatch($irq, &frame);
         })*
     };
 }
@@ -119,8 +153,19 @@ extern "x86-interrupt" fn breakpoint(_frame: InterruptStackFrame) {
     BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Reports an exception that the kernel cannot recover from and panics.
+/// An exception from ring 3 goes to the user fault handler (the process
+/// ends, the kernel goes on); from ring 0 it is reported and panics.
 fn fatal(vector: u8, name: &str, error_code: Option<u64>, frame: &InterruptStackFrame, cr2: Option<u64>) -> ! {
+    if from_user(frame)
+        && let Some(handler) = USER_FAULT.get()
+    {
+        handler(UserFault {
+            vector,
+            error_code: error_code.unwrap_or(0),
+            rip: frame.instruction_pointer.as_u64(),
+            addr: cr2.unwrap_or(0),
+        });
+    }
     let mut w = super::serial::EmergencyWriter;
     use core::fmt::Write;
     let _ = write!(w, "\r\nEXCEPTION: {name} (vector {vector})");

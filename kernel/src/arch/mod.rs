@@ -7,6 +7,7 @@
 pub mod apic;
 pub mod backtrace;
 pub mod cmos;
+pub mod context;
 pub mod cpu;
 pub mod fwcfg;
 pub mod gdt;
@@ -17,3 +18,4 @@ pub mod pit;
 pub mod pmtimer;
 pub mod power;
 pub mod serial;
+pub mod syscall;

@@ -44,6 +44,18 @@ fn line(l: KtestLine) {
     let _ = writeln!(serial::Writer, "{l}");
 }
 
+static FILTER: spin::Once<Option<&'static str>> = spin::Once::new();
+
+/// Chooses the tests [`run_selected`] runs (None: the default set).
+pub fn set_filter(filter: Option<&'static str>) {
+    FILTER.call_once(|| filter);
+}
+
+/// The kernel test task: runs the selected tests and exits QEMU.
+pub fn run_selected() {
+    run(FILTER.get().copied().flatten())
+}
+
 /// Runs the selected tests and exits QEMU.
 pub fn run(filter: Option<&str>) -> ! {
     let selected = |t: &Test| match filter {

@@ -4,8 +4,10 @@
 
 pub mod frames;
 pub mod heap;
+pub mod kstack;
 pub mod paging;
 pub mod phys;
+pub mod user;
 
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 use kcore::frames::Region;

@@ -3,8 +3,11 @@
 //! writable+executable mappings and makes the caller handle TLB flushes
 //! (`MapperFlush` is `#[must_use]`).
 //!
-//! Two top-level (PML4) slots that the bootloader left empty are taken at
-//! boot: one for the heap, one for MMIO mappings (Intel SDM Vol. 3A §4.5).
+//! Three top-level (PML4) slots of the upper half that the bootloader left
+//! empty are taken at boot: the heap, MMIO mappings and task kernel stacks
+//! (Intel SDM Vol. 3A §4.5). Their next-level tables are created at once,
+//! so every user address space, which shares the kernel's upper-half PML4
+//! entries (`mm::user`), sees later kernel mappings too.
 
 use bitflags::bitflags;
 use spin::Mutex;
@@ -34,7 +37,7 @@ bitflags! {
 }
 
 impl Flags {
-    fn to_entry_flags(self) -> Result<PageTableFlags, MapError> {
+    pub(super) fn to_entry_flags(self) -> Result<PageTableFlags, MapError> {
         if self.contains(Flags::WRITABLE | Flags::EXECUTABLE) {
             return Err(MapError::WritableAndExecutable);
         }
@@ -95,7 +98,9 @@ impl From<UnmapError> for MapError {
 
 struct KernelSpace {
     table: OffsetPageTable<'static>,
+    root: PhysFrame,
     heap_base: u64,
+    kstack_base: u64,
     mmio_next: u64,
     mmio_end: u64,
 }
@@ -115,13 +120,20 @@ pub fn init(offset: u64) -> Result<(), MapError> {
     let mut free = (256..512).filter(|&i| l4[i].is_unused());
     let heap_slot = free.next().ok_or(MapError::NoFreeSlot)?;
     let mmio_slot = free.next().ok_or(MapError::NoFreeSlot)?;
+    let kstack_slot = free.next().ok_or(MapError::NoFreeSlot)?;
+    for slot in [heap_slot, mmio_slot, kstack_slot] {
+        let pdpt = frames::alloc_zeroed().ok_or(MapError::OutOfFrames)?;
+        l4[slot].set_frame(pdpt, PageTableFlags::PRESENT | PageTableFlags::WRITABLE);
+    }
     let slot_base = |i: usize| VirtAddr::new_truncate(i as u64 * SLOT_SIZE).as_u64();
     // SAFETY: `l4` is the active PML4 and `offset` maps all physical memory
     // (bootloader `physical_memory` mapping), as OffsetPageTable requires.
     let table = unsafe { OffsetPageTable::new(l4, VirtAddr::new(offset)) };
     *SPACE.lock() = Some(KernelSpace {
         table,
+        root,
         heap_base: slot_base(heap_slot),
+        kstack_base: slot_base(kstack_slot),
         mmio_next: slot_base(mmio_slot),
         mmio_end: slot_base(mmio_slot) + SLOT_SIZE,
     });
@@ -136,6 +148,17 @@ pub fn init(offset: u64) -> Result<(), MapError> {
 /// Start of the heap's (512 GiB) virtual window.
 pub fn heap_window() -> Result<u64, MapError> {
     with(|s| Ok(s.heap_base))
+}
+
+/// Start of the kernel stacks' (512 GiB) virtual window.
+pub fn kstack_window() -> Result<u64, MapError> {
+    with(|s| Ok(s.kstack_base))
+}
+
+/// The kernel's PML4 frame (kernel tasks run on it; user address spaces
+/// copy its upper half).
+pub fn kernel_root() -> Result<PhysFrame, MapError> {
+    with(|s| Ok(s.root))
 }
 
 /// Maps a fresh zeroed frame at `page`. The frame belongs to the mapping

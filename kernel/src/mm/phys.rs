@@ -54,3 +54,15 @@ impl PhysMemory for FirmwareMemory {
         Some(unsafe { core::slice::from_raw_parts(to_virt(phys) as *const u8, len) })
     }
 }
+
+/// The boot image's ramdisk (the program archive), mapped by the
+/// bootloader read-only at `addr` for the kernel's lifetime.
+pub fn ramdisk(addr: u64, len: u64) -> &'static [u8] {
+    if addr == 0 || len == 0 || addr.checked_add(len).is_none() {
+        return &[];
+    }
+    // SAFETY: the bootloader maps the ramdisk at `addr..addr+len` (BootInfo
+    // `ramdisk_addr`/`ramdisk_len`) and never unmaps it; the kernel never
+    // writes it, so a shared 'static slice is sound.
+    unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
+}

@@ -1,8 +1,18 @@
 //! Console commands: the table (`help` prints it) and the parser from a line
-//! to a [`Command`]. Commands that report accept `--json` and then print one
-//! JSON document per line (a convention for every later command too).
+//! to a [`Command`]. Commands that report or list accept `--json` and then
+//! print one JSON document per line (a convention for every later command
+//! too).
+//!
+//! Parsing never allocates: a [`Command`] borrows its words from the line.
+//! Every bad input is one [`ParseError`], whose `Display` is the text after
+//! `error: ` on the console.
 
 use core::fmt;
+
+use aether_abi::syscall::{
+    ARG_MAX, ARGS_MAX, DEFAULT_PRIORITY, GroupChoice, NAME_MAX, PRIORITY_LEVELS, Pgid, Target, WatchdogAction,
+    WatchdogKind,
+};
 
 /// One row of the command table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +48,105 @@ pub const COMMANDS: &[Spec] = &[
         usage: "shutdown",
         summary: "power the machine off",
     },
+    Spec {
+        name: "ps",
+        usage: "ps [--json]",
+        summary: "the process table",
+    },
+    Spec {
+        name: "run",
+        usage: "run [--prio P] [--group new|PGID] PROG [ARGS..] [&]",
+        summary: "start a program (priority 0..=31, default 16; & = in the background)",
+    },
+    Spec {
+        name: "kill",
+        usage: "kill [-g] [--grace MS] PID|PGID",
+        summary: "stop a process (-g: a group), terminating it after the grace (default 1000 ms)",
+    },
+    Spec {
+        name: "watchdog",
+        usage: "watchdog PGID --heartbeat MS|--deadline MS --action warn|stop|kill [--grace MS] | watchdog PGID --off",
+        summary: "arm or disarm a group's watchdog",
+    },
+    Spec {
+        name: "events",
+        usage: "events [--json]",
+        summary: "the recorded watchdog events",
+    },
 ];
+
+/// The grace of `kill` and of the watchdog's `stop` action when none is given.
+pub const DEFAULT_GRACE_MS: u32 = 1000;
+
+/// The arguments after `run PROG`: at most [`ARGS_MAX`] words, borrowed
+/// from the line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgList<'a> {
+    words: [&'a str; ARGS_MAX],
+    len: usize,
+}
+
+impl<'a> ArgList<'a> {
+    pub const fn new() -> Self {
+        ArgList {
+            words: [""; ARGS_MAX],
+            len: 0,
+        }
+    }
+
+    /// Appends `word`; false (and unchanged) when full.
+    fn push(&mut self, word: &'a str) -> bool {
+        match self.words.get_mut(self.len) {
+            Some(slot) => {
+                *slot = word;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[&'a str] {
+        &self.words[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Default for ArgList<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `run`: what to spawn and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run<'a> {
+    /// At most [`NAME_MAX`] bytes.
+    pub program: &'a str,
+    /// Each at most [`ARG_MAX`] bytes.
+    pub args: ArgList<'a>,
+    /// 0 (highest) ..= 31; [`DEFAULT_PRIORITY`] unless `--prio`.
+    pub priority: u8,
+    /// [`GroupChoice::New`] (the default: a job is its own group) or
+    /// [`GroupChoice::Join`].
+    pub group: GroupChoice,
+    /// A trailing `&`: do not wait for it.
+    pub background: bool,
+}
+
+/// `watchdog PGID ...`: arm or disarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchdogSetting {
+    Arm { kind: WatchdogKind, action: WatchdogAction },
+    Off,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command<'a> {
@@ -53,27 +161,167 @@ pub enum Command<'a> {
     Mem {
         json: bool,
     },
-    /// The words after `echo`, as typed (with inner spacing collapsed by the
-    /// caller's choice; see [`words`]).
+    /// The words after `echo`, as typed (inner spacing kept).
     Echo {
         rest: &'a str,
     },
     Shutdown,
+    Ps {
+        json: bool,
+    },
+    Run(Run<'a>),
+    /// `kill PID` ([`Target::Process`]) or `kill -g PGID` ([`Target::Group`]).
+    Kill {
+        target: Target,
+        grace_ms: u32,
+    },
+    Watchdog {
+        pgid: Pgid,
+        setting: WatchdogSetting,
+    },
+    Events {
+        json: bool,
+    },
+}
+
+/// What is wrong with an option's or a positional argument's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueProblem {
+    /// Not all decimal digits (or empty).
+    NotANumber,
+    /// `-` followed by digits.
+    Negative,
+    /// Above `u32::MAX`.
+    TooBig,
+    /// A number outside `min..=max` (`max == u32::MAX`: only a minimum).
+    OutOfRange { min: u32, max: u32 },
+    /// Not one of the words (or forms) listed.
+    Expected(&'static str),
+}
+
+impl fmt::Display for ValueProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueProblem::NotANumber => f.write_str("expected a decimal number"),
+            ValueProblem::Negative => f.write_str("must not be negative"),
+            ValueProblem::TooBig => write!(f, "too large (the most is {})", u32::MAX),
+            ValueProblem::OutOfRange { min, max: u32::MAX } => write!(f, "must be at least {min}"),
+            ValueProblem::OutOfRange { min, max } => write!(f, "must be {min}..={max}"),
+            ValueProblem::Expected(what) => write!(f, "expected {what}"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParseError<'a> {
     Unknown(&'a str),
-    UnexpectedArgument { command: &'static str, argument: &'a str },
+    /// A word the command does not take (an extra positional, a second `--json`).
+    UnexpectedArgument {
+        command: &'static str,
+        argument: &'a str,
+    },
+    /// A word starting with `-` that is no option of the command.
+    UnknownOption {
+        command: &'static str,
+        option: &'a str,
+    },
+    /// An option that takes a value came last or before another option.
+    MissingValue {
+        command: &'static str,
+        option: &'static str,
+    },
+    /// `what` is an option (`--prio`) or a positional (`PID`).
+    BadValue {
+        command: &'static str,
+        what: &'static str,
+        value: &'a str,
+        problem: ValueProblem,
+    },
+    Duplicate {
+        command: &'static str,
+        option: &'static str,
+    },
+    /// A required positional or option is absent.
+    Missing {
+        command: &'static str,
+        what: &'static str,
+    },
+    /// Two options that exclude each other.
+    Conflict {
+        command: &'static str,
+        first: &'static str,
+        second: &'static str,
+    },
+    /// `option` only makes sense with `needs`.
+    Requires {
+        command: &'static str,
+        option: &'static str,
+        needs: &'static str,
+    },
+    /// The program name is longer than [`NAME_MAX`].
+    ProgramTooLong {
+        len: usize,
+    },
+    /// Argument `index` (from 1) is longer than [`ARG_MAX`].
+    ArgTooLong {
+        index: usize,
+        len: usize,
+    },
+    /// More than [`ARGS_MAX`] arguments.
+    TooManyArgs {
+        count: usize,
+    },
+}
+
+fn usage(command: &str) -> &'static str {
+    COMMANDS.iter().find(|s| s.name == command).map_or("", |s| s.usage)
 }
 
 impl fmt::Display for ParseError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        match *self {
             ParseError::Unknown(name) => write!(f, "unknown command '{name}' (try 'help')"),
             ParseError::UnexpectedArgument { command, argument } => {
-                let usage = COMMANDS.iter().find(|s| s.name == *command).map_or("", |s| s.usage);
-                write!(f, "{command}: unexpected argument '{argument}' (usage: {usage})")
+                write!(
+                    f,
+                    "{command}: unexpected argument '{argument}' (usage: {})",
+                    usage(command)
+                )
+            }
+            ParseError::UnknownOption { command, option } => {
+                write!(f, "{command}: unknown option '{option}' (usage: {})", usage(command))
+            }
+            ParseError::MissingValue { command, option } => write!(f, "{command}: {option} needs a value"),
+            ParseError::BadValue {
+                command,
+                what,
+                value,
+                problem,
+            } => write!(f, "{command}: bad {what} '{value}': {problem}"),
+            ParseError::Duplicate { command, option } => write!(f, "{command}: {option} given twice"),
+            ParseError::Missing { command, what } => {
+                write!(f, "{command}: missing {what} (usage: {})", usage(command))
+            }
+            ParseError::Conflict { command, first, second } => {
+                write!(f, "{command}: {first} and {second} exclude each other")
+            }
+            ParseError::Requires { command, option, needs } => {
+                write!(f, "{command}: {option} only applies with {needs}")
+            }
+            ParseError::ProgramTooLong { len } => {
+                write!(
+                    f,
+                    "run: program name is {len} bytes, the limit is {NAME_MAX} (NAME_MAX)"
+                )
+            }
+            ParseError::ArgTooLong { index, len } => {
+                write!(
+                    f,
+                    "run: argument {index} is {len} bytes, the limit is {ARG_MAX} (ARG_MAX)"
+                )
+            }
+            ParseError::TooManyArgs { count } => {
+                write!(f, "run: {count} arguments, the limit is {ARGS_MAX} (ARGS_MAX)")
             }
         }
     }
@@ -85,17 +333,380 @@ pub fn words(s: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Accepts only an optional `--json` flag.
-fn json_flag<'a>(command: &'static str, mut args: impl Iterator<Item = &'a str>) -> Result<bool, ParseError<'a>> {
+fn json_flag<'a>(command: &'static str, args: impl Iterator<Item = &'a str>) -> Result<bool, ParseError<'a>> {
     let mut json = false;
-    for a in args.by_ref() {
+    for a in args {
         match a {
             "--json" if !json => json = true,
-            _ => {
-                return Err(ParseError::UnexpectedArgument { command, argument: a });
-            }
+            _ => return Err(ParseError::UnexpectedArgument { command, argument: a }),
         }
     }
     Ok(json)
+}
+
+/// `-` followed by one or more digits: a negative number, not an option.
+fn is_negative_number(w: &str) -> bool {
+    w.strip_prefix('-')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A word that names an option (as opposed to a value or positional).
+fn is_option(w: &str) -> bool {
+    w.starts_with('-') && w.len() > 1 && !is_negative_number(w)
+}
+
+/// A decimal `u32`: digits only (no sign, no spaces, no `0x`).
+fn number(value: &str) -> Result<u32, ValueProblem> {
+    if is_negative_number(value) {
+        return Err(ValueProblem::Negative);
+    }
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ValueProblem::NotANumber);
+    }
+    let mut n: u32 = 0;
+    for b in value.bytes() {
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u32::from(b - b'0')))
+            .ok_or(ValueProblem::TooBig)?;
+    }
+    Ok(n)
+}
+
+/// A number in `min..=max`.
+fn ranged(value: &str, min: u32, max: u32) -> Result<u32, ValueProblem> {
+    let n = number(value)?;
+    if n < min || n > max {
+        return Err(ValueProblem::OutOfRange { min, max });
+    }
+    Ok(n)
+}
+
+/// Walks a command's words, handing out option values.
+struct Words<'a, I: Iterator<Item = &'a str>> {
+    command: &'static str,
+    iter: core::iter::Peekable<I>,
+}
+
+impl<'a, I: Iterator<Item = &'a str>> Words<'a, I> {
+    fn new(command: &'static str, iter: I) -> Self {
+        Words {
+            command,
+            iter: iter.peekable(),
+        }
+    }
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.iter.next()
+    }
+
+    /// The value of `option`: the next word, unless there is none or it is
+    /// another option.
+    fn value(&mut self, option: &'static str) -> Result<&'a str, ParseError<'a>> {
+        match self.iter.peek() {
+            Some(w) if !is_option(w) => Ok(self.iter.next().unwrap_or_default()),
+            _ => Err(ParseError::MissingValue {
+                command: self.command,
+                option,
+            }),
+        }
+    }
+
+    /// The value of `option` as a number in `min..=max`.
+    fn number(&mut self, option: &'static str, min: u32, max: u32) -> Result<u32, ParseError<'a>> {
+        let value = self.value(option)?;
+        ranged(value, min, max).map_err(|problem| self.bad(option, value, problem))
+    }
+
+    fn bad(&self, what: &'static str, value: &'a str, problem: ValueProblem) -> ParseError<'a> {
+        ParseError::BadValue {
+            command: self.command,
+            what,
+            value,
+            problem,
+        }
+    }
+
+    /// Fails if `slot` is already set, for `option`.
+    fn once<T>(&self, slot: &Option<T>, option: &'static str) -> Result<(), ParseError<'a>> {
+        match slot {
+            Some(_) => Err(ParseError::Duplicate {
+                command: self.command,
+                option,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The one positional id (`PID`, `PGID`): a number of at least 1.
+    fn id(&self, what: &'static str, value: &'a str) -> Result<u32, ParseError<'a>> {
+        ranged(value, 1, u32::MAX).map_err(|problem| self.bad(what, value, problem))
+    }
+}
+
+/// The highest priority number (the lowest priority).
+const PRIORITY_MAX: u32 = PRIORITY_LEVELS as u32 - 1;
+
+fn parse_run<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>, ParseError<'a>> {
+    let mut w = Words::new("run", args);
+    let mut priority = None;
+    let mut group = None;
+    // Options, up to the program name.
+    let program = loop {
+        let Some(word) = w.next() else {
+            return Err(ParseError::Missing {
+                command: "run",
+                what: "PROG",
+            });
+        };
+        match word {
+            "--prio" => {
+                w.once(&priority, "--prio")?;
+                priority = Some(w.number("--prio", 0, PRIORITY_MAX)?);
+            }
+            "--group" => {
+                w.once(&group, "--group")?;
+                let value = w.value("--group")?;
+                group = Some(if value == "new" {
+                    GroupChoice::New
+                } else {
+                    let problem = |p| match p {
+                        ValueProblem::NotANumber => ValueProblem::Expected("'new' or a PGID"),
+                        p => p,
+                    };
+                    GroupChoice::Join(ranged(value, 1, u32::MAX).map_err(|p| w.bad("--group", value, problem(p)))?)
+                });
+            }
+            "&" => {
+                return Err(ParseError::Missing {
+                    command: "run",
+                    what: "PROG",
+                });
+            }
+            _ if word.starts_with('-') => {
+                return Err(ParseError::UnknownOption {
+                    command: "run",
+                    option: word,
+                });
+            }
+            _ => break word,
+        }
+    };
+    if program.len() > NAME_MAX {
+        return Err(ParseError::ProgramTooLong { len: program.len() });
+    }
+    // Everything after the program is an argument, but a final lone `&`.
+    let mut rest = w.iter;
+    let mut list = ArgList::new();
+    let mut count = 0;
+    let mut background = false;
+    while let Some(arg) = rest.next() {
+        if arg == "&" && rest.peek().is_none() {
+            background = true;
+            break;
+        }
+        count += 1;
+        if arg.len() > ARG_MAX {
+            return Err(ParseError::ArgTooLong {
+                index: count,
+                len: arg.len(),
+            });
+        }
+        if !list.push(arg) {
+            // Count them all for the message (the `&` is no argument).
+            let more = rest.filter(|a| *a != "&").count();
+            return Err(ParseError::TooManyArgs { count: count + more });
+        }
+    }
+    Ok(Command::Run(Run {
+        program,
+        args: list,
+        // In 0..=31 by the parse.
+        priority: priority.map_or(DEFAULT_PRIORITY, |p| p as u8),
+        group: group.unwrap_or(GroupChoice::New),
+        background,
+    }))
+}
+
+fn parse_kill<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>, ParseError<'a>> {
+    let mut w = Words::new("kill", args);
+    let mut group = None;
+    let mut grace = None;
+    let mut id = None;
+    let mut extra = None;
+    while let Some(word) = w.next() {
+        match word {
+            "-g" => {
+                w.once(&group, "-g")?;
+                group = Some(());
+            }
+            "--grace" => {
+                w.once(&grace, "--grace")?;
+                grace = Some(w.number("--grace", 0, u32::MAX)?);
+            }
+            _ if is_option(word) => {
+                return Err(ParseError::UnknownOption {
+                    command: "kill",
+                    option: word,
+                });
+            }
+            // Reported after the id is checked: `kill -9 3` is about the -9.
+            _ if id.is_some() => extra = extra.or(Some(word)),
+            _ => id = Some(word),
+        }
+    }
+    let what = if group.is_some() { "PGID" } else { "PID" };
+    let id = id.ok_or(ParseError::Missing { command: "kill", what })?;
+    let id = w.id(what, id)?;
+    if let Some(argument) = extra {
+        return Err(ParseError::UnexpectedArgument {
+            command: "kill",
+            argument,
+        });
+    }
+    Ok(Command::Kill {
+        target: if group.is_some() {
+            Target::Group(id)
+        } else {
+            Target::Process(id)
+        },
+        grace_ms: grace.unwrap_or(DEFAULT_GRACE_MS),
+    })
+}
+
+#[derive(Clone, Copy)]
+enum ActionWord {
+    Warn,
+    Stop,
+    Kill,
+}
+
+fn parse_watchdog<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>, ParseError<'a>> {
+    const CMD: &str = "watchdog";
+    let mut w = Words::new(CMD, args);
+    let mut pgid = None;
+    let mut kind: Option<(&'static str, WatchdogKind)> = None;
+    let mut action = None;
+    let mut grace = None;
+    let mut off = None;
+    let mut extra = None;
+    while let Some(word) = w.next() {
+        match word {
+            "--heartbeat" | "--deadline" => {
+                let (option, other) = if word == "--heartbeat" {
+                    ("--heartbeat", "--deadline")
+                } else {
+                    ("--deadline", "--heartbeat")
+                };
+                match kind {
+                    Some((seen, _)) if seen == option => {
+                        return Err(ParseError::Duplicate { command: CMD, option });
+                    }
+                    Some(_) => {
+                        return Err(ParseError::Conflict {
+                            command: CMD,
+                            first: other,
+                            second: option,
+                        });
+                    }
+                    None => {}
+                }
+                let ms = w.number(option, 1, u32::MAX)?;
+                kind = Some((
+                    option,
+                    if option == "--heartbeat" {
+                        WatchdogKind::Heartbeat { period_ms: ms }
+                    } else {
+                        WatchdogKind::Deadline { within_ms: ms }
+                    },
+                ));
+            }
+            "--action" => {
+                w.once(&action, "--action")?;
+                let value = w.value("--action")?;
+                action = Some(match value {
+                    "warn" => ActionWord::Warn,
+                    "stop" => ActionWord::Stop,
+                    "kill" => ActionWord::Kill,
+                    _ => return Err(w.bad("--action", value, ValueProblem::Expected("warn, stop or kill"))),
+                });
+            }
+            "--grace" => {
+                w.once(&grace, "--grace")?;
+                grace = Some(w.number("--grace", 0, u32::MAX)?);
+            }
+            "--off" => {
+                w.once(&off, "--off")?;
+                off = Some(());
+            }
+            _ if is_option(word) => {
+                return Err(ParseError::UnknownOption {
+                    command: CMD,
+                    option: word,
+                });
+            }
+            _ if pgid.is_some() => extra = extra.or(Some(word)),
+            _ => pgid = Some(word),
+        }
+    }
+    let pgid = pgid.ok_or(ParseError::Missing {
+        command: CMD,
+        what: "PGID",
+    })?;
+    let pgid = w.id("PGID", pgid)?;
+    if let Some(argument) = extra {
+        return Err(ParseError::UnexpectedArgument { command: CMD, argument });
+    }
+    if off.is_some() {
+        let other = if let Some((option, _)) = kind {
+            Some(option)
+        } else if action.is_some() {
+            Some("--action")
+        } else if grace.is_some() {
+            Some("--grace")
+        } else {
+            None
+        };
+        if let Some(second) = other {
+            return Err(ParseError::Conflict {
+                command: CMD,
+                first: "--off",
+                second,
+            });
+        }
+        return Ok(Command::Watchdog {
+            pgid,
+            setting: WatchdogSetting::Off,
+        });
+    }
+    let (_, kind) = kind.ok_or(ParseError::Missing {
+        command: CMD,
+        what: "--heartbeat MS or --deadline MS",
+    })?;
+    let action = match action {
+        None => {
+            return Err(ParseError::Missing {
+                command: CMD,
+                what: "--action warn|stop|kill",
+            });
+        }
+        Some(ActionWord::Stop) => WatchdogAction::Stop {
+            grace_ms: grace.unwrap_or(DEFAULT_GRACE_MS),
+        },
+        Some(_) if grace.is_some() => {
+            return Err(ParseError::Requires {
+                command: CMD,
+                option: "--grace",
+                needs: "--action stop",
+            });
+        }
+        Some(ActionWord::Warn) => WatchdogAction::Warn,
+        Some(ActionWord::Kill) => WatchdogAction::Kill,
+    };
+    Ok(Command::Watchdog {
+        pgid,
+        setting: WatchdogSetting::Arm { kind, action },
+    })
 }
 
 pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
@@ -123,6 +734,15 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
                 argument: a,
             }),
         },
+        "ps" => Ok(Command::Ps {
+            json: json_flag("ps", args)?,
+        }),
+        "run" => parse_run(args),
+        "kill" => parse_kill(args),
+        "watchdog" => parse_watchdog(args),
+        "events" => Ok(Command::Events {
+            json: json_flag("events", args)?,
+        }),
         other => Err(ParseError::Unknown(other)),
     }
 }
@@ -130,13 +750,37 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::string::ToString;
+    use std::format;
+    use std::string::{String, ToString};
+
+    /// The error message for `line` (which must fail).
+    fn err(line: &str) -> String {
+        match parse(line) {
+            Ok(c) => panic!("{line:?} parsed as {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn run_of(line: &str) -> Run<'_> {
+        match parse(line) {
+            Ok(Command::Run(r)) => r,
+            other => panic!("{line:?}: {other:?}"),
+        }
+    }
 
     #[test]
-    fn parses_every_command_in_the_table() {
+    fn every_command_in_the_table_is_known() {
         for spec in COMMANDS {
-            assert!(parse(spec.name).is_ok(), "{}", spec.name);
+            match parse(spec.name) {
+                Ok(_) | Err(ParseError::Missing { .. }) => {}
+                Err(e) => panic!("{}: {e}", spec.name),
+            }
+            assert!(spec.usage.starts_with(spec.name), "{spec:?}");
         }
+        let mut names: std::vec::Vec<_> = COMMANDS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), COMMANDS.len(), "names are unique");
         assert_eq!(parse("  uptime  "), Ok(Command::Uptime { json: false }));
         assert_eq!(parse("mem --json"), Ok(Command::Mem { json: true }));
         assert_eq!(parse("help --json"), Ok(Command::Help { json: true }));
@@ -169,5 +813,387 @@ mod tests {
             Err(ParseError::Unknown("HELP")),
             "commands are case-sensitive"
         );
+    }
+
+    #[test]
+    fn ps_and_events_take_only_json() {
+        assert_eq!(parse("ps"), Ok(Command::Ps { json: false }));
+        assert_eq!(parse("ps --json"), Ok(Command::Ps { json: true }));
+        assert_eq!(parse("events"), Ok(Command::Events { json: false }));
+        assert_eq!(parse(" events\t--json "), Ok(Command::Events { json: true }));
+        assert_eq!(err("ps -a"), "ps: unexpected argument '-a' (usage: ps [--json])");
+        assert_eq!(
+            err("events --json --json"),
+            "events: unexpected argument '--json' (usage: events [--json])"
+        );
+        assert!(parse("ps 1").is_err());
+    }
+
+    #[test]
+    fn run_defaults_to_a_new_group_at_the_default_priority_in_the_foreground() {
+        let r = run_of("run hello");
+        assert_eq!(r.program, "hello");
+        assert!(r.args.is_empty());
+        assert_eq!(r.priority, DEFAULT_PRIORITY);
+        assert_eq!(r.priority, 16);
+        assert_eq!(r.group, GroupChoice::New);
+        assert!(!r.background);
+    }
+
+    #[test]
+    fn run_options_in_any_order_and_args_after_the_program() {
+        let r = run_of("run --group 7 --prio 0 hello a  b --prio 3");
+        assert_eq!(r.priority, 0);
+        assert_eq!(r.group, GroupChoice::Join(7));
+        assert_eq!(r.program, "hello");
+        assert_eq!(r.args.as_slice(), ["a", "b", "--prio", "3"], "options stop at PROG");
+        let r = run_of("run --prio 31 --group new spin --polite");
+        assert_eq!((r.priority, r.group), (31, GroupChoice::New));
+        assert_eq!(r.args.as_slice(), ["--polite"]);
+    }
+
+    #[test]
+    fn run_trailing_ampersand_is_background_only_as_the_last_lone_word() {
+        let r = run_of("run sleeper 2 50 &");
+        assert!(r.background);
+        assert_eq!(r.args.as_slice(), ["2", "50"]);
+        let r = run_of("run spin &");
+        assert!(r.background && r.args.is_empty());
+        let r = run_of("run hello a & b");
+        assert!(!r.background);
+        assert_eq!(r.args.as_slice(), ["a", "&", "b"]);
+        let r = run_of("run hello & &");
+        assert!(r.background);
+        assert_eq!(r.args.as_slice(), ["&"]);
+        let r = run_of("run hello a&");
+        assert!(!r.background);
+        assert_eq!(r.args.as_slice(), ["a&"]);
+        assert_eq!(err("run &"), format!("run: missing PROG (usage: {})", usage("run")));
+        assert!(err("run --prio 1 &").starts_with("run: missing PROG"));
+    }
+
+    #[test]
+    fn run_limits_are_parse_errors_naming_the_limit() {
+        let name = "p".repeat(NAME_MAX);
+        assert_eq!(run_of(&format!("run {name}")).program, name);
+        assert_eq!(
+            err(&format!("run {name}x")),
+            "run: program name is 33 bytes, the limit is 32 (NAME_MAX)"
+        );
+        let arg = "a".repeat(ARG_MAX);
+        assert_eq!(run_of(&format!("run hello {arg}")).args.as_slice(), [arg.as_str()]);
+        assert_eq!(
+            err(&format!("run hello x {arg}b")),
+            "run: argument 2 is 65 bytes, the limit is 64 (ARG_MAX)"
+        );
+        let eight = "1 2 3 4 5 6 7 8";
+        let line = format!("run hello {eight} &");
+        let r = run_of(&line);
+        assert_eq!(r.args.len(), ARGS_MAX);
+        assert!(r.background);
+        assert_eq!(
+            err(&format!("run hello {eight} 9 10")),
+            "run: 10 arguments, the limit is 8 (ARGS_MAX)"
+        );
+        assert_eq!(
+            err(&format!("run hello {eight} 9 &")),
+            "run: 9 arguments, the limit is 8 (ARGS_MAX)"
+        );
+    }
+
+    #[test]
+    fn run_rejects_bad_options_and_values() {
+        assert_eq!(err("run"), format!("run: missing PROG (usage: {})", usage("run")));
+        assert_eq!(err("run --prio 32 hello"), "run: bad --prio '32': must be 0..=31");
+        assert_eq!(
+            err("run --prio x hello"),
+            "run: bad --prio 'x': expected a decimal number"
+        );
+        assert_eq!(err("run --prio -1 hello"), "run: bad --prio '-1': must not be negative");
+        assert_eq!(
+            err("run --prio 99999999999 hello"),
+            "run: bad --prio '99999999999': too large (the most is 4294967295)"
+        );
+        assert_eq!(
+            err("run --prio +3 hello"),
+            "run: bad --prio '+3': expected a decimal number"
+        );
+        assert_eq!(err("run --prio"), "run: --prio needs a value");
+        assert_eq!(err("run --prio --group new hello"), "run: --prio needs a value");
+        assert_eq!(err("run --prio 1 --prio 2 hello"), "run: --prio given twice");
+        assert_eq!(err("run --group new --group 3 hello"), "run: --group given twice");
+        assert_eq!(
+            err("run --group old hello"),
+            "run: bad --group 'old': expected 'new' or a PGID"
+        );
+        assert_eq!(err("run --group 0 hello"), "run: bad --group '0': must be at least 1");
+        assert_eq!(
+            err("run --group -4 hello"),
+            "run: bad --group '-4': must not be negative"
+        );
+        assert_eq!(err("run --group"), "run: --group needs a value");
+        assert_eq!(
+            err("run --nice 3 hello"),
+            format!("run: unknown option '--nice' (usage: {})", usage("run"))
+        );
+        assert!(err("run -x hello").starts_with("run: unknown option '-x'"));
+    }
+
+    #[test]
+    fn kill_a_process_or_a_group_with_a_grace() {
+        assert_eq!(
+            parse("kill 5"),
+            Ok(Command::Kill {
+                target: Target::Process(5),
+                grace_ms: DEFAULT_GRACE_MS
+            })
+        );
+        assert_eq!(DEFAULT_GRACE_MS, 1000);
+        assert_eq!(
+            parse("kill --grace 0 5"),
+            Ok(Command::Kill {
+                target: Target::Process(5),
+                grace_ms: 0
+            })
+        );
+        assert_eq!(
+            parse("kill -g 3"),
+            Ok(Command::Kill {
+                target: Target::Group(3),
+                grace_ms: 1000
+            })
+        );
+        let g = Ok(Command::Kill {
+            target: Target::Group(3),
+            grace_ms: 250,
+        });
+        assert_eq!(parse("kill -g --grace 250 3"), g);
+        assert_eq!(parse("kill --grace 250 -g 3"), g);
+        assert_eq!(parse("kill 3 -g --grace 250"), g);
+        assert_eq!(
+            parse(&format!("kill --grace {} {}", u32::MAX, u32::MAX)),
+            Ok(Command::Kill {
+                target: Target::Process(u32::MAX),
+                grace_ms: u32::MAX
+            })
+        );
+    }
+
+    #[test]
+    fn kill_rejects_bad_input() {
+        assert_eq!(err("kill"), format!("kill: missing PID (usage: {})", usage("kill")));
+        assert!(err("kill -g").starts_with("kill: missing PGID (usage: "));
+        assert!(err("kill --grace 5").starts_with("kill: missing PID"));
+        assert_eq!(err("kill abc"), "kill: bad PID 'abc': expected a decimal number");
+        assert_eq!(err("kill -5"), "kill: bad PID '-5': must not be negative");
+        assert_eq!(err("kill 0"), "kill: bad PID '0': must be at least 1");
+        assert_eq!(err("kill -g 0x10"), "kill: bad PGID '0x10': expected a decimal number");
+        assert_eq!(
+            err("kill 4294967296"),
+            "kill: bad PID '4294967296': too large (the most is 4294967295)"
+        );
+        assert_eq!(
+            err("kill 1 2"),
+            format!("kill: unexpected argument '2' (usage: {})", usage("kill"))
+        );
+        assert_eq!(
+            err("kill --grace 5"),
+            format!("kill: missing PID (usage: {})", usage("kill"))
+        );
+        assert_eq!(err("kill --grace"), "kill: --grace needs a value");
+        assert_eq!(err("kill --grace -g 3"), "kill: --grace needs a value");
+        assert_eq!(err("kill --grace -1 3"), "kill: bad --grace '-1': must not be negative");
+        assert_eq!(
+            err("kill --grace 1s 3"),
+            "kill: bad --grace '1s': expected a decimal number"
+        );
+        assert_eq!(err("kill --grace 1 --grace 2 3"), "kill: --grace given twice");
+        assert_eq!(err("kill -g -g 3"), "kill: -g given twice");
+        assert!(
+            err("kill -9 3").starts_with("kill: bad PID '-9'"),
+            "-9 reads as a number"
+        );
+        assert_eq!(
+            err("kill --force 3"),
+            format!("kill: unknown option '--force' (usage: {})", usage("kill"))
+        );
+    }
+
+    #[test]
+    fn watchdog_arms_heartbeat_and_deadline_with_each_action() {
+        assert_eq!(
+            parse("watchdog 4 --heartbeat 200 --action kill"),
+            Ok(Command::Watchdog {
+                pgid: 4,
+                setting: WatchdogSetting::Arm {
+                    kind: WatchdogKind::Heartbeat { period_ms: 200 },
+                    action: WatchdogAction::Kill
+                }
+            })
+        );
+        assert_eq!(
+            parse("watchdog 4 --deadline 500 --action warn"),
+            Ok(Command::Watchdog {
+                pgid: 4,
+                setting: WatchdogSetting::Arm {
+                    kind: WatchdogKind::Deadline { within_ms: 500 },
+                    action: WatchdogAction::Warn
+                }
+            })
+        );
+        let stop = |grace_ms| {
+            Ok(Command::Watchdog {
+                pgid: 9,
+                setting: WatchdogSetting::Arm {
+                    kind: WatchdogKind::Heartbeat { period_ms: 50 },
+                    action: WatchdogAction::Stop { grace_ms },
+                },
+            })
+        };
+        assert_eq!(parse("watchdog 9 --heartbeat 50 --action stop"), stop(1000));
+        assert_eq!(parse("watchdog 9 --heartbeat 50 --action stop --grace 0"), stop(0));
+        assert_eq!(parse("watchdog --grace 20 --action stop --heartbeat 50 9"), stop(20));
+        assert_eq!(
+            parse("watchdog 4 --off"),
+            Ok(Command::Watchdog {
+                pgid: 4,
+                setting: WatchdogSetting::Off
+            })
+        );
+        assert_eq!(
+            parse("watchdog --off 4"),
+            Ok(Command::Watchdog {
+                pgid: 4,
+                setting: WatchdogSetting::Off
+            })
+        );
+    }
+
+    #[test]
+    fn watchdog_rejects_bad_input() {
+        let u = usage("watchdog");
+        assert_eq!(err("watchdog"), format!("watchdog: missing PGID (usage: {u})"));
+        assert_eq!(
+            err("watchdog 4"),
+            format!("watchdog: missing --heartbeat MS or --deadline MS (usage: {u})")
+        );
+        assert_eq!(
+            err("watchdog 4 --heartbeat 100"),
+            format!("watchdog: missing --action warn|stop|kill (usage: {u})")
+        );
+        assert_eq!(
+            err("watchdog --heartbeat 100 --action kill"),
+            format!("watchdog: missing PGID (usage: {u})")
+        );
+        assert_eq!(
+            err("watchdog 4 --heartbeat 100 --deadline 5 --action kill"),
+            "watchdog: --heartbeat and --deadline exclude each other"
+        );
+        assert_eq!(
+            err("watchdog 4 --heartbeat 100 --heartbeat 5 --action kill"),
+            "watchdog: --heartbeat given twice"
+        );
+        assert_eq!(
+            err("watchdog 4 --deadline 1 --deadline 5"),
+            "watchdog: --deadline given twice"
+        );
+        assert_eq!(
+            err("watchdog 4 --heartbeat 0 --action kill"),
+            "watchdog: bad --heartbeat '0': must be at least 1"
+        );
+        assert_eq!(
+            err("watchdog 4 --deadline soon --action kill"),
+            "watchdog: bad --deadline 'soon': expected a decimal number"
+        );
+        assert_eq!(err("watchdog 4 --heartbeat"), "watchdog: --heartbeat needs a value");
+        assert_eq!(
+            err("watchdog 4 --heartbeat 1 --action explode"),
+            "watchdog: bad --action 'explode': expected warn, stop or kill"
+        );
+        assert_eq!(
+            err("watchdog 4 --heartbeat 1 --action"),
+            "watchdog: --action needs a value"
+        );
+        assert_eq!(
+            err("watchdog 4 --heartbeat 1 --action kill --action warn"),
+            "watchdog: --action given twice"
+        );
+        assert_eq!(
+            err("watchdog 4 --heartbeat 1 --action kill --grace 5"),
+            "watchdog: --grace only applies with --action stop"
+        );
+        assert_eq!(
+            err("watchdog 4 --heartbeat 1 --action warn --grace 5"),
+            "watchdog: --grace only applies with --action stop"
+        );
+        assert_eq!(
+            err("watchdog 4 --heartbeat 1 --action stop --grace -5"),
+            "watchdog: bad --grace '-5': must not be negative"
+        );
+        assert_eq!(
+            err("watchdog 4 --off --action kill"),
+            "watchdog: --off and --action exclude each other"
+        );
+        assert_eq!(
+            err("watchdog 4 --heartbeat 3 --off"),
+            "watchdog: --off and --heartbeat exclude each other"
+        );
+        assert_eq!(
+            err("watchdog 4 --off --grace 3"),
+            "watchdog: --off and --grace exclude each other"
+        );
+        assert_eq!(err("watchdog 4 --off --off"), "watchdog: --off given twice");
+        assert_eq!(
+            err("watchdog x --off"),
+            "watchdog: bad PGID 'x': expected a decimal number"
+        );
+        assert_eq!(
+            err("watchdog -3 --off"),
+            "watchdog: bad PGID '-3': must not be negative"
+        );
+        assert_eq!(err("watchdog 0 --off"), "watchdog: bad PGID '0': must be at least 1");
+        assert_eq!(
+            err("watchdog 4 5 --off"),
+            format!("watchdog: unexpected argument '5' (usage: {u})")
+        );
+        assert_eq!(
+            err("watchdog 4 --period 5"),
+            format!("watchdog: unknown option '--period' (usage: {u})")
+        );
+    }
+
+    #[test]
+    fn numbers_are_plain_decimal_u32() {
+        assert_eq!(number("0"), Ok(0));
+        assert_eq!(number("007"), Ok(7));
+        assert_eq!(number("4294967295"), Ok(u32::MAX));
+        assert_eq!(number("4294967296"), Err(ValueProblem::TooBig));
+        assert_eq!(number("99999999999999999999999"), Err(ValueProblem::TooBig));
+        assert_eq!(number(""), Err(ValueProblem::NotANumber));
+        assert_eq!(number("-"), Err(ValueProblem::NotANumber));
+        assert_eq!(number("-0"), Err(ValueProblem::Negative));
+        assert_eq!(number("+1"), Err(ValueProblem::NotANumber));
+        assert_eq!(number("1_000"), Err(ValueProblem::NotANumber));
+        assert_eq!(number("1e3"), Err(ValueProblem::NotANumber));
+        assert_eq!(number("١"), Err(ValueProblem::NotANumber), "only ASCII digits");
+    }
+
+    #[test]
+    fn every_error_is_one_line() {
+        for line in [
+            "nope",
+            "run",
+            "run --prio 99 x",
+            "kill",
+            "kill x",
+            "watchdog",
+            "watchdog 1 --off --grace 1",
+            "ps x",
+            "events y",
+            "shutdown now",
+        ] {
+            let e = err(line);
+            assert!(!e.contains('\n') && !e.is_empty(), "{line}: {e:?}");
+        }
     }
 }

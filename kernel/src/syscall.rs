@@ -1,0 +1,296 @@
+//! Syscall dispatch (docs/abi.md): the number and integer arguments from
+//! the saved registers, framed requests copied in once from the caller's
+//! buffer and decoded, every user pointer checked against the caller's own
+//! page tables. Bad input is an `Errno`, never a panic; a process that
+//! ended during its call (exit, its group killed) is switched away from.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use aether_abi::syscall::{
+    self as abi, ABI_VERSION, CONSOLE_IO_MAX, CONSOLE_READ_NONBLOCK, Errno, ExitStatus, PROC_RESPONSE_MAX, ProcRequest,
+    ProcResponse, REQUEST_MAX, SystemInfo, nr,
+};
+use kcore::frames::FRAME_SIZE;
+
+use crate::arch::serial;
+use crate::arch::syscall::SyscallFrame;
+use crate::mm::user::AccessError;
+use crate::task::{self, Block, State, schedule, with};
+use crate::{mm, platform, time};
+
+type Result<T> = core::result::Result<T, Errno>;
+
+/// Console input drops already reported.
+static DROPPED_SEEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+impl From<AccessError> for Errno {
+    fn from(_: AccessError) -> Self {
+        Errno::BadAddress
+    }
+}
+
+/// The entry point the arch layer calls for every `syscall`.
+pub fn dispatch(frame: &mut SyscallFrame) {
+    let result = handle(frame);
+    frame.rax = match result {
+        Ok(v) => v.min(i64::MAX as u64),
+        Err(e) => e.to_ret() as u64,
+    };
+    if with(|k| k.current_task().state == State::Zombie) {
+        schedule();
+        panic!("a dead process returned from a syscall");
+    }
+}
+
+fn current_pid() -> u32 {
+    with(|k| k.current)
+}
+
+/// Reads user memory of the calling process.
+fn read_user(va: u64, dst: &mut [u8]) -> Result<()> {
+    with(|k| match k.current_task_space() {
+        Some(space) => space.read(va, dst).map_err(Errno::from),
+        None => Err(Errno::BadAddress),
+    })
+}
+
+fn write_user(va: u64, src: &[u8]) -> Result<()> {
+    with(|k| match k.current_task_space() {
+        Some(space) => space.write(va, src).map_err(Errno::from),
+        None => Err(Errno::BadAddress),
+    })
+}
+
+fn check_user(va: u64, len: usize, write: bool) -> Result<()> {
+    with(|k| match k.current_task_space() {
+        Some(space) => space.check(va, len, write).map_err(Errno::from),
+        None => Err(Errno::BadAddress),
+    })
+}
+
+fn handle(frame: &mut SyscallFrame) -> Result<u64> {
+    let (n, a0, a1, a2, a3) = (frame.rax, frame.rdi, frame.rsi, frame.rdx, frame.r10);
+    if n == nr::ABI_HELLO {
+        return with(|k| {
+            let p = k.current_task().process.as_mut().ok_or(Errno::InvalidArgument)?;
+            p.abi_ok = a0 == ABI_VERSION as u64;
+            if p.abi_ok {
+                Ok(ABI_VERSION as u64)
+            } else {
+                Err(Errno::AbiMismatch)
+            }
+        });
+    }
+    let abi_ok = with(|k| k.current_task().process.as_ref().is_some_and(|p| p.abi_ok));
+    if !abi_ok && n != nr::EXIT {
+        return Err(Errno::AbiMismatch);
+    }
+    match n {
+        nr::EXIT => {
+            with(|k| {
+                let cur = k.current;
+                k.terminate(cur, ExitStatus::Exited(a0 as u32 as i32), false)
+            });
+            Ok(0)
+        }
+        nr::YIELD => {
+            schedule();
+            Ok(0)
+        }
+        nr::CLOCK => Ok(time::now_ns()),
+        nr::SLEEP_UNTIL => {
+            if a0 > time::now_ns() {
+                with(|k| k.block_current(Block::Sleep, Some(a0)));
+                schedule();
+            }
+            Ok(0)
+        }
+        nr::GETPID => Ok(current_pid() as u64),
+        nr::GETPPID => Ok(with(|k| k.current_task().process.as_ref().map_or(0, |p| p.ppid)) as u64),
+        nr::CONSOLE_WRITE => console_write(a0, a1),
+        nr::CONSOLE_READ => console_read(a0, a1, a2),
+        nr::HEARTBEAT => Ok(with(|k| {
+            let now = time::now_ns();
+            let cur = k.current;
+            let p = k.current_task().process.as_mut()?;
+            p.last_heartbeat_ns = now;
+            let (pgid, stop) = (p.pgid, p.stop_requested);
+            k.watchdogs.heartbeat(cur, pgid, now);
+            Some(stop)
+        })
+        .unwrap_or(false) as u64),
+        nr::STOP_REQUESTED => Ok(with(|k| k.current_task().process.as_ref().is_some_and(|p| p.stop_requested)) as u64),
+        nr::HEAP_GROW => with(|k| k.heap_grow(a0)),
+        nr::SEND => send(a0, a1),
+        nr::RECV => recv(a0, frame),
+        nr::PROC => framed_proc(a0, a1, a2, a3),
+        _ => Err(Errno::UnknownSyscall),
+    }
+}
+
+fn console_write(ptr: u64, len: u64) -> Result<u64> {
+    if len > CONSOLE_IO_MAX as u64 {
+        return Err(Errno::TooLarge);
+    }
+    let mut buf = [0u8; CONSOLE_IO_MAX];
+    let buf = &mut buf[..len as usize];
+    read_user(ptr, buf)?;
+    serial::write_bytes(buf);
+    Ok(len)
+}
+
+fn console_read(ptr: u64, cap: u64, flags: u64) -> Result<u64> {
+    if cap == 0 {
+        return Ok(0);
+    }
+    let cap = cap.min(CONSOLE_IO_MAX as u64) as usize;
+    // Check before taking input, so a bad buffer loses no typed byte.
+    check_user(ptr, cap, true)?;
+    loop {
+        let mut buf = [0u8; CONSOLE_IO_MAX];
+        let mut n = 0;
+        while n < cap {
+            match serial::read_byte() {
+                Some(b) => {
+                    buf[n] = b;
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        let dropped = serial::dropped_input();
+        if dropped != DROPPED_SEEN.swap(dropped, core::sync::atomic::Ordering::Relaxed) {
+            log::warn!("{dropped} console input bytes dropped so far (typed faster than read)");
+        }
+        if n > 0 {
+            write_user(ptr, &buf[..n])?;
+            return Ok(n as u64);
+        }
+        if flags & CONSOLE_READ_NONBLOCK != 0 {
+            return Err(Errno::WouldBlock);
+        }
+        with(|k| {
+            // Input may have arrived since the check above.
+            if !serial::input_pending() {
+                k.block_current(Block::ConsoleRead, None);
+            }
+        });
+        schedule();
+    }
+}
+
+fn send(pid: u64, word: u64) -> Result<u64> {
+    let pid = u32::try_from(pid).map_err(|_| Errno::NoSuchProcess)?;
+    with(|k| {
+        let me = k.current;
+        let t = k.tasks.get_mut(&pid).ok_or(Errno::NoSuchProcess)?;
+        if !t.is_alive() {
+            return Err(Errno::NoSuchProcess);
+        }
+        let p = t.process.as_mut().ok_or(Errno::NoSuchProcess)?;
+        p.mailbox.push_back((me, word)).map_err(|_| Errno::LimitReached)?;
+        if t.state == State::Blocked(Block::Recv) {
+            k.wake(pid);
+        }
+        Ok(0)
+    })
+}
+
+fn recv(deadline: u64, frame: &mut SyscallFrame) -> Result<u64> {
+    loop {
+        let got = with(|k| {
+            let now = time::now_ns();
+            let p = k.current_task().process.as_mut()?;
+            if let Some(m) = p.mailbox.pop_front() {
+                return Some(Ok(m));
+            }
+            if deadline != 0 && now >= deadline {
+                return Some(Err(Errno::TimedOut));
+            }
+            k.block_current(Block::Recv, (deadline != 0).then_some(deadline));
+            None
+        });
+        match got {
+            Some(Ok((sender, word))) => {
+                frame.rdx = sender as u64;
+                return Ok(word);
+            }
+            Some(Err(e)) => return Err(e),
+            None => schedule(),
+        }
+    }
+}
+
+fn framed_proc(req_ptr: u64, req_len: u64, resp_ptr: u64, resp_cap: u64) -> Result<u64> {
+    if req_len > REQUEST_MAX as u64 {
+        return Err(Errno::TooLarge);
+    }
+    // The answer must always fit, so nothing (an exit record collected by a
+    // wait) can be lost after the request took effect.
+    if resp_cap < PROC_RESPONSE_MAX as u64 {
+        return Err(Errno::ResponseTooSmall);
+    }
+    check_user(resp_ptr, PROC_RESPONSE_MAX, true)?;
+    let mut req = [0u8; REQUEST_MAX];
+    let req = &mut req[..req_len as usize];
+    read_user(req_ptr, req)?;
+    let request: ProcRequest = abi::decode(req)?;
+    let answer = proc_request(request)?;
+    let mut out: Vec<u8> = vec![0u8; PROC_RESPONSE_MAX];
+    let len = abi::encode(&*answer, &mut out)?.len();
+    write_user(resp_ptr, &out[..len])?;
+    Ok(len as u64)
+}
+
+fn proc_request(request: ProcRequest) -> Result<alloc::boxed::Box<ProcResponse>> {
+    use alloc::boxed::Box;
+    let me = current_pid();
+    let answer = match request {
+        ProcRequest::Spawn {
+            program,
+            args,
+            priority,
+            group,
+        } => {
+            let list: heapless::Vec<&str, { abi::ARGS_MAX }> = args.iter().map(|a| a.as_str()).collect();
+            let (pid, pgid) = with(|k| k.spawn(me, &program, &list, priority, group))?;
+            ProcResponse::Spawned { pid, pgid }
+        }
+        ProcRequest::Wait { target, block: true } => return task::wait(target),
+        ProcRequest::Wait { target, block: false } => with(|k| k.try_wait(me, target))?.unwrap_or(ProcResponse::NotYet),
+        ProcRequest::Kill { target, grace_ms } => ProcResponse::KillStarted {
+            members: with(|k| k.kill(target, grace_ms))?,
+        },
+        ProcRequest::Ps { after } => with(|k| k.ps(after)),
+        ProcRequest::ArmWatchdog { target, kind, action } => {
+            with(|k| k.arm_watchdog(target, kind, action))?;
+            ProcResponse::WatchdogArmed
+        }
+        ProcRequest::DisarmWatchdog { target } => {
+            with(|k| k.disarm_watchdog(target))?;
+            ProcResponse::WatchdogDisarmed
+        }
+        ProcRequest::WatchdogEvents { after } => with(|k| k.watchdog_events(after)),
+        ProcRequest::SystemInfo => {
+            let f = mm::frames::stats();
+            let h = mm::heap::stats();
+            ProcResponse::SystemInfo(SystemInfo {
+                uptime_ns: time::now_ns(),
+                boot_unix_s: time::boot_unix_s(),
+                frame_size: FRAME_SIZE,
+                frames_total: f.total,
+                frames_used: f.used,
+                heap_size: h.size,
+                heap_used: h.used,
+                heap_limit: h.limit,
+                processes: with(|k| k.tasks.len() as u32),
+            })
+        }
+        ProcRequest::Shutdown => {
+            log::info!("shutdown requested by pid {me}");
+            platform::power_off()
+        }
+    };
+    Ok(Box::new(answer))
+}
