@@ -46,7 +46,9 @@ fn main() {
 
 /// The user programs in the boot image, by name (each a `[[bin]]` of
 /// `userland/programs`).
-const PROGRAMS: &[&str] = &["console", "hello", "spin", "fault", "sleeper", "forker"];
+const PROGRAMS: &[&str] = &[
+    "console", "hello", "spin", "fault", "sleeper", "forker", "bench", "badcalls", "fuzz",
+];
 
 /// Packs every program's ELF into the initial archive at `path`
 /// (format: `aether_abi::initrd`); returns the ELF paths.
