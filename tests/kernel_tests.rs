@@ -25,6 +25,17 @@ const REQUIRED: &[&str] = &[
     "clock_agrees_with_acpi_pm_timer",
     "acpi_power_off_available",
     "rtc_boot_time_plausible",
+    "ring3_hello_exits_zero",
+    "ring3_faults_end_only_the_process",
+    "ring3_priority_preempts_a_spinning_process",
+    "ring3_round_robin_shares_a_level",
+    "ring3_group_kill_forces_every_member",
+    "ring3_group_kill_of_64_is_fast",
+    "ring3_watchdog_kills_a_silent_process",
+    "ring3_watchdog_deadline_stops_with_grace",
+    "ring3_bad_syscalls_are_errors",
+    "ring3_fuzz_100k_syscalls",
+    "ring3_spawn_and_kill_errors",
 ];
 
 fn run(firmware: Firmware, tests: Option<&str>) -> KtestReport {

@@ -6,6 +6,7 @@
 //! `tests::ALL` as `test("name", name)`. Tests marked `opt_in` (the harness's own failure
 //! demonstrations) run only when named with `tests=`.
 
+mod ring3;
 mod tests;
 
 use alloc::string::String;

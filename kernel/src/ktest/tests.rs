@@ -8,7 +8,7 @@ use kcore::clock;
 use x86_64::VirtAddr;
 use x86_64::structures::paging::{Page, PageTableFlags, Size4KiB};
 
-use super::{Test, TestResult, ensure};
+use super::{Test, TestResult, ensure, ring3};
 use crate::arch::{cpu, idt, pit, pmtimer, serial};
 use crate::mm::{frames, heap, paging, phys};
 use crate::{platform, time};
@@ -27,6 +27,35 @@ pub static ALL: &[Test] = &[
     test("clock_agrees_with_acpi_pm_timer", clock_agrees_with_acpi_pm_timer),
     test("acpi_power_off_available", acpi_power_off_available),
     test("rtc_boot_time_plausible", rtc_boot_time_plausible),
+    test("ring3_hello_exits_zero", ring3::ring3_hello_exits_zero),
+    test(
+        "ring3_faults_end_only_the_process",
+        ring3::ring3_faults_end_only_the_process,
+    ),
+    test(
+        "ring3_priority_preempts_a_spinning_process",
+        ring3::ring3_priority_preempts_a_spinning_process,
+    ),
+    test(
+        "ring3_round_robin_shares_a_level",
+        ring3::ring3_round_robin_shares_a_level,
+    ),
+    test(
+        "ring3_group_kill_forces_every_member",
+        ring3::ring3_group_kill_forces_every_member,
+    ),
+    test("ring3_group_kill_of_64_is_fast", ring3::ring3_group_kill_of_64_is_fast),
+    test(
+        "ring3_watchdog_kills_a_silent_process",
+        ring3::ring3_watchdog_kills_a_silent_process,
+    ),
+    test(
+        "ring3_watchdog_deadline_stops_with_grace",
+        ring3::ring3_watchdog_deadline_stops_with_grace,
+    ),
+    test("ring3_bad_syscalls_are_errors", ring3::ring3_bad_syscalls_are_errors),
+    test("ring3_fuzz_100k_syscalls", ring3::ring3_fuzz_100k_syscalls),
+    test("ring3_spawn_and_kill_errors", ring3::ring3_spawn_and_kill_errors),
     // The harness's own demonstrations that failures are caught.
     opt_in("deliberate_failure", deliberate_failure),
     opt_in("deliberate_panic", deliberate_panic),

@@ -460,6 +460,12 @@ fn exit_current_kernel_task() -> ! {
     panic!("a dead kernel task was scheduled again")
 }
 
+/// Blocks the current task until the monotonic clock reaches `ns`.
+pub fn sleep_until(ns: u64) {
+    with(|k| k.block_current(Block::Sleep, Some(ns)));
+    schedule();
+}
+
 impl Kernel {
     /// The address space of the running process (None for kernel tasks).
     pub fn current_task_space(&mut self) -> Option<&mut AddressSpace> {

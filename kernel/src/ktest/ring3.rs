@@ -1,0 +1,243 @@
+//! Kernel tests of ring 3: user programs from the boot image run in their
+//! own address spaces under the scheduler; faults end only the faulting
+//! process; priorities preempt; group kills leave no member; watchdogs fire
+//! on time; bad syscalls are errors (the `badcalls` and `fuzz` programs).
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use aether_abi::syscall::{
+    DEFAULT_PRIORITY, Errno, ExitRecord, ExitStatus, FaultKind, GroupChoice, ProcResponse, Target, WaitTarget,
+    WatchdogAction, WatchdogKind,
+};
+
+use super::{TestResult, ensure};
+use crate::task::{self, SLICE_NS};
+use crate::time;
+
+fn spawn(program: &str, args: &[&str], priority: u8, group: GroupChoice) -> Result<(u32, u32), alloc::string::String> {
+    task::spawn(program, args, priority, group).map_err(|e| format!("spawn {program}: {e}"))
+}
+
+fn wait_pid(pid: u32) -> Result<ExitRecord, alloc::string::String> {
+    match task::wait(WaitTarget::Process(pid)).map(|b| *b) {
+        Ok(ProcResponse::Exited(r)) => Ok(r),
+        other => Err(format!("wait {pid}: {other:?}")),
+    }
+}
+
+fn wait_group(pgid: u32) -> Result<(bool, Vec<ExitRecord>), alloc::string::String> {
+    match task::wait(WaitTarget::Group(pgid)).map(|b| *b) {
+        Ok(ProcResponse::GroupExited { forced, members, .. }) => Ok((forced, members.into_iter().collect())),
+        other => Err(format!("wait group {pgid}: {other:?}")),
+    }
+}
+
+fn sleep_ms(ms: u64) {
+    task::sleep_until(time::now_ns() + ms * 1_000_000);
+}
+
+pub fn ring3_hello_exits_zero() -> TestResult {
+    let (pid, pgid) = spawn("hello", &["a", "b"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    ensure!(
+        pid == pgid,
+        "a new group is led by its first process: pid {pid} pgid {pgid}"
+    );
+    let r = wait_pid(pid)?;
+    ensure!(r.status == ExitStatus::Exited(0), "hello ended with {:?}", r.status);
+    ensure!(!r.forced && !r.stop_requested, "{r:?}");
+    ensure!(r.runtime_ns > 0, "no runtime recorded: {r:?}");
+    Ok(())
+}
+
+pub fn ring3_faults_end_only_the_process() -> TestResult {
+    let cases = [
+        ("kernel", FaultKind::PageFault),
+        ("null", FaultKind::PageFault),
+        ("ud", FaultKind::InvalidOpcode),
+        ("gp", FaultKind::GeneralProtection),
+        ("de", FaultKind::DivideError),
+    ];
+    for (arg, kind) in cases {
+        let (pid, _) = spawn("fault", &[arg], DEFAULT_PRIORITY, GroupChoice::New)?;
+        let r = wait_pid(pid)?;
+        match r.status {
+            ExitStatus::Faulted(f) => {
+                ensure!(f.kind == kind, "fault {arg}: {:?}, expected {kind:?}", f.kind);
+                if arg == "kernel" {
+                    ensure!(f.addr == 0xffff_8000_0000_0000, "fault kernel: addr {:#x}", f.addr);
+                }
+            }
+            other => return Err(format!("fault {arg} ended with {other:?}")),
+        }
+    }
+    // The kernel and new processes go on.
+    let (pid, _) = spawn("hello", &[], DEFAULT_PRIORITY, GroupChoice::New)?;
+    ensure!(wait_pid(pid)?.status == ExitStatus::Exited(0), "hello after faults");
+    Ok(())
+}
+
+pub fn ring3_priority_preempts_a_spinning_process() -> TestResult {
+    let (spin, spin_group) = spawn("spin", &[], 20, GroupChoice::New)?;
+    // Let it take the CPU (this task blocks, spin runs).
+    sleep_ms(30);
+    let (pid, _) = spawn("hello", &[], 0, GroupChoice::New)?;
+    let r = wait_pid(pid)?;
+    ensure!(r.status == ExitStatus::Exited(0), "hello: {:?}", r.status);
+    let spin_cpu = task::with(|k| k.tasks.get(&spin).map(|t| t.cpu_ns)).ok_or("spin vanished")?;
+    ensure!(spin_cpu > 0, "spin never ran");
+    task::with(|k| k.kill(Target::Group(spin_group), 0)).map_err(|e| format!("kill spin: {e}"))?;
+    let (forced, members) = wait_group(spin_group)?;
+    ensure!(forced && members.len() == 1, "spin group: forced {forced}, {members:?}");
+    Ok(())
+}
+
+pub fn ring3_round_robin_shares_a_level() -> TestResult {
+    let (a, g) = spawn("spin", &[], 20, GroupChoice::New)?;
+    let (b, _) = spawn("spin", &[], 20, GroupChoice::Join(g))?;
+    sleep_ms(200);
+    let cpu = |pid| task::with(|k| k.tasks.get(&pid).map_or(0, |t| t.cpu_ns));
+    let (ca, cb) = (cpu(a), cpu(b));
+    task::with(|k| k.kill(Target::Group(g), 0)).map_err(|e| format!("kill: {e}"))?;
+    wait_group(g)?;
+    // Both got a fair share: neither less than a quarter of the other.
+    ensure!(ca > 0 && cb > 0, "cpu a={ca} b={cb}");
+    ensure!(ca * 4 > cb && cb * 4 > ca, "unfair: cpu a={ca} b={cb}");
+    Ok(())
+}
+
+pub fn ring3_group_kill_forces_every_member() -> TestResult {
+    let (leader, pgid) = spawn("forker", &["4"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    sleep_ms(100);
+    let members = task::with(|k| k.kill(Target::Group(pgid), 300)).map_err(|e| format!("kill -g: {e}"))?;
+    ensure!(members == 5, "stop request reached {members} processes, expected 5");
+    let start = time::now_ns();
+    let (forced, records) = wait_group(pgid)?;
+    let waited = time::now_ns() - start;
+    ensure!(forced, "group kill not forced");
+    // The leader, 4 children, and the one it spawned during the grace.
+    ensure!(records.len() == 6, "{} members reported: {records:?}", records.len());
+    for r in &records {
+        ensure!(r.forced && r.stop_requested && r.status == ExitStatus::Killed, "{r:?}");
+    }
+    ensure!(records.iter().any(|r| r.pid == leader), "leader missing");
+    ensure!(waited >= 250_000_000, "killed before the grace: {waited} ns");
+    let left = task::with(|k| k.tasks.values().filter(|t| t.pgid() == pgid).count());
+    ensure!(left == 0, "{left} members left in the table");
+    // The group is gone: killing it again is an error.
+    ensure!(
+        task::with(|k| k.kill(Target::Group(pgid), 0)) == Err(Errno::NoSuchGroup),
+        "second kill of an empty group"
+    );
+    Ok(())
+}
+
+pub fn ring3_group_kill_of_64_is_fast() -> TestResult {
+    let (_, pgid) = spawn("spin", &[], 30, GroupChoice::New)?;
+    for _ in 1..64 {
+        spawn("spin", &[], 30, GroupChoice::Join(pgid))?;
+    }
+    let start = time::now_ns();
+    task::with(|k| k.kill(Target::Group(pgid), 0)).map_err(|e| format!("kill: {e}"))?;
+    let (forced, records) = wait_group(pgid)?;
+    let took = time::now_ns() - start;
+    ensure!(
+        forced && records.len() == 64,
+        "forced {forced}, {} members",
+        records.len()
+    );
+    log::info!("group of 64 killed in {} us", took / 1000);
+    Ok(())
+}
+
+pub fn ring3_watchdog_kills_a_silent_process() -> TestResult {
+    // Heartbeats every 50 ms for 1 s, then silence.
+    let (pid, pgid) = spawn("sleeper", &["1", "50"], 1, GroupChoice::New)?;
+    let _ = pid;
+    task::with(|k| {
+        k.arm_watchdog(
+            Target::Group(pgid),
+            WatchdogKind::Heartbeat { period_ms: 200 },
+            WatchdogAction::Kill,
+        )
+    })
+    .map_err(|e| format!("arm: {e}"))?;
+    let (forced, records) = wait_group(pgid)?;
+    ensure!(forced && records.len() == 1, "{records:?}");
+    ensure!(records[0].status == ExitStatus::Watchdog, "{:?}", records[0].status);
+    let events = match task::with(|k| k.watchdog_events(0)) {
+        ProcResponse::WatchdogEvents { events, .. } => events,
+        _ => return Err("no events answer".into()),
+    };
+    let e = events
+        .iter()
+        .rev()
+        .find(|e| e.target == Target::Group(pgid))
+        .ok_or("no watchdog event recorded")?;
+    let since_beat = e.fired_ns - e.last_heartbeat_ns;
+    ensure!(
+        since_beat >= 200_000_000 && since_beat <= 200_000_000 + SLICE_NS,
+        "killed {since_beat} ns after the last heartbeat (limit 200 ms + one slice)"
+    );
+    Ok(())
+}
+
+pub fn ring3_watchdog_deadline_stops_with_grace() -> TestResult {
+    let (pid, pgid) = spawn("spin", &["--polite"], 25, GroupChoice::New)?;
+    task::with(|k| {
+        k.arm_watchdog(
+            Target::Process(pid),
+            WatchdogKind::Deadline { within_ms: 50 },
+            WatchdogAction::Stop { grace_ms: 1000 },
+        )
+    })
+    .map_err(|e| format!("arm: {e}"))?;
+    let r = wait_pid(pid)?;
+    // `spin --polite` exits 0 on a stop request: not forced.
+    ensure!(
+        r.status == ExitStatus::Exited(0) && r.stop_requested && !r.forced,
+        "{r:?}"
+    );
+    let _ = pgid;
+    Ok(())
+}
+
+pub fn ring3_bad_syscalls_are_errors() -> TestResult {
+    let (pid, _) = spawn("badcalls", &[], DEFAULT_PRIORITY, GroupChoice::New)?;
+    let r = wait_pid(pid)?;
+    ensure!(r.status == ExitStatus::Exited(0), "badcalls: {:?}", r.status);
+    Ok(())
+}
+
+pub fn ring3_fuzz_100k_syscalls() -> TestResult {
+    let (pid, _) = spawn("fuzz", &["100000"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    let r = wait_pid(pid)?;
+    ensure!(r.status == ExitStatus::Exited(0), "fuzz: {:?}", r.status);
+    let (pid, _) = spawn("hello", &[], DEFAULT_PRIORITY, GroupChoice::New)?;
+    ensure!(wait_pid(pid)?.status == ExitStatus::Exited(0), "hello after the fuzz");
+    Ok(())
+}
+
+pub fn ring3_spawn_and_kill_errors() -> TestResult {
+    ensure!(
+        task::spawn("no-such-program", &[], 1, GroupChoice::New) == Err(Errno::NoSuchProgram),
+        "unknown program"
+    );
+    ensure!(
+        task::spawn("hello", &[], 32, GroupChoice::New) == Err(Errno::InvalidArgument),
+        "priority 32"
+    );
+    ensure!(
+        task::spawn("hello", &[], 1, GroupChoice::Join(99_999)) == Err(Errno::NoSuchGroup),
+        "join a missing group"
+    );
+    ensure!(
+        task::with(|k| k.kill(Target::Process(99_999), 0)) == Err(Errno::NoSuchProcess),
+        "kill a missing pid"
+    );
+    ensure!(
+        task::wait(WaitTarget::Process(99_999)).err() == Some(Errno::NoSuchProcess),
+        "wait for a missing pid"
+    );
+    Ok(())
+}
