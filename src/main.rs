@@ -89,6 +89,7 @@ fn main() -> ExitCode {
         }
     };
     let launch = Launch {
+        cpu: Default::default(),
         firmware: opts.firmware,
         serial: Serial::Terminal,
         cmdline,

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use aetheros::runner::{Firmware, KtestReport, run_ktests};
+use aetheros::runner::{Cpu, Firmware, KtestReport, run_ktests, run_ktests_on};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -25,6 +25,7 @@ const REQUIRED: &[&str] = &[
     "clock_agrees_with_acpi_pm_timer",
     "acpi_power_off_available",
     "rtc_boot_time_plausible",
+    "cpu_smep_smap_on_where_supported",
     "ring3_hello_exits_zero",
     "ring3_faults_end_only_the_process",
     "ring3_priority_preempts_a_spinning_process",
@@ -67,6 +68,22 @@ fn kernel_tests_pass_under_bios() {
 #[test]
 fn kernel_tests_pass_under_uefi() {
     assert_all_pass(&run(Firmware::Uefi, None));
+}
+
+/// `-cpu max` has SMEP and SMAP: the kernel turns them on, and ring 3 (the
+/// console of user programs, faults, the bad-syscall checks) still works,
+/// which shows the kernel never touches user pages directly.
+#[test]
+fn smep_and_smap_are_on_where_the_cpu_has_them() {
+    let tests = "cpu_smep_smap_on_where_supported,ring3_hello_exits_zero,ring3_faults_end_only_the_process,\
+                 ring3_bad_syscalls_are_errors";
+    let r = run_ktests_on(&aetheros::images(), Firmware::Bios, Cpu::Max, Some(tests), LIMIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Err(e) = r.verdict() {
+        panic!("{e}");
+    }
+    assert_eq!(r.passed.len(), 4, "{}", r.output);
+    assert!(r.output.contains("SMEP true, SMAP true"), "{}", r.output);
 }
 
 #[test]

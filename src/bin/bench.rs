@@ -30,6 +30,7 @@ fn boot_once(qemu: &Qemu) -> Result<Boot, String> {
         log: LogLevel::Info,
     };
     let launch = Launch {
+        cpu: Default::default(),
         firmware: Firmware::Bios,
         serial: Serial::Piped,
         cmdline: args.to_string(),

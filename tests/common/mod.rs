@@ -27,6 +27,7 @@ pub fn console_cmdline() -> String {
 /// Boots with `cmdline` (the raw fw_cfg string) and returns the session.
 pub fn boot_with(firmware: Firmware, cmdline: &str) -> Session {
     let launch = Launch {
+        cpu: Default::default(),
         firmware,
         serial: Serial::Piped,
         cmdline: cmdline.into(),

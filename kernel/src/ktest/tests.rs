@@ -27,6 +27,7 @@ pub static ALL: &[Test] = &[
     test("clock_agrees_with_acpi_pm_timer", clock_agrees_with_acpi_pm_timer),
     test("acpi_power_off_available", acpi_power_off_available),
     test("rtc_boot_time_plausible", rtc_boot_time_plausible),
+    test("cpu_smep_smap_on_where_supported", cpu_smep_smap_on_where_supported),
     test("ring3_hello_exits_zero", ring3::ring3_hello_exits_zero),
     test(
         "ring3_faults_end_only_the_process",
@@ -365,4 +366,15 @@ fn deliberate_stack_overflow() -> TestResult {
     // so the CPU raises #DF, which runs on its own IST stack and reports.
     let v = recurse(0);
     Err(alloc::format!("recursion returned {v}"))
+}
+
+fn cpu_smep_smap_on_where_supported() -> TestResult {
+    let supported = cpu::smep_smap_supported();
+    let enabled = cpu::smep_smap_enabled();
+    ensure!(
+        supported == enabled,
+        "SMEP/SMAP supported {supported:?} but enabled {enabled:?}"
+    );
+    log::info!("SMEP {}, SMAP {}", enabled.0, enabled.1);
+    Ok(())
 }

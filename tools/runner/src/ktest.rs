@@ -8,7 +8,7 @@ use std::time::Duration;
 use aether_abi::boot::{BootArgs, LogLevel, Mode, OnPanic};
 use aether_abi::ktest::{KtestLine, QemuExitCode};
 
-use crate::{Firmware, Images, Launch, Qemu, RunnerError, Serial, Session};
+use crate::{Cpu, Firmware, Images, Launch, Qemu, RunnerError, Serial, Session};
 
 #[derive(Debug)]
 pub struct KtestReport {
@@ -70,6 +70,17 @@ pub fn run_ktests(
     tests: Option<&str>,
     timeout: Duration,
 ) -> Result<KtestReport, RunnerError> {
+    run_ktests_on(images, firmware, Cpu::Qemu64, tests, timeout)
+}
+
+/// [`run_ktests`] with a chosen CPU model.
+pub fn run_ktests_on(
+    images: &Images,
+    firmware: Firmware,
+    cpu: Cpu,
+    tests: Option<&str>,
+    timeout: Duration,
+) -> Result<KtestReport, RunnerError> {
     let args = BootArgs {
         mode: Mode::Test(tests),
         on_panic: OnPanic::Exit,
@@ -77,6 +88,7 @@ pub fn run_ktests(
     };
     let launch = Launch {
         firmware,
+        cpu,
         serial: Serial::Piped,
         cmdline: checked_cmdline(&args)?,
     };

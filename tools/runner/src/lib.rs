@@ -7,8 +7,8 @@ mod ktest;
 mod qemu;
 mod session;
 
-pub use ktest::{KtestReport, checked_cmdline, run_ktests};
-pub use qemu::{Firmware, Images, Launch, Qemu, Serial, find_ovmf};
+pub use ktest::{KtestReport, checked_cmdline, run_ktests, run_ktests_on};
+pub use qemu::{Cpu, Firmware, Images, Launch, Qemu, Serial, find_ovmf};
 pub use session::{Session, SessionError};
 
 use std::fmt;

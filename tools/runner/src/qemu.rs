@@ -41,9 +41,29 @@ pub enum Serial {
 #[derive(Clone, Debug)]
 pub struct Launch {
     pub firmware: Firmware,
+    pub cpu: Cpu,
     pub serial: Serial,
     /// The kernel command line (`aether_abi::boot::BootArgs` as text).
     pub cmdline: String,
+}
+
+/// The CPU model. `qemu64` is the benchmark configuration (shared with the
+/// Linux baseline); `max` adds SMEP, SMAP and more, to test that the kernel
+/// uses them where present.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Cpu {
+    #[default]
+    Qemu64,
+    Max,
+}
+
+impl Cpu {
+    fn model(self) -> &'static str {
+        match self {
+            Cpu::Qemu64 => "qemu64",
+            Cpu::Max => "max",
+        }
+    }
 }
 
 const OVMF_CANDIDATES: &[&str] = &["/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
@@ -91,10 +111,19 @@ impl Qemu {
 
     /// The machine shared by every configuration: the same flags as the
     /// Linux baseline in shared/bench/linux-guest (TOOLCHAIN.md).
-    fn machine(&self) -> Command {
+    fn machine(&self, cpu: Cpu) -> Command {
         let mut c = Command::new(&self.program);
         c.args([
-            "-machine", "q35", "-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", "512M",
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg",
+            "-cpu",
+            cpu.model(),
+            "-smp",
+            "1",
+            "-m",
+            "512M",
         ]);
         c.args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
         // The BIOS bootloader sets a VESA mode and hangs without a VGA BIOS
@@ -104,7 +133,7 @@ impl Qemu {
     }
 
     pub fn command(&self, images: &Images, launch: &Launch) -> Result<Command, RunnerError> {
-        let mut c = self.machine();
+        let mut c = self.machine(launch.cpu);
         match launch.serial {
             Serial::Terminal => {
                 c.args(["-chardev", "stdio,id=con,mux=on,signal=off", "-serial", "chardev:con"]);
@@ -174,6 +203,7 @@ mod tests {
             kernel_elf: "/x/k".into(),
         };
         let launch = Launch {
+            cpu: Cpu::Qemu64,
             firmware: Firmware::Bios,
             serial: Serial::Piped,
             cmdline: "mode=test tests=a,b".into(),
