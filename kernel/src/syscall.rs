@@ -289,6 +289,9 @@ fn proc_request(request: ProcRequest) -> Result<alloc::boxed::Box<ProcResponse>>
         }
         ProcRequest::Shutdown => {
             log::info!("shutdown requested by pid {me}");
+            if crate::config::args().mode == aether_abi::boot::Mode::Bench {
+                time::phases(|name, ns| log::info!("BOOTPHASE {name} {}", ns / 1_000));
+            }
             platform::power_off()
         }
     };

@@ -1,17 +1,20 @@
-//! Boot benchmark: boots the image N times in the benchmark QEMU
-//! configuration (shared/bench/linux-guest, plus the VGA card the BIOS
-//! bootloader needs) and prints `BENCH` lines and their medians.
+//! Benchmarks: boots the image N times in the benchmark QEMU configuration
+//! (shared/bench/linux-guest, plus the VGA card the BIOS bootloader needs)
+//! and prints `BENCH` lines and their medians.
 //!
-//!   cargo run --release --bin bench -- [--runs N] [--linux]
+//!   cargo run --release --bin bench -- [--runs N] [--linux] [--guest]
 //!
+//! `--guest` also runs the in-guest `bench` program at the console of each
+//! boot (syscall, context switch, timer, group kill figures).
 //! `--linux` interleaves boots of the Linux baseline guest
-//! (../shared/bench/linux-guest/run.sh) and prints the ratio of medians.
+//! (../shared/bench/linux-guest/run.sh) and prints the ratio of medians for
+//! every figure both kernels report.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use aether_abi::boot::{BootArgs, CONSOLE_READY_MARKER, ConsoleReady, LogLevel, Mode, OnPanic};
+use aether_abi::boot::{BootArgs, CONSOLE_READY_MARKER, ConsoleReady, LogLevel, Mode, OnPanic, PROMPT};
 use aetheros::runner::{Firmware, Launch, Qemu, Serial, Session};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -62,17 +65,69 @@ fn boot_once(qemu: &Qemu) -> Result<Boot, String> {
     })
 }
 
-fn linux_once(script: &PathBuf) -> Result<f64, String> {
+/// `BENCH name value unit` lines in `text`.
+fn bench_lines(text: &str) -> Vec<(String, f64, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("BENCH ")? + "BENCH ".len()..];
+            let mut w = rest.split_whitespace();
+            let (name, value, unit) = (w.next()?, w.next()?.parse().ok()?, w.next()?);
+            Some((name.to_string(), value, unit.to_string()))
+        })
+        .collect()
+}
+
+/// One boot of the Linux baseline: every figure it prints.
+fn linux_once(script: &PathBuf) -> Result<Vec<(String, f64, String)>, String> {
     let out = Command::new("bash")
         .arg(script)
         .arg("1")
         .output()
         .map_err(|e| format!("{}: {e}", script.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("BENCH boot_host_qemu_start_to_userspace "))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| format!("no boot figure from the Linux guest:\n{text}"))
+    let lines = bench_lines(&text);
+    if !lines.iter().any(|(n, _, _)| n == "boot_host_qemu_start_to_userspace") {
+        return Err(format!("no boot figure from the Linux guest:\n{text}"));
+    }
+    Ok(lines)
+}
+
+/// Boots the console and runs the in-guest `bench` program.
+fn guest_once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
+    let args = BootArgs {
+        mode: Mode::Console,
+        on_panic: OnPanic::Exit,
+        log: LogLevel::Warn,
+    };
+    let launch = Launch {
+        cpu: Default::default(),
+        firmware: Firmware::Bios,
+        serial: Serial::Piped,
+        cmdline: args.to_string(),
+    };
+    let cmd = qemu.command(&aetheros::images(), &launch).map_err(|e| e.to_string())?;
+    let mut s = Session::spawn(cmd, Duration::from_secs(300)).map_err(|e| e.to_string())?;
+    s.expect(PROMPT, LIMIT).map_err(|e| e.to_string())?;
+    // Above the hog of the timer figure (30), below the console (2).
+    let text = s
+        .command("run --prio 3 bench", PROMPT, Duration::from_secs(240))
+        .map_err(|e| e.to_string())?;
+    if !text.contains("BENCH_DONE") || text.contains("BENCHERR") {
+        return Err(format!("the in-guest bench failed:\n{text}"));
+    }
+    let _ = s.send("shutdown\r".to_string());
+    let _ = s.wait(LIMIT);
+    Ok(bench_lines(&text))
+}
+
+/// Adds `lines` to the per-figure samples.
+fn collect(all: &mut Vec<(String, String, Vec<f64>)>, lines: Vec<(String, f64, String)>) {
+    for (name, value, unit) in lines {
+        match all.iter_mut().find(|(n, _, _)| *n == name) {
+            Some((_, _, v)) => v.push(value),
+            None => all.push((name, unit, vec![value])),
+        }
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -99,6 +154,7 @@ fn summary(name: &str, v: &mut [f64]) -> f64 {
 fn main() -> ExitCode {
     let mut runs = 5;
     let mut linux = false;
+    let mut guest = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -110,8 +166,9 @@ fn main() -> ExitCode {
                 }
             },
             "--linux" => linux = true,
+            "--guest" => guest = true,
             "-h" | "--help" => {
-                println!("usage: cargo run --release --bin bench -- [--runs N] [--linux]");
+                println!("usage: cargo run --release --bin bench -- [--runs N] [--linux] [--guest]");
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -126,6 +183,7 @@ fn main() -> ExitCode {
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/linux-guest/run.sh");
     let (mut host, mut kernel, mut lin) = (vec![], vec![], vec![]);
+    let (mut ours, mut theirs) = (vec![], vec![]);
     let mut phases: Vec<(String, Vec<f64>)> = vec![];
     for i in 0..runs {
         match boot_once(&qemu) {
@@ -146,11 +204,30 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+        if guest {
+            match guest_once(&qemu) {
+                Ok(lines) => {
+                    for (n, v, u) in &lines {
+                        println!("BENCH {n} {v:.3} {u}");
+                    }
+                    collect(&mut ours, lines);
+                }
+                Err(e) => {
+                    eprintln!("error: in-guest bench {} failed: {e}", i + 1);
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         if linux {
             match linux_once(&script) {
-                Ok(ms) => {
-                    println!("BENCH linux_boot_host_qemu_start_to_userspace {ms:.1} ms");
-                    lin.push(ms);
+                Ok(lines) => {
+                    for (n, v, _) in &lines {
+                        if n == "boot_host_qemu_start_to_userspace" {
+                            println!("BENCH linux_boot_host_qemu_start_to_userspace {v:.1} ms");
+                            lin.push(*v);
+                        }
+                    }
+                    collect(&mut theirs, lines);
                 }
                 Err(e) => {
                     eprintln!("error: Linux baseline boot failed: {e}");
@@ -164,9 +241,24 @@ fn main() -> ExitCode {
     for (name, v) in &mut phases {
         summary(&format!("boot_phase_{name}"), v);
     }
+    for (name, unit, v) in &mut ours {
+        let m = median(v);
+        println!(
+            "SUMMARY {name} {unit} median={m:.3} min={:.3} max={:.3} n={}",
+            v[0],
+            v[v.len() - 1],
+            v.len()
+        );
+    }
     if linux {
         let l = summary("linux_boot_host_qemu_start_to_userspace", &mut lin);
         println!("RATIO linux_userspace/aether_prompt {:.2}", l / h);
+        for (name, unit, v) in &mut ours {
+            if let Some((_, _, w)) = theirs.iter_mut().find(|(n, _, _)| n == name) {
+                let (a, b) = (median(v), median(w));
+                println!("COMPARE {name} {unit} aether={a:.3} linux={b:.3} ratio={:.3}", a / b);
+            }
+        }
     }
     ExitCode::SUCCESS
 }

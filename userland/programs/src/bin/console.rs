@@ -20,11 +20,16 @@ use serde::Serialize;
 
 entry!(main);
 
-fn main(_args: Args) -> i32 {
+fn main(args: Args) -> i32 {
     let ready = ConsoleReady {
         entry_to_prompt_ns: sys::clock_ns(),
     };
     println!("{ready}");
+    // The boot benchmark (kernel `mode=bench`): ready is all it measures.
+    if args.iter().any(|a| a == "--boot-bench") {
+        let _ = proc::request(&ProcRequest::Shutdown);
+        return 1;
+    }
     prompt();
     let mut editor = LineEditor::new();
     let mut buf = [0u8; 256];
