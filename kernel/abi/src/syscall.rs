@@ -110,7 +110,7 @@ pub enum Errno {
     BadProgram = 14,
     /// A deadline passed.
     TimedOut = 15,
-    /// The group is being killed and takes no new members.
+    /// The group was killed (its grace is over) and takes no new members.
     GroupStopping = 16,
     /// Nothing to wait for (no such child or group member).
     NothingToWait = 17,

@@ -218,9 +218,11 @@ impl Kernel {
         }
     }
 
+    /// The running task as the policy sees it: only processes, as kernel
+    /// tasks are never preempted (so their slice never matters).
     fn running(&self) -> Option<Running> {
         let t = self.tasks.get(&self.current)?;
-        (self.current != IDLE && t.state == State::Running).then_some(Running {
+        (t.process.is_some() && t.state == State::Running).then_some(Running {
             id: self.current,
             priority: t.priority,
             slice_start_ns: self.slice_start_ns,

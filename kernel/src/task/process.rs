@@ -151,6 +151,10 @@ impl Kernel {
             GroupChoice::Inherit => parent_pgid,
             GroupChoice::Join(g) => {
                 if self.live_members(g).next().is_none() {
+                    // A group whose kill went through takes no one back.
+                    if self.groups.get(&g).is_some_and(|k| k.forced) {
+                        return Err(Errno::GroupStopping);
+                    }
                     return Err(Errno::NoSuchGroup);
                 }
                 Some(g)
