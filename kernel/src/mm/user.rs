@@ -81,7 +81,7 @@ impl AddressSpace {
 
     /// Maps a fresh zeroed frame at the page `va` for ring 3.
     pub fn map_zeroed(&mut self, va: u64, flags: Flags) -> Result<(), MapError> {
-        if !(USER_START..USER_END).contains(&va) || va % PAGE != 0 {
+        if !(USER_START..USER_END).contains(&va) || !va.is_multiple_of(PAGE) {
             return Err(MapError::NotMapped);
         }
         let entry = (flags | Flags::USER).to_entry_flags()? | OWNED;

@@ -73,8 +73,14 @@ fn json_line(value: &impl Serialize) {
 struct Ms(u64);
 
 impl fmt::Display for Ms {
+    /// Milliseconds with three decimals, honouring width and alignment.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:03}", self.0 / 1_000_000, self.0 % 1_000_000 / 1_000)
+        let mut s: heapless::String<32> = heapless::String::new();
+        let _ = fmt::Write::write_fmt(
+            &mut s,
+            format_args!("{}.{:03}", self.0 / 1_000_000, self.0 % 1_000_000 / 1_000),
+        );
+        f.pad(&s)
     }
 }
 
