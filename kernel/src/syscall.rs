@@ -213,8 +213,8 @@ fn recv(deadline: u64, frame: &mut SyscallFrame) -> Result<u64> {
         });
         match got {
             Some(Ok((sender, word))) => {
-                frame.rdx = sender as u64;
-                return Ok(word);
+                frame.rdx = word;
+                return Ok(sender as u64);
             }
             Some(Err(e)) => return Err(e),
             None => schedule(),

@@ -115,7 +115,7 @@ fn guest_once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
     if !text.contains("BENCH_DONE") || text.contains("BENCHERR") {
         return Err(format!("the in-guest bench failed:\n{text}"));
     }
-    let _ = s.send("shutdown\r".to_string());
+    let _ = s.send("shutdown\r");
     let _ = s.wait(LIMIT);
     Ok(bench_lines(&text))
 }

@@ -54,8 +54,9 @@ pub mod nr {
     pub const HEAP_GROW: u64 = 10;
     /// `send(pid, word)`: post one word to a process's mailbox.
     pub const SEND: u64 = 11;
-    /// `recv(deadline_ns) -> word`, the sender in `rdx`: blocks for a word
-    /// (0 = no deadline); [`super::Errno::TimedOut`] past the deadline.
+    /// `recv(deadline_ns) -> sender`, the word (all 64 bits) in `rdx`:
+    /// blocks for a word (0 = no deadline); [`super::Errno::TimedOut`] past
+    /// the deadline.
     pub const RECV: u64 = 12;
     /// `abi_hello(version)`: must be the first call of every program.
     pub const ABI_HELLO: u64 = 15;

@@ -130,8 +130,8 @@ pub fn send(pid: u32, word: u64) -> Result<(), Errno> {
 /// Waits for a word (until `deadline_ns`, 0 = forever): `(sender, word)`.
 pub fn recv(deadline_ns: u64) -> Result<(u32, u64), Errno> {
     // SAFETY: no pointer arguments.
-    let (ret, sender) = unsafe { raw(nr::RECV, [deadline_ns, 0, 0, 0, 0, 0]) };
-    Errno::from_ret(ret).map(|word| (sender as u32, word))
+    let (ret, word) = unsafe { raw(nr::RECV, [deadline_ns, 0, 0, 0, 0, 0]) };
+    Errno::from_ret(ret).map(|sender| (sender as u32, word))
 }
 
 /// A framed call: `request` in, the answer written to `response`; the
