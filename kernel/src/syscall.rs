@@ -32,15 +32,58 @@ impl From<AccessError> for Errno {
 
 /// The entry point the arch layer calls for every `syscall`.
 pub fn dispatch(frame: &mut SyscallFrame) {
+    let n = frame.rax;
+    // The integer calls that only read or touch the caller's own state take
+    // the kernel lock once (the null-syscall path, see docs/benchmarks.md).
+    if let Some(result) = quick(n) {
+        frame.rax = ret(result);
+        return;
+    }
     let result = handle(frame);
-    frame.rax = match result {
-        Ok(v) => v.min(i64::MAX as u64),
-        Err(e) => e.to_ret() as u64,
-    };
-    if with(|k| k.current_task().state == State::Zombie) {
+    frame.rax = ret(result);
+    // Only these can end the caller and still return here (exit, a kill
+    // of its own group or pid with no grace).
+    if (n == nr::EXIT || n == nr::PROC) && with(|k| k.current_task().state == State::Zombie) {
         schedule();
         panic!("a dead process returned from a syscall");
     }
+}
+
+fn ret(result: Result<u64>) -> u64 {
+    match result {
+        Ok(v) => v.min(i64::MAX as u64),
+        Err(e) => e.to_ret() as u64,
+    }
+}
+
+/// The calls answered under one lock, with the ABI check; None for others.
+fn quick(n: u64) -> Option<Result<u64>> {
+    if !matches!(
+        n,
+        nr::CLOCK | nr::GETPID | nr::GETPPID | nr::HEARTBEAT | nr::STOP_REQUESTED
+    ) {
+        return None;
+    }
+    Some(with(|k| {
+        let cur = k.current;
+        let p = k.current_task().process.as_mut().ok_or(Errno::InvalidArgument)?;
+        if !p.abi_ok {
+            return Err(Errno::AbiMismatch);
+        }
+        match n {
+            nr::CLOCK => Ok(time::now_ns()),
+            nr::GETPID => Ok(cur as u64),
+            nr::GETPPID => Ok(p.ppid as u64),
+            nr::STOP_REQUESTED => Ok(p.stop_requested as u64),
+            _ => {
+                let now = time::now_ns();
+                p.last_heartbeat_ns = now;
+                let (pgid, stop) = (p.pgid, p.stop_requested);
+                k.watchdogs.heartbeat(cur, pgid, now);
+                Ok(stop as u64)
+            }
+        }
+    }))
 }
 
 fn current_pid() -> u32 {
@@ -98,7 +141,6 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
             schedule();
             Ok(0)
         }
-        nr::CLOCK => Ok(time::now_ns()),
         nr::SLEEP_UNTIL => {
             if a0 > time::now_ns() {
                 with(|k| k.block_current(Block::Sleep, Some(a0)));
@@ -106,21 +148,8 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
             }
             Ok(0)
         }
-        nr::GETPID => Ok(current_pid() as u64),
-        nr::GETPPID => Ok(with(|k| k.current_task().process.as_ref().map_or(0, |p| p.ppid)) as u64),
         nr::CONSOLE_WRITE => console_write(a0, a1),
         nr::CONSOLE_READ => console_read(a0, a1, a2),
-        nr::HEARTBEAT => Ok(with(|k| {
-            let now = time::now_ns();
-            let cur = k.current;
-            let p = k.current_task().process.as_mut()?;
-            p.last_heartbeat_ns = now;
-            let (pgid, stop) = (p.pgid, p.stop_requested);
-            k.watchdogs.heartbeat(cur, pgid, now);
-            Some(stop)
-        })
-        .unwrap_or(false) as u64),
-        nr::STOP_REQUESTED => Ok(with(|k| k.current_task().process.as_ref().is_some_and(|p| p.stop_requested)) as u64),
         nr::HEAP_GROW => with(|k| k.heap_grow(a0)),
         nr::SEND => send(a0, a1),
         nr::RECV => recv(a0, frame),

@@ -134,8 +134,32 @@ pub fn tsc_hz() -> u64 {
 
 fn on_tick() {
     TICKS.fetch_add(1, Ordering::Relaxed);
+    if TIMER_HOOK.get().is_some() {
+        refine_apic_rate();
+    }
+    // The one-shot has fired: nothing is armed until the hook arms again.
+    ARMED_NS.store(0, Ordering::Relaxed);
     if let Some(hook) = TIMER_HOOK.get() {
         hook();
+    }
+}
+
+/// When the armed one-shot was programmed, and for what count.
+static ARMED_AT_NS: AtomicU64 = AtomicU64::new(0);
+static ARMED_COUNT: AtomicU64 = AtomicU64::new(0);
+/// The deadline the one-shot is armed for (0: none).
+static ARMED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// The boot-time APIC calibration (100 us) is off by a few percent under
+/// TCG, which makes every one-shot fire early and take a second interrupt.
+/// Each expiry measures the true rate (count over elapsed TSC time) and the
+/// estimate moves an eighth of the way towards it (`kcore::clock`).
+fn refine_apic_rate() {
+    let elapsed = now_ns().saturating_sub(ARMED_AT_NS.load(Ordering::Relaxed));
+    let count = ARMED_COUNT.load(Ordering::Relaxed);
+    let hz = APIC_TIMER_HZ.load(Ordering::Relaxed);
+    if let Some(better) = clock::refine_rate(hz, count, elapsed) {
+        APIC_TIMER_HZ.store(better, Ordering::Relaxed);
     }
 }
 
@@ -144,16 +168,27 @@ fn on_tick() {
 /// scheduler's, which arms the next deadline).
 pub fn use_oneshot(hook: fn()) {
     TIMER_HOOK.call_once(|| hook);
+    apic::set_oneshot();
     arm_timer(now_ns() + TICK_NS);
 }
 
-/// Arms the one-shot timer for monotonic time `deadline_ns` (at once if it
-/// has passed; at most about 4 s ahead, the timer's range).
+/// Makes the one-shot timer fire no later than monotonic time `deadline_ns`
+/// (at once if it has passed). A timer already armed for an earlier moment
+/// that is still ahead is left alone: when it fires, the hook arms for what
+/// is due then. That keeps device writes off most context switches.
 pub fn arm_timer(deadline_ns: u64) {
+    let now = now_ns();
+    let armed = ARMED_NS.load(Ordering::Relaxed);
+    if armed > now && armed <= deadline_ns {
+        return;
+    }
     let hz = APIC_TIMER_HZ.load(Ordering::Relaxed);
-    let delta = deadline_ns.saturating_sub(now_ns());
-    let count = (delta as u128 * hz as u128 / 1_000_000_000).min(u32::MAX as u128) as u32;
-    apic::start_oneshot(count);
+    let delta = deadline_ns.saturating_sub(now);
+    let count = (delta as u128 * hz as u128 / 1_000_000_000).clamp(1, u32::MAX as u128) as u32;
+    ARMED_AT_NS.store(now, Ordering::Relaxed);
+    ARMED_COUNT.store(count as u64, Ordering::Relaxed);
+    ARMED_NS.store(deadline_ns.max(now + 1), Ordering::Relaxed);
+    apic::arm_oneshot(count);
 }
 
 /// Starts the periodic tick.

@@ -108,9 +108,53 @@ pub fn periodic_count(counter_hz: u64, period_ns: u64) -> Option<u32> {
     u32::try_from(count).ok().filter(|&c| c > 0)
 }
 
+/// A timer's rate, refined from one expiry: it was programmed for `count`
+/// ticks and fired `elapsed_ns` later (by a trusted clock). An interrupt can
+/// only arrive late (held off while interrupts are masked), which reads as a
+/// slower timer; so the estimate moves an eighth of the way up towards a
+/// faster measurement but only a 64th down towards a slower one. None when
+/// the sample says nothing: shorter than 200 us, or more than 25% from the
+/// estimate (a long delay, not a rate).
+pub fn refine_rate(hz: u64, count: u64, elapsed_ns: u64) -> Option<u64> {
+    if hz == 0 || elapsed_ns < 200_000 {
+        return None;
+    }
+    let measured = (count as u128 * NS_PER_S as u128 / elapsed_ns as u128).min(u64::MAX as u128) as u64;
+    if measured.abs_diff(hz) > hz / 4 {
+        return None;
+    }
+    Some(if measured >= hz {
+        hz + (measured - hz) / 8
+    } else {
+        hz - (hz - measured) / 64
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timer_rate_refinement_converges_and_ignores_outliers() {
+        // Calibrated 4.5% low, as seen under TCG; true rate 62.5 MHz.
+        let truth = 62_500_000u64;
+        let mut hz = 59_700_000u64;
+        for _ in 0..40 {
+            let count = hz / 1000; // programmed for 1 ms at the estimate
+            let elapsed = count * NS_PER_S / truth;
+            hz = refine_rate(hz, count, elapsed).unwrap();
+        }
+        assert!(hz.abs_diff(truth) < truth / 1000, "{hz}");
+        // Too short, or a delayed interrupt (30% late): ignored.
+        assert_eq!(refine_rate(hz, 100, 1_000), None);
+        assert_eq!(refine_rate(hz, hz / 1000, 1_500_000), None);
+        // A 10% late interrupt moves the estimate only a 64th of that.
+        let late = refine_rate(hz, hz / 1000, 1_100_000).unwrap();
+        assert!(late < hz && hz - late < hz / 500, "{hz} -> {late}");
+        assert_eq!(refine_rate(0, 1, 1_000_000), None);
+        // No overflow at the extremes.
+        assert!(refine_rate(u64::MAX / 2, u32::MAX as u64, 200_000).is_none());
+    }
 
     #[test]
     fn measures_frequency_from_a_pit_window() {

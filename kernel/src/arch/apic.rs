@@ -108,11 +108,20 @@ pub fn start_periodic(count: u32) {
     }
 }
 
-/// Fires [`idt::TIMER_VECTOR`] once, after `count` timer ticks (divide by 16).
-pub fn start_oneshot(count: u32) {
+/// Puts the timer in one-shot mode (divide by 16), stopped.
+pub fn set_oneshot() {
     if let Some(a) = lapic() {
         a.write(TIMER_DIVIDE, DIVIDE_BY_16);
         a.write(LVT_TIMER, idt::TIMER_VECTOR as u32);
+        a.write(TIMER_INITIAL, 0);
+    }
+}
+
+/// In one-shot mode: fires [`idt::TIMER_VECTOR`] once, after `count` ticks
+/// (a new count replaces a pending one; SDM Vol. 3A §11.5.4). One register
+/// write: device accesses are costly under emulation.
+pub fn arm_oneshot(count: u32) {
+    if let Some(a) = lapic() {
         a.write(TIMER_INITIAL, count.max(1));
     }
 }
