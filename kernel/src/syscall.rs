@@ -67,7 +67,7 @@ fn quick(n: u64) -> Option<Result<u64>> {
     Some(with(|k| {
         let cur = k.current;
         let p = k.current_task().process.as_mut().ok_or(Errno::InvalidArgument)?;
-        if !p.abi_ok {
+        if !task::current_abi_ok() {
             return Err(Errno::AbiMismatch);
         }
         match n {
@@ -118,6 +118,7 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
         return with(|k| {
             let p = k.current_task().process.as_mut().ok_or(Errno::InvalidArgument)?;
             p.abi_ok = a0 == ABI_VERSION as u64;
+            task::set_current_abi_ok(p.abi_ok);
             if p.abi_ok {
                 Ok(ABI_VERSION as u64)
             } else {
@@ -125,8 +126,7 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
             }
         });
     }
-    let abi_ok = with(|k| k.current_task().process.as_ref().is_some_and(|p| p.abi_ok));
-    if !abi_ok && n != nr::EXIT {
+    if !task::current_abi_ok() && n != nr::EXIT {
         return Err(Errno::AbiMismatch);
     }
     match n {
@@ -153,6 +153,10 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
         nr::HEAP_GROW => with(|k| k.heap_grow(a0)),
         nr::SEND => send(a0, a1),
         nr::RECV => recv(a0, frame),
+        nr::SEND_RECV => {
+            send(a0, a1)?;
+            recv(a2, frame)
+        }
         nr::PROC => framed_proc(a0, a1, a2, a3),
         _ => Err(Errno::UnknownSyscall),
     }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 /// call (with [`Errno::AbiMismatch`]) until the versions agree.
 pub const ABI_VERSION: u32 = 1;
 
-/// Syscall numbers. The gaps are deliberate: 0-15 integer calls, 16-31
+/// Syscall numbers. The gaps are deliberate: 0-15 integer calls (14 free), 16-31
 /// framed calls (one per subsystem), the rest reserved.
 pub mod nr {
     /// `exit(code: i32) -> !`.
@@ -58,6 +58,11 @@ pub mod nr {
     /// blocks for a word (0 = no deadline); [`super::Errno::TimedOut`] past
     /// the deadline.
     pub const RECV: u64 = 12;
+    /// `send_recv(pid, word, deadline_ns) -> sender`, the word in `rdx`:
+    /// `send` then `recv` in one call (a request and its answer: the
+    /// ping-pong of two processes costs two calls a round trip, not four).
+    /// A failed send returns its error without waiting.
+    pub const SEND_RECV: u64 = 13;
     /// `abi_hello(version)`: must be the first call of every program.
     pub const ABI_HELLO: u64 = 15;
     /// Framed: [`super::ProcRequest`] -> [`super::ProcResponse`].

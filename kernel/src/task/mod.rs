@@ -14,6 +14,7 @@ mod watchdog;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use aether_abi::syscall::{Name, Pgid, Pid, ProcState};
 use kcore::sched::{Priority, Running, Scheduler};
@@ -118,6 +119,20 @@ pub struct Kernel {
 
 static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
 
+/// Whether the running task is a process that passed the ABI handshake:
+/// kept current at every switch and handshake, so the syscall path checks
+/// it without the lock.
+static CURRENT_ABI_OK: AtomicBool = AtomicBool::new(false);
+
+pub fn current_abi_ok() -> bool {
+    CURRENT_ABI_OK.load(Ordering::Relaxed)
+}
+
+/// Records the running process's handshake (the `abi_hello` syscall).
+pub fn set_current_abi_ok(ok: bool) {
+    CURRENT_ABI_OK.store(ok, Ordering::Relaxed);
+}
+
 /// Runs `f` on the kernel state with interrupts off.
 pub fn with<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
     cpu::without_interrupts(|| {
@@ -215,6 +230,7 @@ impl Kernel {
         let prio = t.priority;
         if let Some(at) = until {
             self.sched.sleep_until(cur, prio, at);
+            self.arm_timer();
         }
     }
 
@@ -260,7 +276,21 @@ impl Kernel {
                 }
             }
         }
+        RELEASE_PENDING.store(!keep.is_empty(), Ordering::Relaxed);
         self.release = keep;
+    }
+
+    /// Re-arms the one-shot timer for the earliest deadline (after one was
+    /// added or moved earlier: a sleep, a kill, a watchdog).
+    pub fn arm_timer(&self) {
+        let now = time::now_ns();
+        time::arm_timer(self.next_deadline(now));
+    }
+
+    /// Queues a dead task's stack and space for freeing after the switch.
+    pub(super) fn release_later(&mut self, id: Pid) {
+        self.release.push(id);
+        RELEASE_PENDING.store(true, Ordering::Relaxed);
     }
 
     /// Charges the running task for its CPU time up to `now`.
@@ -309,6 +339,7 @@ pub fn schedule() {
                     gdt::set_kernel_stack(stack.top());
                     syscall::set_kernel_stack(stack.top());
                 }
+                CURRENT_ABI_OK.store(n.process.as_ref().is_some_and(|p| p.abi_ok), Ordering::Relaxed);
                 match &n.space {
                     Some(space) => space.activate(),
                     None => user::activate_kernel(),
@@ -336,15 +367,17 @@ pub fn schedule() {
     })
 }
 
-/// Runs on the task that just got the CPU: frees dead tasks' resources and
-/// arms the timer for the next deadline.
+/// Set when a dead task's stack or address space waits in `Kernel.release`.
+static RELEASE_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Runs on the task that just got the CPU: frees what dead tasks left (it
+/// could not be freed while they ran on it). The timer is not touched here:
+/// deadlines are armed where they are made (`Kernel::arm_timer`), and a
+/// slice end is enforced by the timer's regular firing (at most 10 ms).
 fn after_switch() {
-    let now = time::now_ns();
-    let deadline = with(|k| {
-        k.release_dead();
-        k.next_deadline(now)
-    });
-    time::arm_timer(deadline);
+    if RELEASE_PENDING.load(Ordering::Relaxed) {
+        with(|k| k.release_dead());
+    }
 }
 
 /// The idle loop (the boot thread ends here).
@@ -456,7 +489,7 @@ fn exit_current_kernel_task() -> ! {
     with(|k| {
         let cur = k.current;
         k.current_task().state = State::Zombie;
-        k.release.push(cur);
+        k.release_later(cur);
     });
     schedule();
     panic!("a dead kernel task was scheduled again")

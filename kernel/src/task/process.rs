@@ -226,7 +226,7 @@ impl Kernel {
         self.sched.remove(pid);
         if pid == cur {
             // It runs on that stack and address space until switched away.
-            self.release.push(pid);
+            self.release_later(pid);
         } else {
             t.kstack = None;
             t.space = None;
@@ -338,6 +338,8 @@ impl Kernel {
                 p.kill_deadline = Some(p.kill_deadline.map_or(deadline, |d| d.min(deadline)));
                 if grace_ms == 0 {
                     self.terminate(pid, ExitStatus::Killed, true);
+                } else {
+                    self.arm_timer();
                 }
                 Ok(1)
             }
@@ -358,6 +360,8 @@ impl Kernel {
                 entry.deadline_ns = entry.deadline_ns.min(deadline);
                 if grace_ms == 0 {
                     self.force_group(pgid, ExitStatus::Killed);
+                } else {
+                    self.arm_timer();
                 }
                 Ok(members.len() as u32)
             }

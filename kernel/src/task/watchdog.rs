@@ -141,6 +141,7 @@ impl Kernel {
             deadline_ns: now + ms(period),
             last_heartbeat_ns: now,
         });
+        self.arm_timer();
         Ok(())
     }
 

@@ -134,6 +134,14 @@ pub fn recv(deadline_ns: u64) -> Result<(u32, u64), Errno> {
     Errno::from_ret(ret).map(|sender| (sender as u32, word))
 }
 
+/// Posts `word` to `pid`, then waits for a word (until `deadline_ns`, 0 =
+/// forever): `(sender, word)`. One call for a request and its answer.
+pub fn send_recv(pid: u32, word: u64, deadline_ns: u64) -> Result<(u32, u64), Errno> {
+    // SAFETY: no pointer arguments.
+    let (ret, answer) = unsafe { raw(nr::SEND_RECV, [pid as u64, word, deadline_ns, 0, 0, 0]) };
+    Errno::from_ret(ret).map(|sender| (sender as u32, answer))
+}
+
 /// A framed call: `request` in, the answer written to `response`; the
 /// answer's length.
 pub fn framed(number: u64, request: &[u8], response: &mut [u8]) -> Result<usize, Errno> {

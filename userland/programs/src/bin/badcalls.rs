@@ -221,7 +221,6 @@ fn unknown_numbers(c: &mut Checks) {
     // Reserved and unassigned numbers, and a valid number (CLOCK) with high
     // bits set: the kernel must look at all 64 bits of rax.
     let numbers = [
-        13,
         14,
         nr::JOB,
         nr::METRIC,
@@ -550,6 +549,15 @@ fn mailbox(c: &mut Checks, me: u32) {
         Err((i, got)) => c.check("mailbox_fifo", false, format_args!("Ok(({me}, {i}))"), Show(&got)),
     }
     c.err("recv_past_deadline", &sys::recv(1), Errno::TimedOut);
+    // send_recv: a refused send returns at once, without waiting.
+    c.err("send_recv_no_such_pid", &sys::send_recv(99_999, 1, 0), Errno::NoSuchProcess);
+    let got = sys::send_recv(me, 0xfeed_0000_0000_beef, sys::clock_ns() + 100_000_000);
+    c.check(
+        "send_recv_self",
+        got == Ok((me, 0xfeed_0000_0000_beef)),
+        format_args!("Ok(({me}, 0xfeed00000000beef))"),
+        Show(&got),
+    );
     let deadline = sys::clock_ns() + 2_000_000;
     let got = sys::recv(deadline);
     let now = sys::clock_ns();

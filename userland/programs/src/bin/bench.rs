@@ -11,7 +11,12 @@
 //! Any failure prints `BENCHERR <name> <what>` (`<what>` is an errno name such
 //! as `TimedOut`), the run goes on with the next figure, and the exit code is 1.
 //!
-//! `bench --pong` is the partner of `ctxsw_pipe_roundtrip`: it answers every
+//! `ctxsw_pipe_roundtrip` is the figure compared with Linux's pipe ping-pong:
+//! two processes exchange a word through the kernel, each message one
+//! `send_recv` call (a request and the wait for its answer, as the pipe
+//! benchmark's write then read). `ctxsw_send_then_recv_roundtrip` does the
+//! same with separate `send` and `recv` calls (four calls a round trip).
+//! `bench --pong` / `--pong-separate` is the partner: it answers every
 //! mailbox word to its sender until it receives [`PONG_QUIT`].
 #![no_std]
 #![no_main]
@@ -42,7 +47,8 @@ fn main(args: Args) -> i32 {
     let div = match args.get(1) {
         None => 1,
         Some("quick") => 10,
-        Some("--pong") => return pong(),
+        Some("--pong") => return pong(Ipc::SendRecv),
+        Some("--pong-separate") => return pong(Ipc::SendThenRecv),
         Some(other) => {
             println!("bench: unknown argument '{other}'; usage: bench [quick]");
             return 2;
@@ -60,7 +66,9 @@ fn main(args: Args) -> i32 {
 
     b.getppid(100_000 / div);
     b.postcard(20_000 / div);
-    b.pingpong(20_000 / div, 1000 / div, my_prio.unwrap_or(DEFAULT_PRIORITY));
+    let prio = my_prio.unwrap_or(DEFAULT_PRIORITY);
+    b.pingpong(20_000 / div, 1000 / div, prio, Ipc::SendRecv);
+    b.pingpong(20_000 / div, 1000 / div, prio, Ipc::SendThenRecv);
     b.timer("timer_1ms", 500 / div);
     // Both need to preempt processes at HOG_PRIORITY: at a priority not above
     // theirs this process would starve (the group kill could never start).
@@ -135,19 +143,22 @@ impl Bench {
 
     /// `ctxsw_pipe_roundtrip`: one word to a `bench --pong` child and back
     /// (two switches per round trip), both at `priority`.
-    fn pingpong(&mut self, n: u64, warmup: u64, priority: u8) {
-        const NAME: &str = "ctxsw_pipe_roundtrip";
-        let child = match proc::spawn("bench", &["--pong"], priority, GroupChoice::Inherit) {
+    fn pingpong(&mut self, n: u64, warmup: u64, priority: u8, ipc: Ipc) {
+        let (name, pong_arg) = match ipc {
+            Ipc::SendRecv => ("ctxsw_pipe_roundtrip", "--pong"),
+            Ipc::SendThenRecv => ("ctxsw_send_then_recv_roundtrip", "--pong-separate"),
+        };
+        let child = match proc::spawn("bench", &[pong_arg], priority, GroupChoice::Inherit) {
             Ok((pid, _)) => pid,
-            Err(e) => return self.err(NAME, e),
+            Err(e) => return self.err(name, e),
         };
         // One deadline for the whole run, so a dead partner cannot hang the
         // benchmark, without a clock read per round trip.
         let deadline = sys::clock_ns().saturating_add(PINGPONG_TIMEOUT_NS);
-        let mut result = ping(child, 0..warmup, deadline);
+        let mut result = ping(child, 0..warmup, deadline, ipc);
         let t0 = sys::clock_ns();
         if result.is_ok() {
-            result = ping(child, warmup..warmup + n, deadline);
+            result = ping(child, warmup..warmup + n, deadline, ipc);
         }
         let dt = sys::clock_ns().saturating_sub(t0);
         // Stop the partner: tell it if all went well, else (or if it cannot be
@@ -157,13 +168,13 @@ impl Bench {
         }
         let exit = proc::wait(child);
         match result {
-            Ok(()) => report(NAME, Fixed3::ratio(dt, n), "ns/roundtrip"),
-            Err(e) => return self.fail(NAME, e),
+            Ok(()) => report(name, Fixed3::ratio(dt, n), "ns/roundtrip"),
+            Err(e) => return self.fail(name, e),
         }
         match exit {
             Ok(r) if r.status == ExitStatus::Exited(0) => {}
-            Ok(r) => self.fail(NAME, format_args!("pong-ended-{:?}", r.status)),
-            Err(e) => self.err(NAME, e),
+            Ok(r) => self.fail(name, format_args!("pong-ended-{:?}", r.status)),
+            Err(e) => self.err(name, e),
         }
     }
 
@@ -243,25 +254,48 @@ impl Bench {
 }
 
 /// `bench --pong`: echo every word to its sender until [`PONG_QUIT`].
-fn pong() -> i32 {
+fn pong(ipc: Ipc) -> i32 {
+    let Ok((mut sender, mut word)) = sys::recv(0) else {
+        return 2;
+    };
     loop {
-        match sys::recv(0) {
-            Ok((_, PONG_QUIT..)) => return 0,
-            Ok((sender, word)) => {
-                if sys::send(sender, word).is_err() {
-                    return 3;
-                }
-            }
+        if word == PONG_QUIT {
+            return 0;
+        }
+        let next = match ipc {
+            Ipc::SendRecv => sys::send_recv(sender, word, 0),
+            Ipc::SendThenRecv => match sys::send(sender, word) {
+                Ok(()) => sys::recv(0),
+                Err(_) => return 3,
+            },
+        };
+        match next {
+            Ok((s, w)) => (sender, word) = (s, w),
             Err(_) => return 2,
         }
     }
 }
 
+/// How the two processes of the ping-pong talk: one `send_recv` call per
+/// message (request and answer, as L4/seL4 `call`), or `send` then `recv`
+/// (two calls, as a pipe's write then read).
+#[derive(Clone, Copy)]
+enum Ipc {
+    SendRecv,
+    SendThenRecv,
+}
+
 /// Round trips with `child`, one per word of `words`.
-fn ping(child: Pid, words: core::ops::Range<u64>, deadline: u64) -> Result<(), PingError> {
+fn ping(child: Pid, words: core::ops::Range<u64>, deadline: u64, ipc: Ipc) -> Result<(), PingError> {
     for i in words {
-        sys::send(child, i).map_err(PingError::Send)?;
-        match sys::recv(deadline) {
+        let answer = match ipc {
+            Ipc::SendRecv => sys::send_recv(child, i, deadline),
+            Ipc::SendThenRecv => {
+                sys::send(child, i).map_err(PingError::Send)?;
+                sys::recv(deadline)
+            }
+        };
+        match answer {
             Ok((from, word)) if from == child && word == i => {}
             Ok((from, word)) => return Err(PingError::Unexpected(from, word)),
             Err(e) => return Err(PingError::Recv(e)),
