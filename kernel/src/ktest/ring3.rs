@@ -202,6 +202,23 @@ pub fn ring3_watchdog_deadline_stops_with_grace() -> TestResult {
     Ok(())
 }
 
+/// Four processes use the same virtual addresses and switch back and forth
+/// (yield) hundreds of times: each must only ever see its own memory (the
+/// lazy invalidation of `mm::user` leaves no stale translation).
+pub fn ring3_address_spaces_stay_isolated_across_switches() -> TestResult {
+    let (first, pgid) = spawn("memcheck", &["200"], 20, GroupChoice::New)?;
+    let mut pids = alloc::vec![first];
+    for _ in 0..3 {
+        pids.push(spawn("memcheck", &["200"], 20, GroupChoice::Join(pgid))?.0);
+    }
+    let (forced, records) = wait_group(pgid)?;
+    ensure!(!forced && records.len() == 4, "forced {forced}, {records:?}");
+    for r in &records {
+        ensure!(r.status == ExitStatus::Exited(0), "memcheck {}: {:?}", r.pid, r.status);
+    }
+    Ok(())
+}
+
 pub fn ring3_bad_syscalls_are_errors() -> TestResult {
     let (pid, _) = spawn("badcalls", &[], DEFAULT_PRIORITY, GroupChoice::New)?;
     let r = wait_pid(pid)?;

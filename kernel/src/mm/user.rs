@@ -1,15 +1,24 @@
-//! User address spaces: one PML4 per process whose lower half (entries
-//! 0..256) belongs to the process and whose upper half is the kernel's,
-//! shared (the entries are copied; the tables below them are common, see
-//! `paging`). User pages are mapped with the USER bit at every level and
-//! the paging flags `Flags` allow (never writable and executable).
+//! User address spaces: each process has its own tables for the lower half
+//! (PML4 entries 0..256). CR3 never changes: it always holds the kernel's
+//! PML4, and a switch to another process *installs* that process's lower
+//! half into it (copies its few PML4 entries) instead of loading a new CR3.
+//! Under TCG a CR3 write flushes QEMU's whole soft TLB and jump cache, and
+//! refilling them for the kernel's own pages was most of a context switch
+//! (docs/benchmarks.md); so the kernel's translations stay, and only the
+//! outgoing process's pages that the CPU actually used (accessed bit set)
+//! are invalidated, one `invlpg` each, clearing the bit. The invariant:
+//! every cached translation of a user page has its PTE's accessed bit set
+//! (the walk that cached it set it), so after `retire` none is left.
+//! User pages are mapped with the USER bit at every level and the paging
+//! flags `Flags` allow (never writable and executable).
 //!
 //! The kernel reads and writes user memory only through the physical-memory
 //! window, after checking each page's flags in the process's own tables: it
 //! never dereferences a user address, so SMAP needs no exceptions and a
 //! user pointer cannot reach kernel memory.
 
-use x86_64::registers::control::{Cr3, Cr3Flags};
+use spin::Mutex;
+use x86_64::instructions::tlb;
 use x86_64::structures::paging::mapper::TranslateResult;
 use x86_64::structures::paging::{
     Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB, Translate,
@@ -46,7 +55,59 @@ pub enum AccessError {
 }
 
 pub struct AddressSpace {
+    /// This space's own PML4; only its lower half is used (as the template
+    /// `install` copies from).
     root: PhysFrame,
+    /// Which lower-half PML4 entries are in use (bit i = entry i).
+    slots: [u64; 4],
+    /// Where pages are mapped, as page ranges: what `retire` looks at.
+    ranges: Ranges,
+}
+
+/// The mapped page ranges of a space `[start, end)`, kept short by
+/// extending the last range when the next page follows it (segments, the
+/// stack and the heap are mapped in order). Past `RANGES`, `all` is set and
+/// `retire` scans whole tables instead.
+#[derive(Clone, Debug, Default)]
+struct Ranges {
+    list: heapless::Vec<(u64, u64), RANGES>,
+    all: bool,
+}
+
+const RANGES: usize = 16;
+
+impl Ranges {
+    fn add_page(&mut self, va: u64) {
+        if let Some(last) = self.list.last_mut()
+            && last.1 == va
+        {
+            last.1 += PAGE;
+            return;
+        }
+        if self.list.push((va, va + PAGE)).is_err() {
+            self.all = true;
+        }
+    }
+}
+
+/// The space whose lower half is installed in the kernel's PML4 now.
+struct Installed {
+    root: Option<PhysFrame>,
+    slots: [u64; 4],
+    ranges: Ranges,
+}
+
+static INSTALLED: Mutex<Installed> = Mutex::new(Installed {
+    root: None,
+    slots: [0; 4],
+    ranges: Ranges {
+        list: heapless::Vec::new(),
+        all: false,
+    },
+});
+
+fn slot_of(va: u64) -> usize {
+    ((va >> 39) & 0x1ff) as usize
 }
 
 fn table_at(frame: PhysFrame) -> *mut PageTable {
@@ -54,20 +115,14 @@ fn table_at(frame: PhysFrame) -> *mut PageTable {
 }
 
 impl AddressSpace {
-    /// An empty lower half with the kernel's upper half.
+    /// An empty lower half.
     pub fn new() -> Result<Self, MapError> {
-        let kernel = super::paging::kernel_root()?;
         let root = frames::alloc_zeroed().ok_or(MapError::OutOfFrames)?;
-        // SAFETY: both frames hold page tables (the kernel's live PML4 and a
-        // fresh zeroed frame) and the physical window maps them; we only
-        // read the kernel's and write the new one, which nothing else uses.
-        unsafe {
-            let (src, dst) = (&*table_at(kernel), &mut *table_at(root));
-            for i in 256..512 {
-                dst[i] = src[i].clone();
-            }
-        }
-        Ok(AddressSpace { root })
+        Ok(AddressSpace {
+            root,
+            slots: [0; 4],
+            ranges: Ranges::default(),
+        })
     }
 
     fn with_table<R>(&mut self, f: impl FnOnce(&mut OffsetPageTable<'_>) -> R) -> R {
@@ -93,8 +148,8 @@ impl AddressSpace {
             // code that could hold references into it (and user code holds
             // no Rust references at all).
             match unsafe { t.map_to_with_table_flags(page, frame, entry, TABLE_FLAGS, &mut PageTableFrames) } {
-                // Not the active table (or, when it is, a new mapping of an
-                // unmapped page needs no flush: SDM Vol. 3A §4.10.4.3).
+                // A new mapping of an unmapped page needs no flush (SDM Vol.
+                // 3A §4.10.4.3: not-present entries are not cached).
                 Ok(flush) => {
                     flush.ignore();
                     Ok(())
@@ -104,7 +159,22 @@ impl AddressSpace {
                     Err(MapError::from(e))
                 }
             }
-        })
+        })?;
+        self.ranges.add_page(va);
+        let slot = slot_of(va);
+        let new_slot = self.slots[slot / 64] & (1 << (slot % 64)) == 0;
+        self.slots[slot / 64] |= 1 << (slot % 64);
+        let mut inst = INSTALLED.lock();
+        if inst.root == Some(self.root) {
+            inst.ranges = self.ranges.clone();
+            // A new top-level entry while installed: the kernel's PML4 needs
+            // it too (the tables below are shared, so deeper ones do not).
+            if new_slot {
+                copy_slot(self.root, slot);
+                inst.slots[slot / 64] |= 1 << (slot % 64);
+            }
+        }
+        Ok(())
     }
 
     /// The frame and flags of the page holding `va`.
@@ -205,26 +275,179 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Makes this space the active one.
-    pub fn activate(&self) {
-        let (current, _) = Cr3::read();
-        if current != self.root {
-            // SAFETY: the PML4 maps the kernel's upper half exactly as the
-            // kernel's own does, so the running kernel code, stack and data
-            // stay mapped across the switch.
-            unsafe { Cr3::write(self.root, Cr3Flags::empty()) };
+    /// Makes this the user half the CPU sees (one CPU; interrupts off).
+    /// A space already installed costs nothing, so a process that sleeps
+    /// and wakes (or yields to kernel tasks) keeps its translations.
+    pub fn install(&self) {
+        let mut inst = INSTALLED.lock();
+        if inst.root == Some(self.root) {
+            return;
+        }
+        if let Some(old) = inst.root {
+            retire(old, inst.slots, &inst.ranges);
+        }
+        let mut slots = inst.slots;
+        for (w, word) in slots.iter_mut().enumerate() {
+            *word |= self.slots[w];
+        }
+        for_each_slot(slots, |slot| copy_slot(self.root, slot));
+        // Changed top-level entries: one invlpg also drops every cached
+        // paging-structure entry (SDM Vol. 3A §4.10.4.1, INVLPG).
+        tlb::flush(VirtAddr::new(USER_START));
+        inst.root = Some(self.root);
+        inst.slots = self.slots;
+        inst.ranges = self.ranges.clone();
+    }
+
+    /// Takes this space out of the kernel's PML4 if it is installed.
+    fn uninstall(&self) {
+        let mut inst = INSTALLED.lock();
+        if inst.root != Some(self.root) {
+            return;
+        }
+        retire(self.root, inst.slots, &inst.ranges);
+        for_each_slot(inst.slots, |slot| {
+            if let Ok(k) = super::paging::kernel_root() {
+                // SAFETY: the kernel's PML4 is live and reachable through the
+                // physical window; its lower half belongs to the installed
+                // space, which is being taken out.
+                unsafe { (&mut *table_at(k))[slot].set_unused() };
+            }
+        });
+        tlb::flush(VirtAddr::new(USER_START));
+        inst.root = None;
+        inst.slots = [0; 4];
+        inst.ranges = Ranges::default();
+    }
+}
+
+fn for_each_slot(slots: [u64; 4], mut f: impl FnMut(usize)) {
+    for (w, &word) in slots.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            f(w * 64 + b);
         }
     }
 }
 
-/// Switches to the kernel's own page table (for kernel tasks).
-pub fn activate_kernel() {
-    if let Ok(root) = super::paging::kernel_root() {
-        let (current, _) = Cr3::read();
-        if current != root {
-            // SAFETY: the kernel's PML4 maps everything the kernel uses.
-            unsafe { Cr3::write(root, Cr3Flags::empty()) };
+/// Copies entry `slot` of the space `from` into the kernel's PML4.
+fn copy_slot(from: PhysFrame, slot: usize) {
+    if let Ok(k) = super::paging::kernel_root() {
+        // SAFETY: both are page tables reachable through the physical window;
+        // only lower-half entries of the kernel's PML4 change, which belong to
+        // user spaces (the kernel maps nothing there after `init_shared`).
+        unsafe {
+            let entry = (&*table_at(from))[slot].clone();
+            (&mut *table_at(k))[slot] = entry;
         }
+    }
+}
+
+/// Invalidates every translation the CPU may hold for the space `root`:
+/// each mapped page whose PTE has the accessed bit set gets the bit
+/// cleared and an `invlpg`. Only PTEs are looked at (upper-level accessed
+/// bits are not relied on), along the space's mapped ranges, so the cost
+/// follows what the process maps, not the size of its tables.
+fn retire(root: PhysFrame, slots: [u64; 4], ranges: &Ranges) {
+    if ranges.all {
+        return retire_everything(root, slots);
+    }
+    for &(start, end) in &ranges.list {
+        let mut va = start;
+        while va < end {
+            // One page table covers 2 MiB: walk to it once per chunk.
+            let chunk_end = ((va | 0x1f_ffff) + 1).min(end);
+            if let Some(pt) = leaf_table(root, va) {
+                // SAFETY: a page table of the space being retired, through the
+                // physical window; only accessed bits change (interrupts off,
+                // one CPU).
+                let l1 = unsafe { &mut *table_at(pt) };
+                while va < chunk_end {
+                    let e = &mut l1[((va >> 12) & 0x1ff) as usize];
+                    let flags = e.flags();
+                    if flags.contains(PageTableFlags::PRESENT | PageTableFlags::ACCESSED) {
+                        e.set_flags(flags - PageTableFlags::ACCESSED);
+                        tlb::flush(VirtAddr::new(va));
+                    }
+                    va += PAGE;
+                }
+            }
+            va = chunk_end;
+        }
+    }
+}
+
+/// The page table (level 1) that maps `va` in the space `root`.
+fn leaf_table(root: PhysFrame, va: u64) -> Option<PhysFrame> {
+    let mut table = root;
+    for shift in [39u64, 30, 21] {
+        // SAFETY: a page table of a user space, read through the physical
+        // window.
+        let t = unsafe { &*table_at(table) };
+        let e = &t[((va >> shift) & 0x1ff) as usize];
+        if !e.flags().contains(PageTableFlags::PRESENT) || e.flags().contains(PageTableFlags::HUGE_PAGE) {
+            return None;
+        }
+        table = PhysFrame::containing_address(e.addr());
+    }
+    Some(table)
+}
+
+/// [`retire`] for a space with too many ranges: every present PTE.
+fn retire_everything(root: PhysFrame, slots: [u64; 4]) {
+    for_each_slot(slots, |l4i| {
+        // SAFETY: the tables belong to the space being retired, are reachable
+        // through the physical window, and only their accessed bits change,
+        // with interrupts off on the one CPU.
+        let l4 = unsafe { &mut *table_at(root) };
+        let e4 = &l4[l4i];
+        if !e4.flags().contains(PageTableFlags::PRESENT) {
+            return;
+        }
+        // SAFETY: as above (a PDPT of that space).
+        let l3 = unsafe { &mut *table_at(PhysFrame::containing_address(e4.addr())) };
+        for (l3i, e3) in l3.iter().enumerate() {
+            if !e3.flags().contains(PageTableFlags::PRESENT) {
+                continue;
+            }
+            // SAFETY: as above (a page directory of that space).
+            let l2 = unsafe { &mut *table_at(PhysFrame::containing_address(e3.addr())) };
+            for (l2i, e2) in l2.iter().enumerate() {
+                if !e2.flags().contains(PageTableFlags::PRESENT) {
+                    continue;
+                }
+                // SAFETY: as above (a page table of that space).
+                let l1 = unsafe { &mut *table_at(PhysFrame::containing_address(e2.addr())) };
+                for (l1i, e1) in l1.iter_mut().enumerate() {
+                    let flags = e1.flags();
+                    if flags.contains(PageTableFlags::PRESENT | PageTableFlags::ACCESSED) {
+                        e1.set_flags(flags - PageTableFlags::ACCESSED);
+                        let va =
+                            ((l4i as u64) << 39) | ((l3i as u64) << 30) | ((l2i as u64) << 21) | ((l1i as u64) << 12);
+                        tlb::flush(VirtAddr::new(va));
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Clears what the bootloader left in the lower half of the kernel's PML4
+/// (its identity-mapped hand-over code), which from now on holds the
+/// installed process's entries. Call once, before the first process.
+pub fn init_shared() {
+    if let Ok(k) = super::paging::kernel_root() {
+        // SAFETY: the kernel runs entirely in the upper half (the bootloader
+        // was told to map everything there, `dynamic_range_start`); nothing
+        // it uses lives in the lower half, which is unlinked (not freed: its
+        // frames are the bootloader's).
+        let l4 = unsafe { &mut *table_at(k) };
+        for i in 0..256 {
+            l4[i].set_unused();
+        }
+        tlb::flush_all();
     }
 }
 
@@ -249,15 +472,11 @@ fn free_tree(frame: PhysFrame, level: u8) {
 }
 
 impl Drop for AddressSpace {
-    /// Frees every frame of the user half and the tables. The space must not
-    /// be active (the scheduler drops a dead process's space only after it
-    /// switched away from it).
+    /// Takes the space out of the kernel's PML4 if it is there, then frees
+    /// every frame of its lower half and its tables.
     fn drop(&mut self) {
-        let (current, _) = Cr3::read();
-        if current == self.root {
-            activate_kernel();
-        }
-        // SAFETY: as in `free_tree`: the space is inactive and being dropped.
+        self.uninstall();
+        // SAFETY: as in `free_tree`: the space is not installed any more.
         let root = unsafe { &mut *table_at(self.root) };
         for i in 0..256 {
             let entry = &mut root[i];

@@ -171,6 +171,7 @@ pub fn init() {
         groups: BTreeMap::new(),
         watchdogs: watchdog::Watchdogs::new(),
     });
+    user::init_shared();
     idt::set_preempt_hook(on_interrupt);
     idt::set_user_fault_handler(process::on_user_fault);
     syscall::init(crate::syscall::dispatch);
@@ -340,9 +341,9 @@ pub fn schedule() {
                     syscall::set_kernel_stack(stack.top());
                 }
                 CURRENT_ABI_OK.store(n.process.as_ref().is_some_and(|p| p.abi_ok), Ordering::Relaxed);
-                match &n.space {
-                    Some(space) => space.activate(),
-                    None => user::activate_kernel(),
+                // Kernel tasks run with whatever user half is installed.
+                if let Some(space) = &n.space {
+                    space.install();
                 }
                 let load = n.saved_rsp;
                 k.current = next;
@@ -442,7 +443,7 @@ extern "C" fn task_entry(id: u64) -> ! {
             f();
             exit_current_kernel_task()
         }
-        // SAFETY: `schedule` activated this task's address space (the loader
+        // SAFETY: `schedule` installed this task's address space (the loader
         // mapped `rip` executable and `rsp` writable for ring 3 in it) and
         // pointed rsp0 at this task's kernel stack before switching here.
         Some(Start::User { rip, rsp, args }) => unsafe { context::enter_user(rip, rsp, args) },

@@ -550,7 +550,11 @@ fn mailbox(c: &mut Checks, me: u32) {
     }
     c.err("recv_past_deadline", &sys::recv(1), Errno::TimedOut);
     // send_recv: a refused send returns at once, without waiting.
-    c.err("send_recv_no_such_pid", &sys::send_recv(99_999, 1, 0), Errno::NoSuchProcess);
+    c.err(
+        "send_recv_no_such_pid",
+        &sys::send_recv(99_999, 1, 0),
+        Errno::NoSuchProcess,
+    );
     let got = sys::send_recv(me, 0xfeed_0000_0000_beef, sys::clock_ns() + 100_000_000);
     c.check(
         "send_recv_self",

@@ -697,7 +697,11 @@ impl Fuzzer {
     fn send_recv(&mut self, mut a: [u64; 6]) {
         let me = self.me as u64;
         let to_self = self.rng.chance(1, 2);
-        a[0] = if to_self { me } else { self.rng.range(NO_PID as u64, u32::MAX as u64 + 1) };
+        a[0] = if to_self {
+            me
+        } else {
+            self.rng.range(NO_PID as u64, u32::MAX as u64 + 1)
+        };
         let now = sys::clock_ns();
         a[2] = now + 1 + self.rng.below(MAX_BLOCK_NS);
         // SAFETY: integer arguments only.
