@@ -62,7 +62,16 @@ fn pack_programs(path: &std::path::Path) -> Vec<PathBuf> {
         .collect();
     let contents: Vec<Vec<u8>> = files
         .iter()
-        .map(|f| std::fs::read(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display())))
+        .map(|f| {
+            let elf = std::fs::read(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
+            // Compressed when that is smaller (aether_abi::initrd, "Compressed entries").
+            let block = lz4_flex::block::compress(&elf);
+            if block.len() + 12 < elf.len() {
+                [&aether_abi::initrd::lz4_header(elf.len() as u64)[..], &block].concat()
+            } else {
+                elf
+            }
+        })
         .collect();
     let entries: Vec<(&str, &[u8])> = PROGRAMS
         .iter()

@@ -38,6 +38,7 @@ const REQUIRED: &[&str] = &[
     "ring3_bad_syscalls_are_errors",
     "ring3_fuzz_100k_syscalls",
     "ring3_spawn_and_kill_errors",
+    "ring3_corrupt_compressed_programs_are_refused",
 ];
 
 fn run(firmware: Firmware, tests: Option<&str>) -> KtestReport {

@@ -26,6 +26,16 @@
 //! or after the end of the table; the gaps are zero padding. Bytes after the
 //! last entry's data (the ramdisk rounded up to a page, say) are ignored.
 //!
+//! # Compressed entries
+//!
+//! An entry's data may be LZ4-compressed ([`lz4_wrapped`]): [`LZ4_MAGIC`]
+//! (`b"AELZ"`), the uncompressed length as a `u64`, then one LZ4 block
+//! (the LZ4 block format, no frame). `build.rs` compresses a program when
+//! that makes it smaller: the bootloader reads the ramdisk through slow
+//! BIOS disk calls (docs/benchmarks.md), and the kernel decompresses one
+//! program when it is spawned. An uncompressed entry is an ELF file, whose
+//! first bytes (`7f 45 4c 46`) can never be mistaken for the magic.
+//!
 //! The archive comes from the boot medium, so the kernel treats it as hostile:
 //! [`Archive::parse`] checks all of the above up front (magic, entry count,
 //! table size, every name valid and unique, every data range inside the
@@ -36,6 +46,39 @@ use core::fmt;
 
 /// First eight bytes of every archive.
 pub const MAGIC: [u8; 8] = *b"AETHRD01";
+
+/// First bytes of a compressed entry (see the module docs).
+pub const LZ4_MAGIC: [u8; 4] = *b"AELZ";
+/// The largest uncompressed entry the kernel accepts.
+pub const RAW_MAX: u64 = 16 << 20;
+
+/// If `data` is a compressed entry: its uncompressed length and the LZ4
+/// block. A wrapped entry that claims more than [`RAW_MAX`] bytes is
+/// `Err(())`, as is a truncated header; anything else is not wrapped (`None`).
+pub fn lz4_wrapped(data: &[u8]) -> Option<Result<(usize, &[u8]), ()>> {
+    if data.get(..4)? != LZ4_MAGIC {
+        return None;
+    }
+    let Some(len) = data.get(4..12) else {
+        return Some(Err(()));
+    };
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(len);
+    let raw = u64::from_le_bytes(raw);
+    if raw == 0 || raw > RAW_MAX {
+        return Some(Err(()));
+    }
+    Some(Ok((raw as usize, data.get(12..).unwrap_or_default())))
+}
+
+/// The header of a compressed entry of `raw_len` bytes (the LZ4 block
+/// follows it).
+pub fn lz4_header(raw_len: u64) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[..4].copy_from_slice(&LZ4_MAGIC);
+    h[4..].copy_from_slice(&raw_len.to_le_bytes());
+    h
+}
 
 /// Most entries an archive may hold.
 pub const MAX_ENTRIES: usize = 64;
@@ -281,6 +324,25 @@ pub fn pack(entries: &[(&str, &[u8])]) -> Result<std::vec::Vec<u8>, ArchiveError
 
 #[cfg(all(test, feature = "std"))]
 mod tests {
+    #[test]
+    fn compressed_entries_are_recognised_and_bounded() {
+        use super::{RAW_MAX, lz4_header, lz4_wrapped};
+        let lz4_wrap = |raw: usize, block: &[u8]| [&lz4_header(raw as u64)[..], block].concat();
+        let w = lz4_wrap(1000, b"block");
+        assert_eq!(lz4_wrapped(&w), Some(Ok((1000, &b"block"[..]))));
+        // An ELF is not wrapped; neither is anything short of the magic.
+        assert_eq!(lz4_wrapped(b"\x7fELF\x02\x01"), None);
+        assert_eq!(lz4_wrapped(b"AEL"), None);
+        // Truncated header, zero or oversized length: refused.
+        assert_eq!(lz4_wrapped(&w[..11]), Some(Err(())));
+        assert_eq!(lz4_wrapped(&lz4_wrap(0, b"")), Some(Err(())));
+        assert_eq!(lz4_wrapped(&lz4_wrap(RAW_MAX as usize + 1, b"x")), Some(Err(())));
+        assert_eq!(
+            lz4_wrapped(&lz4_wrap(RAW_MAX as usize, b"")),
+            Some(Ok((RAW_MAX as usize, &b""[..])))
+        );
+    }
+
     use super::*;
     use std::string::{String, ToString};
     use std::vec::Vec;

@@ -235,6 +235,39 @@ pub fn ring3_fuzz_100k_syscalls() -> TestResult {
     Ok(())
 }
 
+/// Archive entries are hostile input: a corrupt compressed program is an
+/// error, whatever its bytes.
+pub fn ring3_corrupt_compressed_programs_are_refused() -> TestResult {
+    let wrap = |raw: u64, block: &[u8]| [&aether_abi::initrd::lz4_header(raw)[..], block].concat();
+    let mut buf = Vec::new();
+    let mut cases: Vec<Vec<u8>> = alloc::vec![
+        b"AELZ".to_vec(),                               // truncated header
+        wrap(0, b"x"),                                  // zero length
+        wrap(64 << 20, b"x"),                           // over RAW_MAX
+        wrap(100, &[0xff; 16]),                         // garbage block
+        wrap(100, &[0x10, b'a']),                       // truncated block
+        wrap(4, &[0x40, b'a', b'b', b'c', b'd', 0x10]), // decodes past the length
+    ];
+    // A valid block whose declared length is wrong.
+    cases.push(wrap(7, &[0x50, b'h', b'e', b'l', b'l', b'o']));
+    for (i, c) in cases.iter().enumerate() {
+        ensure!(
+            task::unpack("test", c, &mut buf) == Err(Errno::BadProgram),
+            "case {i} accepted"
+        );
+    }
+    let good = wrap(5, &[0x50, b'h', b'e', b'l', b'l', b'o']);
+    ensure!(
+        task::unpack("test", &good, &mut buf) == Ok(&b"hello"[..]),
+        "a valid block refused"
+    );
+    ensure!(
+        task::unpack("test", b"\x7fELF", &mut buf) == Ok(&b"\x7fELF"[..]),
+        "a plain entry changed"
+    );
+    Ok(())
+}
+
 pub fn ring3_spawn_and_kill_errors() -> TestResult {
     ensure!(
         task::spawn("no-such-program", &[], 1, GroupChoice::New) == Err(Errno::NoSuchProgram),

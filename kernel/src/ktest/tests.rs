@@ -61,6 +61,10 @@ pub static ALL: &[Test] = &[
     test("ring3_bad_syscalls_are_errors", ring3::ring3_bad_syscalls_are_errors),
     test("ring3_fuzz_100k_syscalls", ring3::ring3_fuzz_100k_syscalls),
     test("ring3_spawn_and_kill_errors", ring3::ring3_spawn_and_kill_errors),
+    test(
+        "ring3_corrupt_compressed_programs_are_refused",
+        ring3::ring3_corrupt_compressed_programs_are_refused,
+    ),
     // The harness's own demonstrations that failures are caught.
     opt_in("deliberate_failure", deliberate_failure),
     opt_in("deliberate_panic", deliberate_panic),

@@ -59,10 +59,37 @@ fn map_err(e: MapError) -> Errno {
     }
 }
 
+/// The ELF bytes of an archive entry: the entry itself, or, for a compressed
+/// one (`aether_abi::initrd::lz4_wrapped`), its contents decompressed into
+/// `buf`. A bad header or block is `BadProgram`, never a panic.
+pub fn unpack<'a>(name: &str, stored: &'a [u8], buf: &'a mut alloc::vec::Vec<u8>) -> Result<&'a [u8], Errno> {
+    match aether_abi::initrd::lz4_wrapped(stored) {
+        None => Ok(stored),
+        Some(Err(())) => {
+            log::warn!("program '{name}': bad compressed entry header");
+            Err(Errno::BadProgram)
+        }
+        Some(Ok((raw_len, block))) => {
+            buf.clear();
+            buf.try_reserve_exact(raw_len).map_err(|_| Errno::NoMemory)?;
+            buf.resize(raw_len, 0);
+            match lz4_flex::block::decompress_into(block, buf) {
+                Ok(n) if n == raw_len => Ok(&buf[..]),
+                other => {
+                    log::warn!("program '{name}': does not decompress ({other:?})");
+                    Err(Errno::BadProgram)
+                }
+            }
+        }
+    }
+}
+
 /// Loads `name` with `args` (the name is prepended as argument 0).
 pub fn load(name: &str, args: &[&str]) -> Result<Loaded, Errno> {
     let archive = ARCHIVE.get().and_then(|a| a.as_ref()).ok_or(Errno::NoSuchProgram)?;
-    let elf = archive.get(name).ok_or(Errno::NoSuchProgram)?.data;
+    let stored = archive.get(name).ok_or(Errno::NoSuchProgram)?.data;
+    let mut unpacked = alloc::vec::Vec::new();
+    let elf = unpack(name, stored, &mut unpacked)?;
     let plan = LoadPlan::parse(elf, PROGRAM_BASE, USER_START..STACK_TOP - (STACK_PAGES + 1) * PAGE).map_err(|e| {
         log::warn!("program '{name}': {e}");
         Errno::BadProgram

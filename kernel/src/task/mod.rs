@@ -25,7 +25,7 @@ use crate::mm::kstack::KernelStack;
 use crate::mm::user::{self, AddressSpace};
 use crate::time;
 
-pub use loader::init as init_programs;
+pub use loader::{init as init_programs, unpack};
 pub use process::{Process, spawn, wait};
 
 /// The idle task: the boot thread, never queued, run when nothing else is.
