@@ -39,6 +39,7 @@ const REQUIRED: &[&str] = &[
     "ring3_fuzz_100k_syscalls",
     "ring3_spawn_and_kill_errors",
     "ring3_corrupt_compressed_programs_are_refused",
+    "ring3_user_memory_exhaustion_leaves_the_kernel_a_reserve",
 ];
 
 fn run(firmware: Firmware, tests: Option<&str>) -> KtestReport {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use aether_abi::boot::{CONSOLE_READY_MARKER, PROMPT};
 use aether_abi::syscall::{ProcInfo, Target, WatchdogEvent};
 use aetheros::runner::{Firmware, Session};
 use common::{boot_console, run};
@@ -69,7 +70,9 @@ fn a_faulting_job_is_recorded_and_the_console_goes_on() {
     }
     let out = run(&mut s, "echo still here");
     assert_eq!(out, ["still here"]);
-    assert_eq!(ps(&mut s).len(), 1, "only the console is left");
+    // Kernel tasks ([init]) have pgid 0; of the processes, only the console is left.
+    let procs: Vec<ProcInfo> = ps(&mut s).into_iter().filter(|p| p.pgid != 0).collect();
+    assert_eq!(procs.len(), 1, "only the console is left: {procs:?}");
 }
 
 #[test]
@@ -122,6 +125,27 @@ fn a_watchdog_kills_a_job_that_stops_heartbeating() {
     assert!(ps(&mut s).iter().all(|p| p.pgid != pgid), "sleeper survived");
     let text = run(&mut s, "events");
     assert!(text.iter().any(|l| l.contains("heartbeat 200 ms")), "{text:?}");
+}
+
+#[test]
+fn a_killed_console_is_started_again() {
+    let mut s = boot_console(Firmware::Bios);
+    let console = ps(&mut s)
+        .into_iter()
+        .find(|p| p.name.as_str() == "console")
+        .unwrap_or_else(|| panic!("no console in ps"));
+    // Any process may stop any other (one user): the console dies mid-command.
+    s.send(format!("run killer {}\r", console.pid))
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.expect(CONSOLE_READY_MARKER, common::BOOT)
+        .unwrap_or_else(|e| panic!("no new console: {e}"));
+    s.expect(PROMPT, common::REPLY).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run(&mut s, "echo back"), ["back"]);
+    let again = ps(&mut s)
+        .into_iter()
+        .find(|p| p.name.as_str() == "console")
+        .unwrap_or_else(|| panic!("no console in ps"));
+    assert_ne!(again.pid, console.pid);
 }
 
 #[test]

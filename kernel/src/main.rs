@@ -113,8 +113,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     match args.mode {
         Mode::Console => {
-            if let Err(e) = task::spawn("console", &[], 2, aether_abi::syscall::GroupChoice::New) {
-                panic!("cannot start the console: {e}");
+            if task::spawn_kernel("[init]", kcore::sched::Priority::HIGHEST, task::init::run).is_none() {
+                panic!("cannot start the init task");
             }
             task::idle()
         }

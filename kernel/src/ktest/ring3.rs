@@ -268,6 +268,43 @@ pub fn ring3_corrupt_compressed_programs_are_refused() -> TestResult {
     Ok(())
 }
 
+/// User mappings stop at the kernel's reserve: a space that maps every
+/// page it can gets an error, the kernel still allocates, and dropping the
+/// space gives every frame back.
+pub fn ring3_user_memory_exhaustion_leaves_the_kernel_a_reserve() -> TestResult {
+    use crate::mm::paging::{Flags, MapError};
+    use crate::mm::user::{AddressSpace, KERNEL_RESERVE_FRAMES, PAGE};
+    let before = crate::mm::frames::stats().free;
+    let heap_before = crate::mm::heap::stats().size;
+    let mut space = AddressSpace::new().map_err(|e| format!("new space: {e:?}"))?;
+    let mut va = 0x1000_0000u64;
+    let err = loop {
+        if let Err(e) = space.map_zeroed(va, Flags::WRITABLE) {
+            break e;
+        }
+        va += PAGE;
+    };
+    ensure!(err == MapError::OutOfFrames, "stopped with {err:?}");
+    let free = crate::mm::frames::stats().free;
+    ensure!(
+        free >= KERNEL_RESERVE_FRAMES - 8,
+        "only {free} frames left for the kernel"
+    );
+    // The kernel can still allocate (and so spawn, log, answer syscalls).
+    let v: Vec<u8> = alloc::vec![7; 4 << 20];
+    ensure!(v.iter().all(|&b| b == 7), "kernel allocation");
+    drop(v);
+    drop(space);
+    // The kernel heap keeps what it grew by for the allocation above.
+    let heap_grew = (crate::mm::heap::stats().size - heap_before) / PAGE;
+    let after = crate::mm::frames::stats().free + heap_grew;
+    ensure!(
+        after + 16 >= before,
+        "frames not given back: {before} before, {after} after"
+    );
+    Ok(())
+}
+
 pub fn ring3_spawn_and_kill_errors() -> TestResult {
     ensure!(
         task::spawn("no-such-program", &[], 1, GroupChoice::New) == Err(Errno::NoSuchProgram),

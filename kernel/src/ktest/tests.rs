@@ -62,6 +62,10 @@ pub static ALL: &[Test] = &[
     test("ring3_fuzz_100k_syscalls", ring3::ring3_fuzz_100k_syscalls),
     test("ring3_spawn_and_kill_errors", ring3::ring3_spawn_and_kill_errors),
     test(
+        "ring3_user_memory_exhaustion_leaves_the_kernel_a_reserve",
+        ring3::ring3_user_memory_exhaustion_leaves_the_kernel_a_reserve,
+    ),
+    test(
         "ring3_corrupt_compressed_programs_are_refused",
         ring3::ring3_corrupt_compressed_programs_are_refused,
     ),

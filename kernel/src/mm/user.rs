@@ -37,6 +37,11 @@ pub const PAGE: u64 = 4096;
 pub const USER_START: u64 = 0x1000;
 pub const USER_END: u64 = 0x0000_7fff_ffff_f000;
 
+/// Frames user mappings may never take (16 MiB): the kernel's heap, task
+/// stacks and page tables still have room when processes exhaust memory,
+/// so a process that maps all it can gets `NoMemory`, not a kernel panic.
+pub const KERNEL_RESERVE_FRAMES: u64 = 4096;
+
 /// Software bit (SDM Vol. 3A Table 4-19, bits 9-11 ignored): the frame
 /// belongs to this address space and is freed with it.
 const OWNED: PageTableFlags = PageTableFlags::BIT_9;
@@ -141,6 +146,9 @@ impl AddressSpace {
         }
         let entry = (flags | Flags::USER).to_entry_flags()? | OWNED;
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        if frames::stats().free <= KERNEL_RESERVE_FRAMES {
+            return Err(MapError::OutOfFrames);
+        }
         let frame = frames::alloc_zeroed().ok_or(MapError::OutOfFrames)?;
         self.with_table(|t| {
             // SAFETY: the frame is fresh and owned by this mapping only; the

@@ -7,6 +7,7 @@
 //! happens when a task blocks, yields or exits, or from an interrupt that
 //! arrived in ring 3 or in the idle task. See docs/processes.md.
 
+pub mod init;
 mod loader;
 mod process;
 mod watchdog;
