@@ -1,0 +1,2 @@
+//! The host bridge (docs/jobs.md). Being written.
+fn main() {}
