@@ -26,6 +26,7 @@ const REQUIRED: &[&str] = &[
     "acpi_power_off_available",
     "rtc_boot_time_plausible",
     "cpu_smep_smap_on_where_supported",
+    "pci_bus0_has_the_q35_chipset",
     "ring3_hello_exits_zero",
     "ring3_faults_end_only_the_process",
     "ring3_priority_preempts_a_spinning_process",

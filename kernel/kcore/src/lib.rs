@@ -14,5 +14,6 @@ pub mod decimal;
 pub mod elf;
 pub mod frames;
 pub mod fwcfg;
+pub mod pci;
 pub mod rtc;
 pub mod sched;

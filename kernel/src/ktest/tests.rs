@@ -28,6 +28,7 @@ pub static ALL: &[Test] = &[
     test("acpi_power_off_available", acpi_power_off_available),
     test("rtc_boot_time_plausible", rtc_boot_time_plausible),
     test("cpu_smep_smap_on_where_supported", cpu_smep_smap_on_where_supported),
+    test("pci_bus0_has_the_q35_chipset", pci_bus0_has_the_q35_chipset),
     test("ring3_hello_exits_zero", ring3::ring3_hello_exits_zero),
     test(
         "ring3_faults_end_only_the_process",
@@ -388,5 +389,31 @@ fn cpu_smep_smap_on_where_supported() -> TestResult {
         "SMEP/SMAP supported {supported:?} but enabled {enabled:?}"
     );
     log::info!("SMEP {}, SMAP {}", enabled.0, enabled.1);
+    Ok(())
+}
+
+/// q35's fixed functions answer on bus 0: the host bridge (00:00.0,
+/// 8086:29c0) and the ICH9 LPC bridge (00:1f.0, 8086:2918), which is
+/// multi-function (SMBus and SATA follow it).
+fn pci_bus0_has_the_q35_chipset() -> TestResult {
+    use crate::arch::pci;
+    let found = pci::scan_bus0();
+    let has = |d: u8, f: u8, vendor: u16, device: u16| {
+        found.iter().any(|x| {
+            x.addr.device == d && x.addr.function == f && x.header.vendor == vendor && x.header.device == device
+        })
+    };
+    ensure!(has(0, 0, 0x8086, 0x29c0), "no q35 host bridge at 00:00.0 in {found:?}");
+    ensure!(has(31, 0, 0x8086, 0x2918), "no ICH9 LPC at 00:1f.0 in {found:?}");
+    ensure!(
+        found.iter().any(|x| x.addr.device == 31 && x.addr.function > 0),
+        "LPC's other functions missing"
+    );
+    let host = found.iter().find(|x| x.addr.device == 0).ok_or("no device 0")?;
+    ensure!(
+        host.header.class == 6 && host.header.subclass == 0,
+        "host bridge class {:?}",
+        host.header
+    );
     Ok(())
 }
