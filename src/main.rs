@@ -90,6 +90,7 @@ fn main() -> ExitCode {
     };
     let launch = Launch {
         cpu: Default::default(),
+        extra: Vec::new(),
         firmware: opts.firmware,
         serial: Serial::Terminal,
         cmdline,

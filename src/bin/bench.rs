@@ -6,6 +6,9 @@
 //!
 //! `--guest` also runs the in-guest `bench` program at the console of each
 //! boot (syscall, context switch, timer, group kill figures).
+//! `--link-probe` instead measures a candidate link transport (docs/jobs.md):
+//! an `ivshmem-plain` shared-memory device backed by a file in /dev/shm,
+//! written and read by the guest, then checked from the host.
 //! `--linux` interleaves boots of the Linux baseline guest
 //! (../shared/bench/linux-guest/run.sh) and prints the ratio of medians for
 //! every figure both kernels report.
@@ -34,6 +37,7 @@ fn boot_once(qemu: &Qemu) -> Result<Boot, String> {
     };
     let launch = Launch {
         cpu: Default::default(),
+        extra: Vec::new(),
         firmware: Firmware::Bios,
         serial: Serial::Piped,
         cmdline: args.to_string(),
@@ -101,6 +105,7 @@ fn guest_once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
     };
     let launch = Launch {
         cpu: Default::default(),
+        extra: Vec::new(),
         firmware: Firmware::Bios,
         serial: Serial::Piped,
         cmdline: args.to_string(),
@@ -118,6 +123,46 @@ fn guest_once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
     let _ = s.send("shutdown\r");
     let _ = s.wait(LIMIT);
     Ok(bench_lines(&text))
+}
+
+/// The shared-memory transport probe: one boot with an ivshmem-plain
+/// device over a /dev/shm file; the guest's figures, and the host's check
+/// that it sees what the guest wrote.
+fn link_probe(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
+    let shm = PathBuf::from(format!("/dev/shm/aether-link-probe-{}", std::process::id()));
+    let args = BootArgs {
+        mode: Mode::Test(Some("link_ivshmem_bandwidth")),
+        on_panic: OnPanic::Exit,
+        log: LogLevel::Info,
+    };
+    let launch = Launch {
+        cpu: Default::default(),
+        extra: vec![
+            "-object".into(),
+            format!(
+                "memory-backend-file,id=link,share=on,mem-path={},size=4M",
+                shm.display()
+            ),
+            "-device".into(),
+            "ivshmem-plain,memdev=link".into(),
+        ],
+        firmware: Firmware::Bios,
+        serial: Serial::Piped,
+        cmdline: args.to_string(),
+    };
+    let cmd = qemu.command(&aetheros::images(), &launch).map_err(|e| e.to_string())?;
+    let s = Session::spawn(cmd, LIMIT).map_err(|e| e.to_string())?;
+    let (status, out) = s.wait(LIMIT).map_err(|e| e.to_string())?;
+    let seen = std::fs::read(&shm).map_err(|e| format!("{}: {e}", shm.display()));
+    let _ = std::fs::remove_file(&shm);
+    if status.code() != Some(33) {
+        return Err(format!("the probe failed ({status}):\n{out}"));
+    }
+    let seen = seen?;
+    if seen.get(..8) != Some(&b"AETHSHM1"[..]) {
+        return Err("the host does not see the guest's marker in the shared file".into());
+    }
+    Ok(bench_lines(&out))
 }
 
 /// Adds `lines` to the per-figure samples.
@@ -155,6 +200,7 @@ fn main() -> ExitCode {
     let mut runs = 5;
     let mut linux = false;
     let mut guest = false;
+    let mut probe = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -167,8 +213,9 @@ fn main() -> ExitCode {
             },
             "--linux" => linux = true,
             "--guest" => guest = true,
+            "--link-probe" => probe = true,
             "-h" | "--help" => {
-                println!("usage: cargo run --release --bin bench -- [--runs N] [--linux] [--guest]");
+                println!("usage: cargo run --release --bin bench -- [--runs N] [--linux] [--guest] | --link-probe");
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -181,6 +228,33 @@ fn main() -> ExitCode {
         Ok(q) => q,
         Err(code) => return code,
     };
+    if probe {
+        let mut all = vec![];
+        for i in 0..runs {
+            match link_probe(&qemu) {
+                Ok(lines) => {
+                    for (n, v, u) in &lines {
+                        println!("BENCH {n} {v:.1} {u}");
+                    }
+                    collect(&mut all, lines);
+                }
+                Err(e) => {
+                    eprintln!("error: link probe {} failed: {e}", i + 1);
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        for (name, unit, v) in &mut all {
+            let m = median(v);
+            println!(
+                "SUMMARY {name} {unit} median={m:.1} min={:.1} max={:.1} n={}",
+                v[0],
+                v[v.len() - 1],
+                v.len()
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/linux-guest/run.sh");
     let (mut host, mut kernel, mut lin) = (vec![], vec![], vec![]);
     let (mut ours, mut theirs) = (vec![], vec![]);

@@ -28,6 +28,7 @@ pub fn console_cmdline() -> String {
 pub fn boot_with(firmware: Firmware, cmdline: &str) -> Session {
     let launch = Launch {
         cpu: Default::default(),
+        extra: Vec::new(),
         firmware,
         serial: Serial::Piped,
         cmdline: cmdline.into(),

@@ -31,6 +31,26 @@ pub fn read(addr: Address, offset: u16) -> u32 {
     })
 }
 
+/// Writes the dword at `offset` of `addr`'s configuration space.
+///
+/// # Safety
+/// The write must be one the device expects (a command register bit, a
+/// BAR being sized or placed): configuration writes change what a device
+/// decodes and may make it master the bus.
+pub unsafe fn write(addr: Address, offset: u16, value: u32) {
+    let Some(select) = addr.config_address(offset) else {
+        return;
+    };
+    without_interrupts(|| {
+        // SAFETY: the mechanism #1 ports, as in `read`; what the write does
+        // to the device is the caller's contract.
+        unsafe {
+            Port::<u32>::new(CONFIG_ADDRESS).write(select);
+            Port::<u32>::new(CONFIG_DATA).write(value);
+        }
+    })
+}
+
 /// One function found on a bus.
 #[derive(Clone, Copy, Debug)]
 pub struct Function {

@@ -70,6 +70,8 @@ pub static ALL: &[Test] = &[
         "ring3_corrupt_compressed_programs_are_refused",
         ring3::ring3_corrupt_compressed_programs_are_refused,
     ),
+    // Experiments, run by `cargo run --release --bin bench -- --link-probe`.
+    opt_in("link_ivshmem_bandwidth", link_ivshmem_bandwidth),
     // The harness's own demonstrations that failures are caught.
     opt_in("deliberate_failure", deliberate_failure),
     opt_in("deliberate_panic", deliberate_panic),
@@ -414,6 +416,65 @@ fn pci_bus0_has_the_q35_chipset() -> TestResult {
         host.header.class == 6 && host.header.subclass == 0,
         "host bridge class {:?}",
         host.header
+    );
+    Ok(())
+}
+
+/// The link-transport measurement (docs/jobs.md): the shared-memory BAR of
+/// an `ivshmem-plain` device, written and read by the guest in 1 MiB
+/// copies; the bench script then checks the host sees what was written.
+fn link_ivshmem_bandwidth() -> TestResult {
+    use crate::arch::pci;
+    use kcore::pci::{Bar, decode_bar};
+    let dev = pci::scan_bus0()
+        .into_iter()
+        .find(|f| f.header.vendor == 0x1af4 && f.header.device == 0x1110)
+        .ok_or("no ivshmem-plain device (1af4:1110) on bus 0")?;
+    let bars: [u32; 6] = core::array::from_fn(|i| pci::read(dev.addr, 0x10 + 4 * i as u16));
+    let Some(Ok(Bar::Memory { addr, .. })) = decode_bar(&bars, 2) else {
+        return Err(alloc::format!("BAR2 is not memory: {bars:x?}"));
+    };
+    const SIZE: u64 = 4 << 20;
+    // SAFETY: setting MEMORY_SPACE (command bit 1) makes the device decode
+    // the BARs the firmware assigned; the device never masters the bus.
+    unsafe { pci::write(dev.addr, 4, pci::read(dev.addr, 4) | 0x2) };
+    // SAFETY: BAR2 of ivshmem is the shared memory region (QEMU
+    // docs/specs/ivshmem-spec.rst), `SIZE` long as the run configures it,
+    // and this test is its only user.
+    let base = unsafe { paging::map_mmio(addr, SIZE) }.map_err(|e| alloc::format!("map BAR2: {e:?}"))?;
+    let chunk: Vec<u64> = (0..(1 << 17))
+        .map(|i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .collect();
+    let mb = chunk.len() * 8;
+    let rounds = 64u64;
+    let t0 = time::now_ns();
+    for r in 0..rounds {
+        let off = (r % (SIZE / mb as u64)) * mb as u64;
+        // SAFETY: `off + mb <= SIZE`, inside the mapping; the region is
+        // plain shared RAM, so a memcpy is a valid way to fill it.
+        unsafe { core::ptr::copy_nonoverlapping(chunk.as_ptr() as *const u8, (base + off) as *mut u8, mb) };
+    }
+    let write_ns = time::now_ns() - t0;
+    let mut back: Vec<u64> = alloc::vec![0; chunk.len()];
+    let t1 = time::now_ns();
+    for r in 0..rounds {
+        let off = (r % (SIZE / mb as u64)) * mb as u64;
+        // SAFETY: as above, reading.
+        unsafe { core::ptr::copy_nonoverlapping((base + off) as *const u8, back.as_mut_ptr() as *mut u8, mb) };
+    }
+    let read_ns = time::now_ns() - t1;
+    ensure!(back == chunk, "read back differs");
+    // A marker for the host to check, at the start of the region.
+    // SAFETY: inside the mapping.
+    unsafe { core::ptr::copy_nonoverlapping(b"AETHSHM1".as_ptr(), base as *mut u8, 8) };
+    let mib = (rounds * mb as u64) as f64 / (1 << 20) as f64;
+    log::info!(
+        "BENCH link_ivshmem_guest_write {:.1} MiB/s",
+        mib / (write_ns as f64 / 1e9)
+    );
+    log::info!(
+        "BENCH link_ivshmem_guest_read {:.1} MiB/s",
+        mib / (read_ns as f64 / 1e9)
     );
     Ok(())
 }

@@ -89,6 +89,7 @@ pub fn run_ktests_on(
     let launch = Launch {
         firmware,
         cpu,
+        extra: Vec::new(),
         serial: Serial::Piped,
         cmdline: checked_cmdline(&args)?,
     };

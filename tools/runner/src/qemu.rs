@@ -42,6 +42,8 @@ pub enum Serial {
 pub struct Launch {
     pub firmware: Firmware,
     pub cpu: Cpu,
+    /// More QEMU arguments (devices for experiments and benchmarks).
+    pub extra: Vec<String>,
     pub serial: Serial,
     /// The kernel command line (`aether_abi::boot::BootArgs` as text).
     pub cmdline: String,
@@ -163,6 +165,7 @@ impl Qemu {
         let mut drive = OsString::from("format=raw,snapshot=on,file=");
         drive.push(image);
         c.arg("-drive").arg(drive);
+        c.args(&launch.extra);
         Ok(c)
     }
 }
@@ -204,6 +207,7 @@ mod tests {
         };
         let launch = Launch {
             cpu: Cpu::Qemu64,
+            extra: Vec::new(),
             firmware: Firmware::Bios,
             serial: Serial::Piped,
             cmdline: "mode=test tests=a,b".into(),
