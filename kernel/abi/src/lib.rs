@@ -8,4 +8,5 @@ pub mod boot;
 pub mod console;
 pub mod initrd;
 pub mod ktest;
+pub mod shm_ring;
 pub mod syscall;
