@@ -39,9 +39,10 @@ const OFF_TAIL: [usize; 2] = [128, 256];
 
 /// A mapping of the shared region, as each side has it. Offsets are from
 /// the region's start; implementations check nothing (the ring code keeps
-/// every access inside [`Shared::len`]).
+/// every access inside [`Shared::size`]).
 pub trait Shared {
-    fn len(&self) -> usize;
+    /// The region's size in bytes.
+    fn size(&self) -> usize;
     /// An aligned 8-byte load with acquire ordering.
     fn load(&self, off: usize) -> u64;
     /// An aligned 8-byte store with release ordering.
@@ -90,7 +91,7 @@ pub fn ring_size_for(len: usize) -> Result<usize, RingError> {
 /// Lays out an empty region (the guest does this once at start; the host
 /// then attaches). Both rings start empty.
 pub fn initialise(mem: &impl Shared) -> Result<usize, RingError> {
-    let size = ring_size_for(mem.len())?;
+    let size = ring_size_for(mem.size())?;
     for ring in 0..2 {
         mem.store(OFF_HEAD[ring], 0);
         mem.store(OFF_TAIL[ring], 0);
@@ -103,14 +104,14 @@ pub fn initialise(mem: &impl Shared) -> Result<usize, RingError> {
 
 /// Checks an initialised region and returns its ring size.
 pub fn attach(mem: &impl Shared) -> Result<usize, RingError> {
-    if mem.len() < DATA || mem.load(OFF_MAGIC) != MAGIC || mem.load(OFF_VERSION) != VERSION {
+    if mem.size() < DATA || mem.load(OFF_MAGIC) != MAGIC || mem.load(OFF_VERSION) != VERSION {
         return Err(RingError::NotInitialised);
     }
     let size = mem.load(OFF_SIZE);
     let fits = size
         .checked_mul(2)
         .and_then(|both| both.checked_add(DATA as u64))
-        .is_some_and(|end| end <= mem.len() as u64);
+        .is_some_and(|end| end <= mem.size() as u64);
     if !size.is_power_of_two() || size < 4096 || !fits {
         return Err(RingError::NotInitialised);
     }
@@ -241,7 +242,7 @@ mod tests {
     }
 
     impl Shared for Mem {
-        fn len(&self) -> usize {
+        fn size(&self) -> usize {
             self.bytes.len()
         }
         fn load(&self, off: usize) -> u64 {
