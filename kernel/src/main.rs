@@ -19,6 +19,8 @@ mod config;
 #[forbid(unsafe_code)]
 mod klog;
 #[forbid(unsafe_code)]
+mod link;
+#[forbid(unsafe_code)]
 mod panic;
 #[forbid(unsafe_code)]
 mod syscall;
@@ -103,6 +105,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
     time::phase_done("boot_log");
 
+    link::init();
+    time::phase_done("link");
     let ramdisk = boot_info
         .ramdisk_addr
         .into_option()

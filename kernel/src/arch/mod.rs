@@ -13,6 +13,7 @@ pub mod fwcfg;
 pub mod gdt;
 pub mod idt;
 pub mod ioapic;
+pub mod ivshmem;
 pub mod pci;
 pub mod pic;
 pub mod pit;

@@ -72,6 +72,8 @@ pub static ALL: &[Test] = &[
     ),
     // Experiments, run by `cargo run --release --bin bench -- --link-probe`.
     opt_in("link_ivshmem_bandwidth", link_ivshmem_bandwidth),
+    // Run by tests/link.rs, which plays the host side.
+    opt_in("link_host_echo", link_host_echo),
     // The harness's own demonstrations that failures are caught.
     opt_in("deliberate_failure", deliberate_failure),
     opt_in("deliberate_panic", deliberate_panic),
@@ -476,5 +478,44 @@ fn link_ivshmem_bandwidth() -> TestResult {
         "BENCH link_ivshmem_guest_read {:.1} MiB/s",
         mib / (read_ns as f64 / 1e9)
     );
+    Ok(())
+}
+
+/// Bytes of the pattern the host sends in `link_host_echo`.
+const ECHO_LEN: usize = 64 * 1024;
+
+/// The guest half of tests/link.rs: says hello on ring 0, receives
+/// `ECHO_LEN` bytes of a known pattern on ring 1 (through a ring much
+/// smaller than that, so both sides wrap and wait), checks them, and
+/// answers with their sum.
+fn link_host_echo() -> TestResult {
+    use crate::link;
+    ensure!(link::present(), "no link (ivshmem device) on this machine");
+    let hello = b"AETHER_LINK_HELLO\n";
+    ensure!(link::write(hello) == Ok(hello.len()), "hello did not fit");
+    let deadline = time::now_ns() + 30_000_000_000;
+    let mut got: Vec<u8> = Vec::with_capacity(ECHO_LEN);
+    let mut buf = [0u8; 1500];
+    while got.len() < ECHO_LEN {
+        let n = link::read(&mut buf).map_err(|e| alloc::format!("read: {e:?}"))?;
+        got.extend_from_slice(&buf[..n]);
+        if n == 0 {
+            ensure!(
+                time::now_ns() < deadline,
+                "only {} of {ECHO_LEN} bytes from the host",
+                got.len()
+            );
+            crate::task::sleep_until(time::now_ns() + 200_000);
+        }
+    }
+    for (i, &b) in got.iter().enumerate() {
+        ensure!(
+            b == (i as u32).wrapping_mul(31).wrapping_add(7) as u8,
+            "byte {i} is {b}"
+        );
+    }
+    let sum: u64 = got.iter().map(|&b| b as u64).sum();
+    let answer = alloc::format!("OK {sum}\n");
+    ensure!(link::write(answer.as_bytes()) == Ok(answer.len()), "answer did not fit");
     Ok(())
 }
