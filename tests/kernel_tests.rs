@@ -36,6 +36,7 @@ const REQUIRED: &[&str] = &[
     "ring3_watchdog_kills_a_silent_process",
     "ring3_watchdog_deadline_stops_with_grace",
     "ring3_address_spaces_stay_isolated_across_switches",
+    "ring3_service_calls",
     "ring3_bad_syscalls_are_errors",
     "ring3_fuzz_100k_syscalls",
     "ring3_spawn_and_kill_errors",

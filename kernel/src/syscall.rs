@@ -158,6 +158,10 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
             recv(a2, frame)
         }
         nr::PROC => framed_proc(a0, a1, a2, a3),
+        nr::JOB | nr::METRIC | nr::EVENT | nr::FS | nr::TEST_SERVICE => service_call(n, a0, a1, a2, a3),
+        nr::SERVE_REGISTER => with(|k| k.serve_register(a0, a1 as usize, a2 as usize)).map(|()| 0),
+        nr::SERVE_NEXT => serve_next(a0, a1, a2, frame),
+        nr::SERVE_REPLY => serve_reply(a0, a1, a2),
         _ => Err(Errno::UnknownSyscall),
     }
 }
@@ -253,6 +257,77 @@ fn recv(deadline: u64, frame: &mut SyscallFrame) -> Result<u64> {
             None => schedule(),
         }
     }
+}
+
+/// A client's call of service `number`: the request copied in once and
+/// queued, the caller blocked until the server answers (or ends).
+fn service_call(number: u64, req_ptr: u64, req_len: u64, resp_ptr: u64, resp_cap: u64) -> Result<u64> {
+    let (request_max, response_max) = with(|k| k.service_limits(number))?;
+    if req_len > request_max as u64 {
+        return Err(Errno::TooLarge);
+    }
+    // The answer must fit whatever it is, so none is lost after the
+    // request took effect (as for PROC).
+    if resp_cap < response_max as u64 {
+        return Err(Errno::ResponseTooSmall);
+    }
+    check_user(resp_ptr, response_max, true)?;
+    let mut request = vec![0u8; req_len as usize];
+    read_user(req_ptr, &mut request)?;
+    let id = with(|k| k.call_start(number, request))?;
+    loop {
+        let answer = with(|k| {
+            let a = k.call_poll(id);
+            if a.is_none() {
+                k.block_current(Block::Call, None);
+            }
+            a
+        });
+        match answer {
+            Some(Ok(bytes)) => {
+                write_user(resp_ptr, &bytes)?;
+                return Ok(bytes.len() as u64);
+            }
+            Some(Err(e)) => return Err(e),
+            None => schedule(),
+        }
+    }
+}
+
+/// A server takes its next request (blocking): its length, the call id in
+/// `rdx`. The buffer is checked first, so a bad one loses no request.
+fn serve_next(number: u64, buf: u64, cap: u64, frame: &mut SyscallFrame) -> Result<u64> {
+    let (request_max, _) = with(|k| k.service_limits(number))?;
+    if cap < request_max as u64 {
+        return Err(Errno::ResponseTooSmall);
+    }
+    check_user(buf, request_max, true)?;
+    loop {
+        let next = with(|k| {
+            let n = k.serve_take(number);
+            if let Ok(None) = n {
+                k.block_current(Block::Serve, None);
+            }
+            n
+        })?;
+        match next {
+            Some((id, request)) => {
+                write_user(buf, &request)?;
+                frame.rdx = id;
+                return Ok(request.len() as u64);
+            }
+            None => schedule(),
+        }
+    }
+}
+
+fn serve_reply(id: u64, buf: u64, len: u64) -> Result<u64> {
+    if len > crate::task::service::MESSAGE_MAX as u64 {
+        return Err(Errno::TooLarge);
+    }
+    let mut answer = vec![0u8; len as usize];
+    read_user(buf, &mut answer)?;
+    with(|k| k.serve_reply(id, answer)).map(|()| 0)
 }
 
 fn framed_proc(req_ptr: u64, req_len: u64, resp_ptr: u64, resp_cap: u64) -> Result<u64> {

@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 /// call (with [`Errno::AbiMismatch`]) until the versions agree.
 pub const ABI_VERSION: u32 = 1;
 
-/// Syscall numbers. The gaps are deliberate: 0-15 integer calls (14 free), 16-31
-/// framed calls (one per subsystem), the rest reserved.
+/// Syscall numbers. The gaps are deliberate: 0-15 integer calls (14 free),
+/// 16-31 framed calls (one per subsystem), 32-47 more integer calls, the
+/// rest reserved. The framed numbers after `PROC` are *service calls*: a
+/// user process (opsd for `JOB`) answers them, the kernel carries the bytes.
 pub mod nr {
     /// `exit(code: i32) -> !`.
     pub const EXIT: u64 = 0;
@@ -67,14 +69,24 @@ pub mod nr {
     pub const ABI_HELLO: u64 = 15;
     /// Framed: [`super::ProcRequest`] -> [`super::ProcResponse`].
     pub const PROC: u64 = 16;
-    /// Reserved for the job runner (framed).
+    /// Framed service call: the job runner (served by opsd).
     pub const JOB: u64 = 17;
-    /// Reserved for metrics (framed).
+    /// Framed service call: metrics (reserved).
     pub const METRIC: u64 = 18;
-    /// Reserved for events (framed).
+    /// Framed service call: events (reserved).
     pub const EVENT: u64 = 19;
-    /// Reserved for files (framed).
+    /// Framed service call: files (reserved).
     pub const FS: u64 = 20;
+    /// Framed service call for tests of the mechanism (the `svc` program).
+    pub const TEST_SERVICE: u64 = 31;
+    /// `serve_register(service, request_max, response_max)`: the caller
+    /// answers that service's calls from now on (one server per service).
+    pub const SERVE_REGISTER: u64 = 32;
+    /// `serve_next(service, buf, cap) -> len`, the call id in `rdx`: blocks
+    /// for the next request; `cap` must hold the declared `request_max`.
+    pub const SERVE_NEXT: u64 = 33;
+    /// `serve_reply(call, buf, len)`: the answer (at most `response_max`).
+    pub const SERVE_REPLY: u64 = 34;
 }
 
 /// `console_read` flag: return [`Errno::WouldBlock`] instead of blocking.
@@ -120,10 +132,12 @@ pub enum Errno {
     GroupStopping = 16,
     /// Nothing to wait for (no such child or group member).
     NothingToWait = 17,
+    /// No process serves this call (or its server ended).
+    NoSuchService = 18,
 }
 
 impl Errno {
-    pub const ALL: [Errno; 17] = [
+    pub const ALL: [Errno; 18] = [
         Errno::BadAddress,
         Errno::InvalidArgument,
         Errno::BadFrame,
@@ -141,6 +155,7 @@ impl Errno {
         Errno::TimedOut,
         Errno::GroupStopping,
         Errno::NothingToWait,
+        Errno::NoSuchService,
     ];
 
     /// The `rax` value for this error.
@@ -181,6 +196,7 @@ impl Errno {
             Errno::TimedOut => "timed out",
             Errno::GroupStopping => "process group is being stopped",
             Errno::NothingToWait => "nothing to wait for",
+            Errno::NoSuchService => "no such service",
         }
     }
 }

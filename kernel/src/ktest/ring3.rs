@@ -219,6 +219,41 @@ pub fn ring3_address_spaces_stay_isolated_across_switches() -> TestResult {
     Ok(())
 }
 
+/// Service calls (task::service): a user server answers a client through
+/// the kernel; limits hold; one server per service; a server's death fails
+/// its pending calls with `NoSuchService` instead of hanging the client.
+pub fn ring3_service_calls() -> TestResult {
+    let exit0 = |r: ExitRecord, what: &str| -> TestResult {
+        ensure!(r.status == ExitStatus::Exited(0), "{what}: {:?}", r.status);
+        Ok(())
+    };
+    let (none, _) = spawn("svc", &["none"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    exit0(wait_pid(none)?, "call with no server")?;
+
+    let (server, _) = spawn("svc", &["serve"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    sleep_ms(20);
+    let (second, _) = spawn("svc", &["serve"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    let r = wait_pid(second)?;
+    ensure!(
+        r.status == ExitStatus::Exited(3),
+        "a second server registered: {:?}",
+        r.status
+    );
+    let (client, _) = spawn("svc", &["call", "200"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    exit0(wait_pid(client)?, "200 calls")?;
+    exit0(wait_pid(server)?, "server after quit")?;
+
+    let (server, _) = spawn("svc", &["serve"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    sleep_ms(20);
+    let (hang, _) = spawn("svc", &["hang"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    sleep_ms(50);
+    task::with(|k| k.kill(Target::Process(server), 0)).map_err(|e| format!("kill server: {e}"))?;
+    exit0(wait_pid(hang)?, "client of a killed server")?;
+    let r = wait_pid(server)?;
+    ensure!(r.status == ExitStatus::Killed, "server: {:?}", r.status);
+    Ok(())
+}
+
 pub fn ring3_bad_syscalls_are_errors() -> TestResult {
     let (pid, _) = spawn("badcalls", &[], DEFAULT_PRIORITY, GroupChoice::New)?;
     let r = wait_pid(pid)?;

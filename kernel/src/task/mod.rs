@@ -10,6 +10,7 @@
 pub mod init;
 mod loader;
 mod process;
+pub mod service;
 mod watchdog;
 
 use alloc::boxed::Box;
@@ -49,6 +50,10 @@ pub enum Block {
     ConsoleRead,
     /// Waiting for a mailbox word.
     Recv,
+    /// A server waiting for its next request.
+    Serve,
+    /// A client waiting for a service's answer.
+    Call,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +121,7 @@ pub struct Kernel {
     release: Vec<Pid>,
     pub groups: BTreeMap<Pgid, process::GroupKill>,
     pub watchdogs: watchdog::Watchdogs,
+    pub services: service::Services,
 }
 
 static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
@@ -171,6 +177,7 @@ pub fn init() {
         release: Vec::new(),
         groups: BTreeMap::new(),
         watchdogs: watchdog::Watchdogs::new(),
+        services: service::Services::new(),
     });
     user::init_shared();
     idt::set_preempt_hook(on_interrupt);

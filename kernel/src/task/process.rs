@@ -241,6 +241,7 @@ impl Kernel {
             }
         }
         self.watchdogs.forget(Target::Process(pid));
+        self.services_forget(pid);
         self.wake_all(Block::Wait);
     }
 

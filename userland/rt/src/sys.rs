@@ -142,8 +142,38 @@ pub fn send_recv(pid: u32, word: u64, deadline_ns: u64) -> Result<(u32, u64), Er
     Errno::from_ret(ret).map(|sender| (sender as u32, answer))
 }
 
-/// A framed call: `request` in, the answer written to `response`; the
-/// answer's length.
+/// Makes this process the server of service `number` (a framed number).
+pub fn serve_register(number: u64, request_max: usize, response_max: usize) -> Result<(), Errno> {
+    call(nr::SERVE_REGISTER, number, request_max as u64, response_max as u64).map(|_| ())
+}
+
+/// Waits for the next request of service `number` into `buf` (which must
+/// hold the declared `request_max`): `(call id, request length)`.
+pub fn serve_next(number: u64, buf: &mut [u8]) -> Result<(u64, usize), Errno> {
+    // SAFETY: `buf` is writable for its length.
+    let (ret, id) = unsafe {
+        raw(
+            nr::SERVE_NEXT,
+            [number, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0],
+        )
+    };
+    Errno::from_ret(ret).map(|len| (id, len as usize))
+}
+
+/// Answers call `id`.
+pub fn serve_reply(id: u64, answer: &[u8]) -> Result<(), Errno> {
+    // SAFETY: `answer` is readable for its length.
+    let (ret, _) = unsafe {
+        raw(
+            nr::SERVE_REPLY,
+            [id, answer.as_ptr() as u64, answer.len() as u64, 0, 0, 0],
+        )
+    };
+    Errno::from_ret(ret).map(|_| ())
+}
+
+/// A framed call (`PROC`, or a service call such as `JOB`): `request` in,
+/// the answer written to `response`; the answer's length.
 pub fn framed(number: u64, request: &[u8], response: &mut [u8]) -> Result<usize, Errno> {
     // SAFETY: `request` is readable and `response` writable for their lengths.
     let (ret, _) = unsafe {
