@@ -162,6 +162,8 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
         nr::SERVE_REGISTER => with(|k| k.serve_register(a0, a1 as usize, a2 as usize)).map(|()| 0),
         nr::SERVE_NEXT => serve_next(a0, a1, a2, frame),
         nr::SERVE_REPLY => serve_reply(a0, a1, a2),
+        nr::LINK_WRITE => link_write(a0, a1),
+        nr::LINK_READ => link_read(a0, a1),
         _ => Err(Errno::UnknownSyscall),
     }
 }
@@ -328,6 +330,38 @@ fn serve_reply(id: u64, buf: u64, len: u64) -> Result<u64> {
     let mut answer = vec![0u8; len as usize];
     read_user(buf, &mut answer)?;
     with(|k| k.serve_reply(id, answer)).map(|()| 0)
+}
+
+/// The link is opsd's: only the process serving `JOB` may move its bytes.
+fn link_owner() -> Result<()> {
+    if !crate::link::present() {
+        return Err(Errno::NoDevice);
+    }
+    if !with(|k| k.serves(nr::JOB)) {
+        return Err(Errno::NotPermitted);
+    }
+    Ok(())
+}
+
+fn link_write(ptr: u64, len: u64) -> Result<u64> {
+    link_owner()?;
+    let len = len.min(CONSOLE_IO_MAX as u64) as usize;
+    let mut buf = [0u8; CONSOLE_IO_MAX];
+    read_user(ptr, &mut buf[..len])?;
+    crate::link::write(&buf[..len])
+        .map(|n| n as u64)
+        .map_err(|_| Errno::NoDevice)
+}
+
+fn link_read(ptr: u64, cap: u64) -> Result<u64> {
+    link_owner()?;
+    let cap = cap.min(CONSOLE_IO_MAX as u64) as usize;
+    // Check before taking bytes off the ring, so none is lost.
+    check_user(ptr, cap, true)?;
+    let mut buf = [0u8; CONSOLE_IO_MAX];
+    let n = crate::link::read(&mut buf[..cap]).map_err(|_| Errno::NoDevice)?;
+    write_user(ptr, &buf[..n])?;
+    Ok(n as u64)
 }
 
 fn framed_proc(req_ptr: u64, req_len: u64, resp_ptr: u64, resp_cap: u64) -> Result<u64> {

@@ -87,6 +87,11 @@ pub mod nr {
     pub const SERVE_NEXT: u64 = 33;
     /// `serve_reply(call, buf, len)`: the answer (at most `response_max`).
     pub const SERVE_REPLY: u64 = 34;
+    /// `link_write(ptr, len) -> n`: bytes queued for the host (0: the ring
+    /// is full). Only the `JOB` server (opsd) may use the link.
+    pub const LINK_WRITE: u64 = 35;
+    /// `link_read(ptr, cap) -> n`: bytes from the host (0: none waiting).
+    pub const LINK_READ: u64 = 36;
 }
 
 /// `console_read` flag: return [`Errno::WouldBlock`] instead of blocking.
@@ -134,10 +139,14 @@ pub enum Errno {
     NothingToWait = 17,
     /// No process serves this call (or its server ended).
     NoSuchService = 18,
+    /// The machine lacks the device (no link).
+    NoDevice = 19,
+    /// The caller may not do this (the link belongs to the `JOB` server).
+    NotPermitted = 20,
 }
 
 impl Errno {
-    pub const ALL: [Errno; 18] = [
+    pub const ALL: [Errno; 20] = [
         Errno::BadAddress,
         Errno::InvalidArgument,
         Errno::BadFrame,
@@ -156,6 +165,8 @@ impl Errno {
         Errno::GroupStopping,
         Errno::NothingToWait,
         Errno::NoSuchService,
+        Errno::NoDevice,
+        Errno::NotPermitted,
     ];
 
     /// The `rax` value for this error.
@@ -197,6 +208,8 @@ impl Errno {
             Errno::GroupStopping => "process group is being stopped",
             Errno::NothingToWait => "nothing to wait for",
             Errno::NoSuchService => "no such service",
+            Errno::NoDevice => "no such device",
+            Errno::NotPermitted => "not permitted",
         }
     }
 }

@@ -73,6 +73,15 @@ impl Kernel {
         Ok(())
     }
 
+    /// Whether the current process serves `number` (a capability: the link
+    /// belongs to the `JOB` server).
+    pub fn serves(&self, number: u64) -> bool {
+        self.services
+            .by_number
+            .get(&number)
+            .is_some_and(|s| s.server == self.current)
+    }
+
     /// The limits of service `number` (for the client's buffer checks).
     pub fn service_limits(&self, number: u64) -> Result<(usize, usize), Errno> {
         let s = self.services.by_number.get(&number).ok_or(Errno::NoSuchService)?;

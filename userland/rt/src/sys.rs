@@ -172,6 +172,21 @@ pub fn serve_reply(id: u64, answer: &[u8]) -> Result<(), Errno> {
     Errno::from_ret(ret).map(|_| ())
 }
 
+/// Queues bytes for the host on the link (the `JOB` server only); how many
+/// fitted (at most 4096 a call; 0 when the ring is full).
+pub fn link_write(bytes: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: `bytes` is readable for its length.
+    let (ret, _) = unsafe { raw(nr::LINK_WRITE, [bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0, 0]) };
+    Errno::from_ret(ret).map(|n| n as usize)
+}
+
+/// Takes bytes from the host off the link; how many (0 when none wait).
+pub fn link_read(buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: `buf` is writable for its length.
+    let (ret, _) = unsafe { raw(nr::LINK_READ, [buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0, 0]) };
+    Errno::from_ret(ret).map(|n| n as usize)
+}
+
 /// A framed call (`PROC`, or a service call such as `JOB`): `request` in,
 /// the answer written to `response`; the answer's length.
 pub fn framed(number: u64, request: &[u8], response: &mut [u8]) -> Result<usize, Errno> {

@@ -242,6 +242,18 @@ fn unknown_numbers(c: &mut Checks) {
     // SAFETY: no pointer arguments.
     let got = unsafe { sc(nr::SERVE_REGISTER, [nr::FS, 0, 16, 0, 0, 0]) };
     c.err("serve_register_zero_limit", &got, Errno::InvalidArgument);
+    // The link: no device in plain runs, and never for a non-server.
+    let mut byte = [0u8; 1];
+    c.err_any(
+        "link_write_not_owner",
+        &sys::link_write(b"x"),
+        &[Errno::NoDevice, Errno::NotPermitted],
+    );
+    c.err_any(
+        "link_read_not_owner",
+        &sys::link_read(&mut byte),
+        &[Errno::NoDevice, Errno::NotPermitted],
+    );
 }
 
 fn console_write(c: &mut Checks, top: Option<u64>) {
