@@ -7,6 +7,8 @@
 pub mod boot;
 pub mod console;
 pub mod initrd;
+pub mod job;
 pub mod ktest;
+pub mod link;
 pub mod shm_ring;
 pub mod syscall;
