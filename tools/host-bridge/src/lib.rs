@@ -1,0 +1,31 @@
+//! The host bridge's process supervisor (docs/jobs.md, "Host bridge").
+//!
+//! * [`shim`]: `host-bridge shim`, one per job, in its own session. It runs
+//!   the job as the leader of its own process group with stdout and stderr
+//!   going straight to append-only files, is a child subreaper (escaped
+//!   descendants are reparented to it and killed at the end), handles stop
+//!   and timeout (SIGTERM to the group, grace, SIGKILL) and writes the exit
+//!   record atomically. It survives the bridge.
+//! * [`Supervisor`]: the library API used by the HTTP and link layers:
+//!   start, stop, poll (exits, log bytes with offsets, metric points),
+//!   status, and a state file so that a new supervisor re-adopts running
+//!   jobs and reports the ones that ended (or were lost) while none ran.
+//! * [`metric`]: the metric line format (`{"aether_metric": {...}}`).
+//!
+//! Linux only: it relies on `/proc`, process groups, sessions and
+//! `PR_SET_CHILD_SUBREAPER`.
+
+pub mod metric;
+pub mod procfs;
+pub mod records;
+pub mod shim;
+mod state;
+mod supervisor;
+mod util;
+
+pub use metric::MetricPoint;
+pub use records::{ExitReason, ExitRecord};
+pub use supervisor::{
+    DEFAULT_GRACE_MS, Error, Event, JobSpec, JobState, JobStatus, LOG_CHUNK_MAX, Started, Stream, Supervisor,
+};
+pub use util::now_ms;
