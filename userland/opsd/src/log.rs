@@ -1,0 +1,104 @@
+//! One stream of one job: the newest bytes kept, offsets counted from the
+//! job's first byte.
+
+use alloc::collections::VecDeque;
+
+use aether_abi::job::LOG_CHUNK_MAX;
+use heapless::Vec;
+
+/// A job's stdout or stderr as opsd keeps it: `kept` holds the bytes at
+/// `start..end` of the stream; everything before `start` was dropped (a
+/// cap), but offsets go on counting.
+///
+/// Offsets are opsd's: a retry's attempt starts its own offsets at 0 on the
+/// bridge (a fresh shim, fresh files), and `base` is where byte 0 of the
+/// current attempt sits in opsd's stream, so a job's output reads as one
+/// stream across its attempts.
+#[derive(Debug, Default)]
+pub(crate) struct StreamLog {
+    kept: VecDeque<u8>,
+    /// The offset of `kept[0]`.
+    start: u64,
+    /// Where the current attempt's byte 0 is.
+    base: u64,
+    /// The end a `LogResend` was asked for last (one per gap).
+    pub(crate) asked_from: Option<u64>,
+}
+
+impl StreamLog {
+    /// One past the last byte received.
+    pub(crate) fn end(&self) -> u64 {
+        self.start + self.kept.len() as u64
+    }
+
+    /// The offset of the oldest byte still kept.
+    pub(crate) fn start(&self) -> u64 {
+        self.start
+    }
+
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Bytes held in memory.
+    pub(crate) fn kept(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// The current end in the bridge's offsets (the current attempt's).
+    pub(crate) fn attempt_end(&self) -> u64 {
+        self.end() - self.base
+    }
+
+    /// A new attempt starts: its byte 0 goes at the current end.
+    pub(crate) fn new_attempt(&mut self) {
+        self.base = self.end();
+        self.asked_from = None;
+    }
+
+    /// Appends at the end; then drops from the front beyond `cap` bytes.
+    /// Returns the bytes dropped.
+    pub(crate) fn append(&mut self, bytes: &[u8], cap: usize) -> usize {
+        // Only the newest `cap` bytes of `bytes` can stay: the rest is
+        // dropped without being copied in.
+        let skip = bytes.len().saturating_sub(cap);
+        let mut dropped = 0;
+        if skip > 0 {
+            dropped = self.drop_front(usize::MAX) + skip;
+            self.start += skip as u64;
+        }
+        let bytes = &bytes[skip..];
+        let excess = (self.kept.len() + bytes.len()).saturating_sub(cap);
+        dropped += self.drop_front(excess);
+        self.kept.extend(bytes.iter().copied());
+        dropped
+    }
+
+    /// Drops up to `n` of the oldest bytes kept; returns how many.
+    pub(crate) fn drop_front(&mut self, n: usize) -> usize {
+        let n = n.min(self.kept.len());
+        self.kept.drain(..n);
+        self.start += n as u64;
+        if self.kept.is_empty() {
+            // Give the memory back (a cap or a budget emptied it).
+            self.kept = VecDeque::new();
+        }
+        n
+    }
+
+    /// Up to `max` bytes (at most [`LOG_CHUNK_MAX`]) from `offset`: a read
+    /// below `start` begins at `start`, one beyond the end at the end.
+    /// Returns where the bytes begin.
+    pub(crate) fn read(&self, offset: u64, max: usize) -> (u64, Vec<u8, LOG_CHUNK_MAX>) {
+        let from = offset.clamp(self.start, self.end());
+        // `from - start` is at most `kept.len()`, a usize.
+        let at = (from - self.start) as usize;
+        let n = max.min(LOG_CHUNK_MAX).min(self.kept.len() - at);
+        let mut bytes = Vec::new();
+        for &b in self.kept.range(at..at + n) {
+            // n <= LOG_CHUNK_MAX: never full.
+            let _ = bytes.push(b);
+        }
+        (from, bytes)
+    }
+}
