@@ -37,6 +37,7 @@ const REQUIRED: &[&str] = &[
     "ring3_watchdog_deadline_stops_with_grace",
     "ring3_address_spaces_stay_isolated_across_switches",
     "ring3_service_calls",
+    "ring3_opsd_runs_native_jobs",
     "ring3_bad_syscalls_are_errors",
     "ring3_fuzz_100k_syscalls",
     "ring3_spawn_and_kill_errors",

@@ -160,7 +160,7 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
         nr::PROC => framed_proc(a0, a1, a2, a3),
         nr::JOB | nr::METRIC | nr::EVENT | nr::FS | nr::TEST_SERVICE => service_call(n, a0, a1, a2, a3),
         nr::SERVE_REGISTER => with(|k| k.serve_register(a0, a1 as usize, a2 as usize)).map(|()| 0),
-        nr::SERVE_NEXT => serve_next(a0, a1, a2, frame),
+        nr::SERVE_NEXT => serve_next(a0, a1, a2, a3, frame),
         nr::SERVE_REPLY => serve_reply(a0, a1, a2),
         nr::LINK_WRITE => link_write(a0, a1),
         nr::LINK_READ => link_read(a0, a1),
@@ -296,9 +296,10 @@ fn service_call(number: u64, req_ptr: u64, req_len: u64, resp_ptr: u64, resp_cap
     }
 }
 
-/// A server takes its next request (blocking): its length, the call id in
-/// `rdx`. The buffer is checked first, so a bad one loses no request.
-fn serve_next(number: u64, buf: u64, cap: u64, frame: &mut SyscallFrame) -> Result<u64> {
+/// A server takes its next request (blocking until `deadline`, 0 = no
+/// deadline): its length, the call id in `rdx`. The buffer is checked
+/// first, so a bad one loses no request.
+fn serve_next(number: u64, buf: u64, cap: u64, deadline: u64, frame: &mut SyscallFrame) -> Result<u64> {
     let (request_max, _) = with(|k| k.service_limits(number))?;
     if cap < request_max as u64 {
         return Err(Errno::ResponseTooSmall);
@@ -308,7 +309,10 @@ fn serve_next(number: u64, buf: u64, cap: u64, frame: &mut SyscallFrame) -> Resu
         let next = with(|k| {
             let n = k.serve_take(number);
             if let Ok(None) = n {
-                k.block_current(Block::Serve, None);
+                if deadline != 0 && time::now_ns() >= deadline {
+                    return Err(Errno::TimedOut);
+                }
+                k.block_current(Block::Serve, (deadline != 0).then_some(deadline));
             }
             n
         })?;

@@ -505,6 +505,8 @@ pub enum JobError {
     TableFull,
     /// A host job while the bridge is not connected.
     HostUnavailable,
+    /// The request did not decode as a `JobRequest` (HTTP 400).
+    BadRequest,
 }
 
 impl JobError {
@@ -515,6 +517,7 @@ impl JobError {
             JobError::InvalidSpec { .. } => "invalid job spec",
             JobError::TableFull => "the job table is full",
             JobError::HostUnavailable => "the host bridge is not connected",
+            JobError::BadRequest => "malformed job request",
         }
     }
 
@@ -526,6 +529,7 @@ impl JobError {
             JobError::InvalidSpec { .. } => 400,
             JobError::TableFull => 429,
             JobError::HostUnavailable => 503,
+            JobError::BadRequest => 400,
         }
     }
 }

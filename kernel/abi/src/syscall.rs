@@ -82,8 +82,9 @@ pub mod nr {
     /// `serve_register(service, request_max, response_max)`: the caller
     /// answers that service's calls from now on (one server per service).
     pub const SERVE_REGISTER: u64 = 32;
-    /// `serve_next(service, buf, cap) -> len`, the call id in `rdx`: blocks
-    /// for the next request; `cap` must hold the declared `request_max`.
+    /// `serve_next(service, buf, cap, deadline_ns) -> len`, the call id in
+    /// `rdx`: blocks for the next request (until the deadline, 0 = none:
+    /// then `TimedOut`); `cap` must hold the declared `request_max`.
     pub const SERVE_NEXT: u64 = 33;
     /// `serve_reply(call, buf, len)`: the answer (at most `response_max`).
     pub const SERVE_REPLY: u64 = 34;

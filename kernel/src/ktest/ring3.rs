@@ -254,6 +254,27 @@ pub fn ring3_service_calls() -> TestResult {
     Ok(())
 }
 
+/// opsd serves JOB: a native job started through it runs as a process and
+/// ends SUCCEEDED (hello exits 0), or FAILED with the program's exit code.
+pub fn ring3_opsd_runs_native_jobs() -> TestResult {
+    let (opsd, _) = spawn("opsd", &[], 3, GroupChoice::New)?;
+    sleep_ms(50);
+    let (client, _) = spawn("svc", &["job", "hello"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    let r = wait_pid(client)?;
+    ensure!(r.status == ExitStatus::Exited(0), "native hello job: {:?}", r.status);
+    // `svc` with no arguments prints its usage and exits 2.
+    let (client, _) = spawn("svc", &["job", "svc", "2"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    let r = wait_pid(client)?;
+    ensure!(
+        r.status == ExitStatus::Exited(0),
+        "native job exiting 2: {:?}",
+        r.status
+    );
+    task::with(|k| k.kill(Target::Process(opsd), 0)).map_err(|e| format!("kill opsd: {e}"))?;
+    wait_pid(opsd)?;
+    Ok(())
+}
+
 pub fn ring3_bad_syscalls_are_errors() -> TestResult {
     let (pid, _) = spawn("badcalls", &[], DEFAULT_PRIORITY, GroupChoice::New)?;
     let r = wait_pid(pid)?;

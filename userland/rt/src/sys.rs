@@ -148,15 +148,12 @@ pub fn serve_register(number: u64, request_max: usize, response_max: usize) -> R
 }
 
 /// Waits for the next request of service `number` into `buf` (which must
-/// hold the declared `request_max`): `(call id, request length)`.
-pub fn serve_next(number: u64, buf: &mut [u8]) -> Result<(u64, usize), Errno> {
+/// hold the declared `request_max`), until `deadline_ns` (0: no deadline,
+/// else `TimedOut`): `(call id, request length)`.
+pub fn serve_next(number: u64, buf: &mut [u8], deadline_ns: u64) -> Result<(u64, usize), Errno> {
+    let args = [number, buf.as_mut_ptr() as u64, buf.len() as u64, deadline_ns, 0, 0];
     // SAFETY: `buf` is writable for its length.
-    let (ret, id) = unsafe {
-        raw(
-            nr::SERVE_NEXT,
-            [number, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0],
-        )
-    };
+    let (ret, id) = unsafe { raw(nr::SERVE_NEXT, args) };
     Errno::from_ret(ret).map(|len| (id, len as usize))
 }
 

@@ -8,6 +8,8 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 use aether_abi::syscall::{Errno, nr};
 use aether_rt::{Args, entry, println, sys};
 
@@ -22,8 +24,9 @@ fn main(args: Args) -> i32 {
         Some("call") => calls(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100)),
         Some("hang") => expect(call(b"hang", &mut [0; LIMIT]), Err(Errno::NoSuchService), "hang"),
         Some("none") => expect(call(b"hi", &mut [0; LIMIT]), Err(Errno::NoSuchService), "none"),
+        Some("job") => native_job(args.get(2).unwrap_or("hello"), args.get(3).and_then(|a| a.parse().ok())),
         _ => {
-            println!("usage: svc serve | call N | hang | none");
+            println!("usage: svc serve | call N | hang | none | job PROG [EXIT]");
             2
         }
     }
@@ -49,7 +52,7 @@ fn serve() -> i32 {
     }
     let mut buf = [0u8; LIMIT];
     loop {
-        let (id, len) = match sys::serve_next(SERVICE, &mut buf) {
+        let (id, len) = match sys::serve_next(SERVICE, &mut buf, 0) {
             Ok(x) => x,
             Err(e) => {
                 println!("svc serve: next: {e}");
@@ -119,6 +122,50 @@ fn itoa(mut n: u32, buf: &mut [u8; 16]) -> &[u8] {
         n /= 10;
         if n == 0 {
             return &buf[i..];
+        }
+    }
+}
+
+/// Runs `program` as a native job through opsd (the `JOB` service) and
+/// waits for it: exit 0 if it ends SUCCEEDED (or FAILED with `want_exit`).
+fn native_job(program: &str, want_exit: Option<i32>) -> i32 {
+    use aether_abi::job::{self, JobKind, JobReply, JobRequest, JobResponse, JobSpec, JobState};
+    use aether_abi::syscall::{decode, encode};
+    let mut spec = JobSpec::default();
+    if spec.name.push_str(program).is_err() || spec.entrypoint.push(program.try_into().unwrap_or_default()).is_err() {
+        return 2;
+    }
+    spec.kind = JobKind::Native;
+    let mut req = alloc::vec![0u8; job::REQUEST_MAX];
+    let mut resp = alloc::vec![0u8; job::JOB_RESPONSE_MAX];
+    let mut call_job = |r: &JobRequest| -> Result<JobReply, Errno> {
+        let n = encode(r, &mut req)?.len();
+        let m = sys::framed(nr::JOB, &req[..n], &mut resp)?;
+        decode(&resp[..m])
+    };
+    let job_id = match call_job(&JobRequest::Start(spec)) {
+        Ok(Ok(JobResponse::Started { job_id })) => job_id,
+        other => {
+            println!("svc job: start: {other:?}");
+            return 1;
+        }
+    };
+    match call_job(&JobRequest::Wait { job_id }) {
+        Ok(Ok(JobResponse::Ended(r))) => {
+            let ok = match want_exit {
+                None => r.status == JobState::Succeeded && r.exit_code == Some(0),
+                Some(code) => r.status == JobState::Failed && r.exit_code == Some(code),
+            };
+            if ok {
+                0
+            } else {
+                println!("svc job: ended {} exit {:?}", r.status.as_str(), r.exit_code);
+                1
+            }
+        }
+        other => {
+            println!("svc job: wait: {other:?}");
+            1
         }
     }
 }

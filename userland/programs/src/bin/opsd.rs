@@ -1,0 +1,254 @@
+//! opsd, the ops daemon (docs/jobs.md): the `JOB` server. It owns the job
+//! table (`opsd-core`), answers the console's (and, through the bridge,
+//! HTTP's) job requests, runs native jobs as process groups, and talks to
+//! the host bridge over the link (`aether-link` frames over the kernel's
+//! `link_read`/`link_write`). One loop, never blocking for long: a request
+//! (waiting at most `TICK_NS`), the link, timers, native exits.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use aether_abi::job::{self, JOB_RESPONSE_MAX, JobKind, JobReply};
+use aether_abi::link::LinkSplitter;
+use aether_abi::syscall::{
+    self as abi, Errno, ExitStatus, GroupChoice, ProcRequest, ProcResponse, Target, WaitTarget, nr,
+};
+use aether_link::{Config as LinkConfig, Endpoint};
+use aether_rt::{Args, entry, println, proc, sys};
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use opsd_core::{Action, Config, Handled, Jobs};
+
+entry!(main);
+
+/// How long one wait for a request lasts before the link gets a turn (the
+/// link is polled: ivshmem-plain has no interrupt).
+const LINK_TICK_NS: u64 = 2_000_000;
+/// The same while native jobs run (their ends are polled).
+const NATIVE_TICK_NS: u64 = 10_000_000;
+/// The longest wait when nothing else needs attention.
+const IDLE_TICK_NS: u64 = 1_000_000_000;
+/// Encoded frames waiting for room on the link, at most.
+const PENDING_MAX: usize = 256 * 1024;
+
+fn main(_args: Args) -> i32 {
+    if let Err(e) = sys::serve_register(nr::JOB, job::REQUEST_MAX, JOB_RESPONSE_MAX) {
+        println!("opsd: cannot serve JOB: {e}");
+        return 1;
+    }
+    let boot_ms = boot_unix_ms();
+    let now_ms = || boot_ms + sys::clock_ns() / 1_000_000;
+    let mut jobs = Box::new(Jobs::new(Config::default()));
+    let mut link = Link::open(now_ms());
+    let mut request = vec![0u8; job::REQUEST_MAX];
+    let mut answer = vec![0u8; JOB_RESPONSE_MAX];
+    // Waits on live jobs: (call id, job id), answered when the job ends.
+    let mut waits: Vec<(u64, u64)> = Vec::new();
+    // Native jobs: (pid, job id).
+    let mut native: Vec<(u32, u64)> = Vec::new();
+    println!(
+        "opsd: serving JOB{}",
+        if link.is_some() {
+            ", link up"
+        } else {
+            ", no link (host jobs wait)"
+        }
+    );
+    loop {
+        let tick = if link.is_some() {
+            LINK_TICK_NS
+        } else if !native.is_empty() {
+            NATIVE_TICK_NS
+        } else {
+            // Until the table's next timer (timeouts, stalls), if sooner.
+            let until_ms = jobs.next_deadline().map_or(u64::MAX, |d| d.saturating_sub(now_ms()));
+            IDLE_TICK_NS.min(until_ms.saturating_mul(1_000_000)).max(1_000_000)
+        };
+        match sys::serve_next(nr::JOB, &mut request, sys::clock_ns() + tick) {
+            Ok((call, len)) => {
+                let reply: JobReply = match abi::decode(&request[..len]) {
+                    Ok(req) => match jobs.handle(req, now_ms()) {
+                        Handled::Reply(r) => r,
+                        Handled::Pending(job_id) => {
+                            waits.push((call, job_id));
+                            continue;
+                        }
+                    },
+                    // Not a JobRequest: answered, never a crash.
+                    Err(_) => Err(job::JobError::BadRequest),
+                };
+                answer_call(call, &reply, &mut answer);
+            }
+            Err(Errno::TimedOut) => {}
+            Err(e) => {
+                println!("opsd: serve_next: {e}");
+                sys::sleep_ms(10);
+            }
+        }
+        let now = now_ms();
+        if let Some(l) = link.as_mut() {
+            l.pump(&mut jobs, now);
+        }
+        jobs.tick(now);
+        while let Some(action) = jobs.pop_action() {
+            run_action(action, &mut jobs, &mut native, now);
+        }
+        reap_native(&mut jobs, &mut native, now);
+        waits.retain(|&(call, job_id)| match jobs.wait_reply(job_id) {
+            Some(reply) => {
+                answer_call(call, &reply, &mut answer);
+                false
+            }
+            None => true,
+        });
+        // Events go to the event bus in the telemetry issue; drop them here.
+        jobs.drain_events().for_each(drop);
+    }
+}
+
+fn answer_call(call: u64, reply: &JobReply, buf: &mut [u8]) {
+    match abi::encode(reply, buf) {
+        Ok(bytes) => {
+            let n = bytes.len();
+            if let Err(e) = sys::serve_reply(call, &buf[..n]) {
+                println!("opsd: reply: {e}");
+            }
+        }
+        Err(e) => println!("opsd: encode reply: {e}"),
+    }
+}
+
+/// Wall-clock Unix milliseconds at boot (the kernel's RTC reading).
+fn boot_unix_ms() -> u64 {
+    match proc::request(&ProcRequest::SystemInfo) {
+        Ok(ProcResponse::SystemInfo(i)) => (i.boot_unix_s * 1000)
+            .saturating_add(i.uptime_ns / 1_000_000)
+            .saturating_sub(sys::clock_ns() / 1_000_000),
+        _ => 0,
+    }
+}
+
+fn run_action(action: Action, jobs: &mut Jobs, native: &mut Vec<(u32, u64)>, now: u64) {
+    match action {
+        Action::SpawnNative { job_id, spec } => {
+            let Some(program) = spec.entrypoint.first() else {
+                return jobs.native_spawn_failed(job_id, "empty entrypoint", now);
+            };
+            let args: Vec<&str> = spec.entrypoint.iter().skip(1).map(|a| a.as_str()).collect();
+            if spec.kind != JobKind::Native {
+                return;
+            }
+            match proc::spawn(program, &args, spec.priority.min(31), GroupChoice::New) {
+                Ok((pid, _)) => {
+                    native.push((pid, job_id));
+                    jobs.native_started(job_id, pid, now);
+                }
+                Err(e) => jobs.native_spawn_failed(job_id, e.as_str(), now),
+            }
+        }
+        Action::StopNative { job_id, grace_ms } => {
+            if let Some(&(pid, _)) = native.iter().find(|(_, j)| *j == job_id) {
+                // The job's group is led by its first process.
+                let _ = proc::kill(Target::Group(pid), grace_ms);
+            }
+        }
+    }
+}
+
+/// Collects ended native jobs (their group leader's exit).
+fn reap_native(jobs: &mut Jobs, native: &mut Vec<(u32, u64)>, now: u64) {
+    native.retain(|&(pid, job_id)| {
+        match proc::request(&ProcRequest::Wait {
+            target: WaitTarget::Process(pid),
+            block: false,
+        }) {
+            Ok(ProcResponse::Exited(r)) => {
+                let (code, signal) = match r.status {
+                    ExitStatus::Exited(c) => (Some(c), None),
+                    // No signals in AetherOS: a kill reads as SIGKILL (9), a
+                    // fault as SIGSEGV (11), like a shell would report them.
+                    ExitStatus::Killed | ExitStatus::Watchdog => (None, Some(9)),
+                    ExitStatus::Faulted(_) => (None, Some(11)),
+                };
+                jobs.native_exited(job_id, code, signal, r.forced, now);
+                false
+            }
+            Ok(_) => true,
+            Err(_) => {
+                // Gone without a record (reaped elsewhere): ended unknown.
+                jobs.native_exited(job_id, None, Some(9), true, now);
+                false
+            }
+        }
+    });
+}
+
+/// The link to the host bridge, if this machine has one.
+struct Link {
+    endpoint: Endpoint,
+    splitter: Box<LinkSplitter>,
+    /// Encoded frames not yet taken by `link_write`.
+    pending: Vec<u8>,
+    connected: bool,
+}
+
+impl Link {
+    fn open(now_ms: u64) -> Option<Link> {
+        // Probe: no device, or not ours, means no link.
+        if sys::link_read(&mut []).is_err() {
+            return None;
+        }
+        Some(Link {
+            endpoint: Endpoint::new(now_ms, LinkConfig::default()),
+            splitter: Box::new(LinkSplitter::new()),
+            pending: Vec::new(),
+            connected: false,
+        })
+    }
+
+    fn pump(&mut self, jobs: &mut Jobs, now: u64) {
+        // In: bytes -> frames -> messages -> the job table.
+        let mut buf = [0u8; 4096];
+        let mut frames: Vec<Vec<u8>> = Vec::new();
+        while let Ok(n) = sys::link_read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            self.splitter.push(&buf[..n], |f| frames.push(f.to_vec()));
+        }
+        for f in frames {
+            if let Some(msg) = self.endpoint.receive(&f, now) {
+                jobs.on_link(msg, now);
+            }
+        }
+        let up = self.endpoint.is_connected();
+        if up && !self.connected {
+            jobs.on_bridge_connected(now);
+        } else if !up && self.connected {
+            jobs.on_bridge_lost(now);
+        }
+        self.connected = up;
+        // Out: the table's messages while the window has room.
+        while self.endpoint.has_room() {
+            let Some(msg) = jobs.pop_outbox() else { break };
+            if self.endpoint.send(&msg).is_err() {
+                break;
+            }
+        }
+        if self.pending.len() < PENDING_MAX {
+            let pending = &mut self.pending;
+            self.endpoint
+                .poll_transmit(now, |frame| pending.extend_from_slice(frame));
+        }
+        while !self.pending.is_empty() {
+            match sys::link_write(&self.pending) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+            }
+        }
+    }
+}
