@@ -6,9 +6,13 @@
 //! Parsing never allocates: a [`Command`] borrows its words from the line.
 //! Every bad input is one [`ParseError`], whose `Display` is the text after
 //! `error: ` on the console.
+//!
+//! `job ...` commands (docs/console.md, "job") are two words: `job start`,
+//! `job ls`, ...; each has its own row in [`COMMANDS`].
 
 use core::fmt;
 
+use aether_abi::job::{self, JobKind, Stream};
 use aether_abi::syscall::{
     ARG_MAX, ARGS_MAX, DEFAULT_PRIORITY, GroupChoice, NAME_MAX, PRIORITY_LEVELS, Pgid, Target, WatchdogAction,
     WatchdogKind,
@@ -73,25 +77,60 @@ pub const COMMANDS: &[Spec] = &[
         usage: "events [--json]",
         summary: "the recorded watchdog events",
     },
+    Spec {
+        name: "job start",
+        usage: "job start [--name N] [--native] [--grace MS] [--timeout MS] [--stall MS] [--retries N] -- CMD [ARGS..]",
+        summary: "submit a job to opsd: a host command (--native: an AetherOS program); prints its id",
+    },
+    Spec {
+        name: "job ls",
+        usage: "job ls [--json]",
+        summary: "the jobs opsd knows",
+    },
+    Spec {
+        name: "job status",
+        usage: "job status ID [--json]",
+        summary: "a job's record: status, exit, latest metrics",
+    },
+    Spec {
+        name: "job logs",
+        usage: "job logs ID [--stderr] [--offset N] [--follow]",
+        summary: "a job's stdout (or stderr) from byte N; --follow polls until the job ends",
+    },
+    Spec {
+        name: "job stop",
+        usage: "job stop ID",
+        summary: "stop a job (SIGTERM, the grace, then SIGKILL)",
+    },
+    Spec {
+        name: "job wait",
+        usage: "job wait ID [--json]",
+        summary: "block until a job has ended, then print its status",
+    },
 ];
+
+/// The words that may follow `job`.
+pub const JOB_SUBCOMMANDS: &str = "start, ls, status, logs, stop, wait";
+
+/// The most words after `job start ... --`, the command included
+/// ([`job::ARGS_MAX`]).
+pub const JOB_ARGS_MAX: usize = job::ARGS_MAX;
 
 /// The grace of `kill` and of the watchdog's `stop` action when none is given.
 pub const DEFAULT_GRACE_MS: u32 = 1000;
 
-/// The arguments after `run PROG`: at most [`ARGS_MAX`] words, borrowed
-/// from the line.
+/// The arguments after `run PROG` (at most [`ARGS_MAX`] words) or the argv
+/// after `job start ... --` (at most [`JOB_ARGS_MAX`]), borrowed from the
+/// line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArgList<'a> {
-    words: [&'a str; ARGS_MAX],
+pub struct ArgList<'a, const N: usize = ARGS_MAX> {
+    words: [&'a str; N],
     len: usize,
 }
 
-impl<'a> ArgList<'a> {
+impl<'a, const N: usize> ArgList<'a, N> {
     pub const fn new() -> Self {
-        ArgList {
-            words: [""; ARGS_MAX],
-            len: 0,
-        }
+        ArgList { words: [""; N], len: 0 }
     }
 
     /// Appends `word`; false (and unchanged) when full.
@@ -119,7 +158,7 @@ impl<'a> ArgList<'a> {
     }
 }
 
-impl Default for ArgList<'_> {
+impl<const N: usize> Default for ArgList<'_, N> {
     fn default() -> Self {
         Self::new()
     }
@@ -148,6 +187,55 @@ pub enum WatchdogSetting {
     Off,
 }
 
+/// `job start`: a [`job::JobSpec`] in words borrowed from the line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobStart<'a> {
+    /// `--name`, or the command's basename cut to [`job::NAME_MAX`] bytes.
+    pub name: &'a str,
+    /// [`JobKind::Host`], or [`JobKind::Native`] with `--native`.
+    pub kind: JobKind,
+    /// [`job::DEFAULT_GRACE_MS`] unless `--grace`.
+    pub grace_ms: u32,
+    /// At least 1 when given.
+    pub timeout_ms: Option<u32>,
+    pub stall_ms: Option<u32>,
+    pub max_retries: u8,
+    /// Everything after `--`: the command first, then its arguments (each at
+    /// most [`job::ARG_MAX`] bytes; never empty).
+    pub argv: ArgList<'a, JOB_ARGS_MAX>,
+}
+
+/// `job SUBCOMMAND ...`.
+// `Start` carries the whole argv (32 borrowed words) on purpose: parsing
+// does not allocate.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobCommand<'a> {
+    Start(JobStart<'a>),
+    List {
+        json: bool,
+    },
+    Status {
+        job_id: u64,
+        json: bool,
+    },
+    Logs {
+        job_id: u64,
+        stream: Stream,
+        offset: u64,
+        follow: bool,
+    },
+    Stop {
+        job_id: u64,
+    },
+    Wait {
+        job_id: u64,
+        json: bool,
+    },
+}
+
+// `Job` is the big one (see [`JobCommand`]).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command<'a> {
     /// An empty or blank line.
@@ -182,6 +270,8 @@ pub enum Command<'a> {
     Events {
         json: bool,
     },
+    /// `job start|ls|status|logs|stop|wait ...`: requests to opsd.
+    Job(JobCommand<'a>),
 }
 
 /// What is wrong with an option's or a positional argument's value.
@@ -191,8 +281,9 @@ pub enum ValueProblem {
     NotANumber,
     /// `-` followed by digits.
     Negative,
-    /// Above `u32::MAX`.
-    TooBig,
+    /// Above `max` (`u32::MAX` for most values, `u64::MAX` for job ids
+    /// and offsets).
+    TooBig { max: u64 },
     /// A number outside `min..=max` (`max == u32::MAX`: only a minimum).
     OutOfRange { min: u32, max: u32 },
     /// Not one of the words (or forms) listed.
@@ -204,7 +295,7 @@ impl fmt::Display for ValueProblem {
         match self {
             ValueProblem::NotANumber => f.write_str("expected a decimal number"),
             ValueProblem::Negative => f.write_str("must not be negative"),
-            ValueProblem::TooBig => write!(f, "too large (the most is {})", u32::MAX),
+            ValueProblem::TooBig { max } => write!(f, "too large (the most is {max})"),
             ValueProblem::OutOfRange { min, max: u32::MAX } => write!(f, "must be at least {min}"),
             ValueProblem::OutOfRange { min, max } => write!(f, "must be {min}..={max}"),
             ValueProblem::Expected(what) => write!(f, "expected {what}"),
@@ -271,6 +362,35 @@ pub enum ParseError<'a> {
     TooManyArgs {
         count: usize,
     },
+    /// `job` alone.
+    MissingSubcommand {
+        command: &'static str,
+    },
+    /// `job bogus`.
+    UnknownSubcommand {
+        command: &'static str,
+        sub: &'a str,
+    },
+    /// A word of `job start` before `--` that is no option: the command
+    /// must come after `--`.
+    BeforeSeparator {
+        command: &'static str,
+        word: &'a str,
+    },
+    /// `job start --name` longer than [`job::NAME_MAX`].
+    JobNameTooLong {
+        len: usize,
+    },
+    /// `argv[index]` of `job start` (0 = the command) is longer than
+    /// [`job::ARG_MAX`].
+    JobArgTooLong {
+        index: usize,
+        len: usize,
+    },
+    /// More than [`JOB_ARGS_MAX`] words after `job start ... --`.
+    JobTooManyArgs {
+        count: usize,
+    },
 }
 
 fn usage(command: &str) -> &'static str {
@@ -323,6 +443,34 @@ impl fmt::Display for ParseError<'_> {
             ParseError::TooManyArgs { count } => {
                 write!(f, "run: {count} arguments, the limit is {ARGS_MAX} (ARGS_MAX)")
             }
+            ParseError::MissingSubcommand { command } => {
+                write!(f, "{command}: missing subcommand ({JOB_SUBCOMMANDS}; try 'help')")
+            }
+            ParseError::UnknownSubcommand { command, sub } => {
+                write!(
+                    f,
+                    "{command}: unknown subcommand '{sub}' ({JOB_SUBCOMMANDS}; try 'help')"
+                )
+            }
+            ParseError::BeforeSeparator { command, word } => write!(
+                f,
+                "{command}: '{word}' before '--': options first, then '-- CMD [ARGS..]' (usage: {})",
+                usage(command)
+            ),
+            ParseError::JobNameTooLong { len } => write!(
+                f,
+                "job start: --name is {len} bytes, the limit is {} (NAME_MAX)",
+                job::NAME_MAX
+            ),
+            ParseError::JobArgTooLong { index, len } => write!(
+                f,
+                "job start: argv[{index}] is {len} bytes, the limit is {} (ARG_MAX)",
+                job::ARG_MAX
+            ),
+            ParseError::JobTooManyArgs { count } => write!(
+                f,
+                "job start: {count} words after '--', the limit is {JOB_ARGS_MAX} (ARGS_MAX, the command included)"
+            ),
         }
     }
 }
@@ -355,22 +503,32 @@ fn is_option(w: &str) -> bool {
     w.starts_with('-') && w.len() > 1 && !is_negative_number(w)
 }
 
-/// A decimal `u32`: digits only (no sign, no spaces, no `0x`).
-fn number(value: &str) -> Result<u32, ValueProblem> {
+/// A decimal number of at most `max`: digits only (no sign, no spaces, no
+/// `0x`).
+fn number_upto(value: &str, max: u64) -> Result<u64, ValueProblem> {
     if is_negative_number(value) {
         return Err(ValueProblem::Negative);
     }
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ValueProblem::NotANumber);
     }
-    let mut n: u32 = 0;
+    let mut n: u64 = 0;
     for b in value.bytes() {
         n = n
             .checked_mul(10)
-            .and_then(|n| n.checked_add(u32::from(b - b'0')))
-            .ok_or(ValueProblem::TooBig)?;
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .filter(|n| *n <= max)
+            .ok_or(ValueProblem::TooBig { max })?;
     }
     Ok(n)
+}
+
+/// A decimal `u32`.
+fn number(value: &str) -> Result<u32, ValueProblem> {
+    let n = number_upto(value, u64::from(u32::MAX))?;
+    u32::try_from(n).map_err(|_| ValueProblem::TooBig {
+        max: u64::from(u32::MAX),
+    })
 }
 
 /// A number in `min..=max`.
@@ -441,6 +599,28 @@ impl<'a, I: Iterator<Item = &'a str>> Words<'a, I> {
     /// The one positional id (`PID`, `PGID`): a number of at least 1.
     fn id(&self, what: &'static str, value: &'a str) -> Result<u32, ParseError<'a>> {
         ranged(value, 1, u32::MAX).map_err(|problem| self.bad(what, value, problem))
+    }
+
+    /// A job id: a `u64` of at least 1.
+    fn job_id(&self, value: &'a str) -> Result<u64, ParseError<'a>> {
+        match number_upto(value, u64::MAX) {
+            Ok(0) => Err(self.bad("ID", value, ValueProblem::OutOfRange { min: 1, max: u32::MAX })),
+            Ok(n) => Ok(n),
+            Err(problem) => Err(self.bad("ID", value, problem)),
+        }
+    }
+
+    /// The value of `option` as a `u64`.
+    fn number64(&mut self, option: &'static str) -> Result<u64, ParseError<'a>> {
+        let value = self.value(option)?;
+        number_upto(value, u64::MAX).map_err(|problem| self.bad(option, value, problem))
+    }
+
+    /// A flag given at most once.
+    fn flag(&self, slot: &mut Option<()>, option: &'static str) -> Result<(), ParseError<'a>> {
+        self.once(slot, option)?;
+        *slot = Some(());
+        Ok(())
     }
 }
 
@@ -709,6 +889,211 @@ fn parse_watchdog<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>
     })
 }
 
+/// The default name of a job: the command's last path component (`python3`
+/// for `/usr/bin/python3`), cut to [`job::NAME_MAX`] bytes.
+fn basename(cmd: &str) -> &str {
+    let trimmed = cmd.trim_end_matches('/');
+    let base = match trimmed.rsplit('/').next() {
+        Some(b) if !b.is_empty() => b,
+        _ => cmd,
+    };
+    let mut end = base.len().min(job::NAME_MAX);
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    base.get(..end).unwrap_or(base)
+}
+
+fn parse_job_start<'a>(args: impl Iterator<Item = &'a str>) -> Result<JobCommand<'a>, ParseError<'a>> {
+    const CMD: &str = "job start";
+    let mut w = Words::new(CMD, args);
+    let mut name = None;
+    let mut native = None;
+    let mut grace = None;
+    let mut timeout = None;
+    let mut stall = None;
+    let mut retries = None;
+    // Options, up to `--`.
+    loop {
+        let Some(word) = w.next() else {
+            return Err(ParseError::Missing {
+                command: CMD,
+                what: "'-- CMD'",
+            });
+        };
+        match word {
+            "--" => break,
+            "--name" => {
+                w.once(&name, "--name")?;
+                let value = w.value("--name")?;
+                if value.len() > job::NAME_MAX {
+                    return Err(ParseError::JobNameTooLong { len: value.len() });
+                }
+                name = Some(value);
+            }
+            "--native" => w.flag(&mut native, "--native")?,
+            "--grace" => {
+                w.once(&grace, "--grace")?;
+                grace = Some(w.number("--grace", 0, u32::MAX)?);
+            }
+            "--timeout" => {
+                w.once(&timeout, "--timeout")?;
+                timeout = Some(w.number("--timeout", 1, u32::MAX)?);
+            }
+            "--stall" => {
+                w.once(&stall, "--stall")?;
+                stall = Some(w.number("--stall", 1, u32::MAX)?);
+            }
+            "--retries" => {
+                w.once(&retries, "--retries")?;
+                retries = Some(w.number("--retries", 0, u32::from(u8::MAX))?);
+            }
+            _ if is_option(word) => {
+                return Err(ParseError::UnknownOption {
+                    command: CMD,
+                    option: word,
+                });
+            }
+            _ => return Err(ParseError::BeforeSeparator { command: CMD, word }),
+        }
+    }
+    // Everything after `--` is argv, options of the command included.
+    let mut rest = w.iter;
+    let mut argv = ArgList::<JOB_ARGS_MAX>::new();
+    let mut index = 0;
+    while let Some(arg) = rest.next() {
+        if arg.len() > job::ARG_MAX {
+            return Err(ParseError::JobArgTooLong { index, len: arg.len() });
+        }
+        if !argv.push(arg) {
+            return Err(ParseError::JobTooManyArgs {
+                count: index + 1 + rest.count(),
+            });
+        }
+        index += 1;
+    }
+    let Some(cmd) = argv.as_slice().first() else {
+        return Err(ParseError::Missing {
+            command: CMD,
+            what: "CMD after '--'",
+        });
+    };
+    Ok(JobCommand::Start(JobStart {
+        name: name.unwrap_or_else(|| basename(cmd)),
+        kind: if native.is_some() {
+            JobKind::Native
+        } else {
+            JobKind::Host
+        },
+        grace_ms: grace.unwrap_or(job::DEFAULT_GRACE_MS),
+        timeout_ms: timeout,
+        stall_ms: stall,
+        // In 0..=255 by the parse.
+        max_retries: retries.and_then(|r| u8::try_from(r).ok()).unwrap_or(0),
+        argv,
+    }))
+}
+
+/// `job status|stop|wait ID [--json]` (`--json` only where `json_ok`):
+/// the id and the flag.
+fn parse_job_id<'a>(
+    command: &'static str,
+    json_ok: bool,
+    args: impl Iterator<Item = &'a str>,
+) -> Result<(u64, bool), ParseError<'a>> {
+    let mut w = Words::new(command, args);
+    let mut json = None;
+    let mut id = None;
+    let mut extra = None;
+    while let Some(word) = w.next() {
+        match word {
+            "--json" if json_ok => w.flag(&mut json, "--json")?,
+            _ if is_option(word) => return Err(ParseError::UnknownOption { command, option: word }),
+            _ if id.is_some() => extra = extra.or(Some(word)),
+            _ => id = Some(word),
+        }
+    }
+    let id = id.ok_or(ParseError::Missing { command, what: "ID" })?;
+    let id = w.job_id(id)?;
+    if let Some(argument) = extra {
+        return Err(ParseError::UnexpectedArgument { command, argument });
+    }
+    Ok((id, json.is_some()))
+}
+
+fn parse_job_logs<'a>(args: impl Iterator<Item = &'a str>) -> Result<JobCommand<'a>, ParseError<'a>> {
+    const CMD: &str = "job logs";
+    let mut w = Words::new(CMD, args);
+    let mut stderr = None;
+    let mut offset = None;
+    let mut follow = None;
+    let mut id = None;
+    let mut extra = None;
+    while let Some(word) = w.next() {
+        match word {
+            "--stderr" => w.flag(&mut stderr, "--stderr")?,
+            "--follow" => w.flag(&mut follow, "--follow")?,
+            "--offset" => {
+                w.once(&offset, "--offset")?;
+                offset = Some(w.number64("--offset")?);
+            }
+            _ if is_option(word) => {
+                return Err(ParseError::UnknownOption {
+                    command: CMD,
+                    option: word,
+                });
+            }
+            _ if id.is_some() => extra = extra.or(Some(word)),
+            _ => id = Some(word),
+        }
+    }
+    let id = id.ok_or(ParseError::Missing {
+        command: CMD,
+        what: "ID",
+    })?;
+    let job_id = w.job_id(id)?;
+    if let Some(argument) = extra {
+        return Err(ParseError::UnexpectedArgument { command: CMD, argument });
+    }
+    Ok(JobCommand::Logs {
+        job_id,
+        stream: if stderr.is_some() {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        },
+        offset: offset.unwrap_or(0),
+        follow: follow.is_some(),
+    })
+}
+
+fn parse_job(rest: &str) -> Result<Command<'_>, ParseError<'_>> {
+    let mut args = words(rest);
+    let Some(sub) = args.next() else {
+        return Err(ParseError::MissingSubcommand { command: "job" });
+    };
+    let cmd = match sub {
+        "start" => parse_job_start(args)?,
+        "ls" => JobCommand::List {
+            json: json_flag("job ls", args)?,
+        },
+        "status" => {
+            let (job_id, json) = parse_job_id("job status", true, args)?;
+            JobCommand::Status { job_id, json }
+        }
+        "logs" => parse_job_logs(args)?,
+        "stop" => JobCommand::Stop {
+            job_id: parse_job_id("job stop", false, args)?.0,
+        },
+        "wait" => {
+            let (job_id, json) = parse_job_id("job wait", true, args)?;
+            JobCommand::Wait { job_id, json }
+        }
+        _ => return Err(ParseError::UnknownSubcommand { command: "job", sub }),
+    };
+    Ok(Command::Job(cmd))
+}
+
 pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
     let line = line.trim_matches(|c: char| c.is_ascii_whitespace());
     let (name, rest) = line.split_once(|c: char| c.is_ascii_whitespace()).unwrap_or((line, ""));
@@ -743,6 +1128,7 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
         "events" => Ok(Command::Events {
             json: json_flag("events", args)?,
         }),
+        "job" => parse_job(rest),
         other => Err(ParseError::Unknown(other)),
     }
 }
@@ -1167,8 +1553,16 @@ mod tests {
         assert_eq!(number("0"), Ok(0));
         assert_eq!(number("007"), Ok(7));
         assert_eq!(number("4294967295"), Ok(u32::MAX));
-        assert_eq!(number("4294967296"), Err(ValueProblem::TooBig));
-        assert_eq!(number("99999999999999999999999"), Err(ValueProblem::TooBig));
+        let too_big = Err(ValueProblem::TooBig {
+            max: u64::from(u32::MAX),
+        });
+        assert_eq!(number("4294967296"), too_big);
+        assert_eq!(number("99999999999999999999999"), too_big);
+        assert_eq!(number_upto("18446744073709551615", u64::MAX), Ok(u64::MAX));
+        assert_eq!(
+            number_upto("18446744073709551616", u64::MAX),
+            Err(ValueProblem::TooBig { max: u64::MAX })
+        );
         assert_eq!(number(""), Err(ValueProblem::NotANumber));
         assert_eq!(number("-"), Err(ValueProblem::NotANumber));
         assert_eq!(number("-0"), Err(ValueProblem::Negative));
@@ -1176,6 +1570,313 @@ mod tests {
         assert_eq!(number("1_000"), Err(ValueProblem::NotANumber));
         assert_eq!(number("1e3"), Err(ValueProblem::NotANumber));
         assert_eq!(number("١"), Err(ValueProblem::NotANumber), "only ASCII digits");
+    }
+
+    fn job_of(line: &str) -> JobCommand<'_> {
+        match parse(line) {
+            Ok(Command::Job(j)) => j,
+            other => panic!("{line:?}: {other:?}"),
+        }
+    }
+
+    fn start_of(line: &str) -> JobStart<'_> {
+        match job_of(line) {
+            JobCommand::Start(s) => s,
+            other => panic!("{line:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn job_start_defaults_and_argv_after_the_separator() {
+        let s = start_of("job start -- python3 train.py --lr 0.1 -- x");
+        assert_eq!(s.argv.as_slice(), ["python3", "train.py", "--lr", "0.1", "--", "x"]);
+        assert_eq!(s.name, "python3");
+        assert_eq!(s.kind, JobKind::Host);
+        assert_eq!(s.grace_ms, job::DEFAULT_GRACE_MS);
+        assert_eq!(s.grace_ms, 10_000);
+        assert_eq!((s.timeout_ms, s.stall_ms, s.max_retries), (None, None, 0));
+        assert_eq!(start_of("job start -- /usr/bin/python3 t.py").name, "python3");
+        assert_eq!(start_of("job start -- ./bin/ t").name, "bin");
+        assert_eq!(start_of("job start -- /").name, "/");
+        let long = format!("/opt/{}", "n".repeat(100));
+        let line = format!("job start -- {long}");
+        assert_eq!(start_of(&line).name, "n".repeat(job::NAME_MAX), "cut to NAME_MAX");
+    }
+
+    #[test]
+    fn job_start_options_in_any_order() {
+        let s = start_of(
+            "job start --retries 3 --native --stall 500 --name train-1 --timeout 60000 --grace 0 -- sleeper 1 50",
+        );
+        assert_eq!(s.name, "train-1");
+        assert_eq!(s.kind, JobKind::Native);
+        assert_eq!(s.grace_ms, 0);
+        assert_eq!(s.timeout_ms, Some(60_000));
+        assert_eq!(s.stall_ms, Some(500));
+        assert_eq!(s.max_retries, 3);
+        assert_eq!(s.argv.as_slice(), ["sleeper", "1", "50"]);
+        let line = format!("job start --retries 255 --grace {} -- x", u32::MAX);
+        let s = start_of(&line);
+        assert_eq!((s.max_retries, s.grace_ms), (255, u32::MAX));
+        assert_eq!(
+            start_of("job start --name -5 -- x").name,
+            "-5",
+            "a negative number is a value"
+        );
+    }
+
+    #[test]
+    fn job_start_rejects_bad_input() {
+        let u = usage("job start");
+        assert_eq!(err("job start"), format!("job start: missing '-- CMD' (usage: {u})"));
+        assert_eq!(
+            err("job start --name t"),
+            format!("job start: missing '-- CMD' (usage: {u})")
+        );
+        assert_eq!(
+            err("job start python3 x.py"),
+            format!("job start: 'python3' before '--': options first, then '-- CMD [ARGS..]' (usage: {u})")
+        );
+        assert!(err("job start --native python3 -- x").starts_with("job start: 'python3' before '--'"));
+        assert_eq!(
+            err("job start --"),
+            format!("job start: missing CMD after '--' (usage: {u})")
+        );
+        assert_eq!(
+            err("job start --name t --   "),
+            format!("job start: missing CMD after '--' (usage: {u})")
+        );
+        assert_eq!(
+            err("job start --prio 3 -- x"),
+            format!("job start: unknown option '--prio' (usage: {u})")
+        );
+        assert!(err("job start -n t -- x").starts_with("job start: unknown option '-n'"));
+        assert_eq!(err("job start --name -- x"), "job start: --name needs a value");
+        assert_eq!(err("job start --name"), "job start: --name needs a value");
+        assert_eq!(err("job start --grace -- x"), "job start: --grace needs a value");
+        assert_eq!(err("job start --name a --name b -- x"), "job start: --name given twice");
+        assert_eq!(
+            err("job start --native --native -- x"),
+            "job start: --native given twice"
+        );
+        assert_eq!(
+            err("job start --grace 1 --grace 2 -- x"),
+            "job start: --grace given twice"
+        );
+        assert_eq!(
+            err("job start --timeout 1 --timeout 2 -- x"),
+            "job start: --timeout given twice"
+        );
+        assert_eq!(
+            err("job start --stall 1 --stall 2 -- x"),
+            "job start: --stall given twice"
+        );
+        assert_eq!(
+            err("job start --retries 1 --retries 2 -- x"),
+            "job start: --retries given twice"
+        );
+        assert_eq!(
+            err("job start --grace 1s -- x"),
+            "job start: bad --grace '1s': expected a decimal number"
+        );
+        assert_eq!(
+            err("job start --grace -1 -- x"),
+            "job start: bad --grace '-1': must not be negative"
+        );
+        assert_eq!(
+            err("job start --timeout 0 -- x"),
+            "job start: bad --timeout '0': must be at least 1"
+        );
+        assert_eq!(
+            err("job start --stall 0 -- x"),
+            "job start: bad --stall '0': must be at least 1"
+        );
+        assert_eq!(
+            err("job start --timeout 4294967296 -- x"),
+            "job start: bad --timeout '4294967296': too large (the most is 4294967295)"
+        );
+        assert_eq!(
+            err("job start --retries 256 -- x"),
+            "job start: bad --retries '256': must be 0..=255"
+        );
+        assert_eq!(
+            err("job start --retries many -- x"),
+            "job start: bad --retries 'many': expected a decimal number"
+        );
+    }
+
+    #[test]
+    fn job_start_limits_name_the_limit() {
+        let name = "n".repeat(job::NAME_MAX);
+        assert_eq!(start_of(&format!("job start --name {name} -- x")).name, name);
+        assert_eq!(
+            err(&format!("job start --name {name}x -- x")),
+            "job start: --name is 65 bytes, the limit is 64 (NAME_MAX)"
+        );
+        let arg = "a".repeat(job::ARG_MAX);
+        assert_eq!(
+            start_of(&format!("job start -- x {arg}")).argv.as_slice(),
+            ["x", arg.as_str()]
+        );
+        assert_eq!(
+            err(&format!("job start -- x y {arg}b")),
+            "job start: argv[2] is 257 bytes, the limit is 256 (ARG_MAX)"
+        );
+        assert_eq!(
+            err(&format!("job start -- {arg}b")),
+            "job start: argv[0] is 257 bytes, the limit is 256 (ARG_MAX)"
+        );
+        let words: std::vec::Vec<String> = (0..JOB_ARGS_MAX).map(|i| i.to_string()).collect();
+        let full = words.join(" ");
+        let line = format!("job start -- {full}");
+        let s = start_of(&line);
+        assert_eq!(s.argv.len(), JOB_ARGS_MAX);
+        assert_eq!(s.argv.as_slice().last(), Some(&"31"));
+        assert_eq!(
+            err(&format!("job start -- {full} a b")),
+            "job start: 34 words after '--', the limit is 32 (ARGS_MAX, the command included)"
+        );
+    }
+
+    #[test]
+    fn job_ls_status_stop_wait() {
+        assert_eq!(job_of("job ls"), JobCommand::List { json: false });
+        assert_eq!(job_of("job  ls\t--json"), JobCommand::List { json: true });
+        assert_eq!(job_of("job status 7"), JobCommand::Status { job_id: 7, json: false });
+        assert_eq!(
+            job_of("job status --json 7"),
+            JobCommand::Status { job_id: 7, json: true }
+        );
+        assert_eq!(
+            job_of("job status 7 --json"),
+            JobCommand::Status { job_id: 7, json: true }
+        );
+        assert_eq!(
+            job_of("job status 18446744073709551615"),
+            JobCommand::Status {
+                job_id: u64::MAX,
+                json: false
+            }
+        );
+        assert_eq!(job_of("job stop 3"), JobCommand::Stop { job_id: 3 });
+        assert_eq!(job_of("job wait 3"), JobCommand::Wait { job_id: 3, json: false });
+        assert_eq!(job_of("job wait 3 --json"), JobCommand::Wait { job_id: 3, json: true });
+    }
+
+    #[test]
+    fn job_ids_and_flags_are_checked() {
+        assert_eq!(
+            err("job ls 1"),
+            "job ls: unexpected argument '1' (usage: job ls [--json])"
+        );
+        assert_eq!(
+            err("job ls --json --json"),
+            "job ls: unexpected argument '--json' (usage: job ls [--json])"
+        );
+        let u = usage("job status");
+        assert_eq!(err("job status"), format!("job status: missing ID (usage: {u})"));
+        assert_eq!(err("job status --json"), format!("job status: missing ID (usage: {u})"));
+        assert_eq!(err("job status x"), "job status: bad ID 'x': expected a decimal number");
+        assert_eq!(err("job status -1"), "job status: bad ID '-1': must not be negative");
+        assert_eq!(err("job status 0"), "job status: bad ID '0': must be at least 1");
+        assert_eq!(
+            err("job status 18446744073709551616"),
+            "job status: bad ID '18446744073709551616': too large (the most is 18446744073709551615)"
+        );
+        assert_eq!(
+            err("job status 1 2"),
+            format!("job status: unexpected argument '2' (usage: {u})")
+        );
+        assert_eq!(err("job status 1 --json --json"), "job status: --json given twice");
+        assert_eq!(
+            err("job status 1 --all"),
+            format!("job status: unknown option '--all' (usage: {u})")
+        );
+        assert_eq!(
+            err("job stop 1 --json"),
+            "job stop: unknown option '--json' (usage: job stop ID)"
+        );
+        assert_eq!(err("job stop"), "job stop: missing ID (usage: job stop ID)");
+        assert_eq!(err("job wait"), "job wait: missing ID (usage: job wait ID [--json])");
+        assert_eq!(err("job wait 0"), "job wait: bad ID '0': must be at least 1");
+    }
+
+    #[test]
+    fn job_logs_options() {
+        assert_eq!(
+            job_of("job logs 4"),
+            JobCommand::Logs {
+                job_id: 4,
+                stream: Stream::Stdout,
+                offset: 0,
+                follow: false
+            }
+        );
+        assert_eq!(
+            job_of("job logs --follow --offset 1024 4 --stderr"),
+            JobCommand::Logs {
+                job_id: 4,
+                stream: Stream::Stderr,
+                offset: 1024,
+                follow: true
+            }
+        );
+        assert_eq!(
+            job_of("job logs 4 --offset 18446744073709551615"),
+            JobCommand::Logs {
+                job_id: 4,
+                stream: Stream::Stdout,
+                offset: u64::MAX,
+                follow: false
+            }
+        );
+        let u = usage("job logs");
+        assert_eq!(err("job logs"), format!("job logs: missing ID (usage: {u})"));
+        assert_eq!(err("job logs --stderr"), format!("job logs: missing ID (usage: {u})"));
+        assert_eq!(err("job logs 4 --offset"), "job logs: --offset needs a value");
+        assert_eq!(err("job logs 4 --offset --follow"), "job logs: --offset needs a value");
+        assert_eq!(
+            err("job logs 4 --offset -3"),
+            "job logs: bad --offset '-3': must not be negative"
+        );
+        assert_eq!(
+            err("job logs 4 --offset 1k"),
+            "job logs: bad --offset '1k': expected a decimal number"
+        );
+        assert_eq!(
+            err("job logs 4 --offset 1 --offset 2"),
+            "job logs: --offset given twice"
+        );
+        assert_eq!(err("job logs 4 --stderr --stderr"), "job logs: --stderr given twice");
+        assert_eq!(err("job logs 4 --follow --follow"), "job logs: --follow given twice");
+        assert_eq!(
+            err("job logs 4 --stdout"),
+            format!("job logs: unknown option '--stdout' (usage: {u})")
+        );
+        assert_eq!(
+            err("job logs 4 5"),
+            format!("job logs: unexpected argument '5' (usage: {u})")
+        );
+        assert_eq!(
+            err("job logs zero"),
+            "job logs: bad ID 'zero': expected a decimal number"
+        );
+    }
+
+    #[test]
+    fn job_needs_a_known_subcommand() {
+        assert_eq!(
+            err("job"),
+            "job: missing subcommand (start, ls, status, logs, stop, wait; try 'help')"
+        );
+        assert_eq!(err("job   "), err("job"));
+        assert_eq!(
+            err("job bogus"),
+            "job: unknown subcommand 'bogus' (start, ls, status, logs, stop, wait; try 'help')"
+        );
+        assert!(err("job LS").starts_with("job: unknown subcommand 'LS'"));
+        assert!(err("job --json").starts_with("job: unknown subcommand '--json'"));
+        assert_eq!(err("jobs"), "unknown command 'jobs' (try 'help')");
     }
 
     #[test]
@@ -1191,6 +1892,14 @@ mod tests {
             "ps x",
             "events y",
             "shutdown now",
+            "job",
+            "job bogus",
+            "job start",
+            "job start x",
+            "job start --",
+            "job start --retries 300 -- x",
+            "job logs 1 --offset x",
+            "job status 0",
         ] {
             let e = err(line);
             assert!(!e.contains('\n') && !e.is_empty(), "{line}: {e:?}");

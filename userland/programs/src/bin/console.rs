@@ -1,18 +1,28 @@
 //! The serial console, in ring 3: reads the console line byte by byte, edits
 //! it with `console::line`, parses it with `console::command` and runs the
 //! command through the `PROC` syscall. Jobs started with `run` are reaped
-//! before every prompt (docs/console.md).
+//! before every prompt (docs/console.md). `job ...` commands are requests
+//! to opsd through the `JOB` service call.
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 use aether_abi::boot::{ConsoleReady, PROMPT};
 use aether_abi::console::{CommandHelp, MemReport, UptimeReport};
+use aether_abi::job::{
+    self, Arg, JOB_RESPONSE_MAX, JobError, JobName, JobRecord, JobReply, JobRequest, JobResponse, JobSpec,
+    LOG_CHUNK_MAX, Stream,
+};
 use aether_abi::syscall::{
     EVENTS_PAGE, Errno, ExitRecord, ExitStatus, PS_PAGE, Pgid, Pid, ProcInfo, ProcRequest, ProcResponse, SystemInfo,
-    Target, WaitTarget, WatchdogAction, WatchdogEvent, WatchdogKind,
+    Target, WaitTarget, WatchdogAction, WatchdogEvent, WatchdogKind, decode, encode, nr,
 };
 use aether_rt::{Args, entry, print, println, proc, sys};
-use console::command::{self, COMMANDS, Command, Run, WatchdogSetting};
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use console::command::{self, COMMANDS, Command, JobCommand, JobStart, Run, WatchdogSetting};
 use console::line::{LineEditor, LineEvent};
 use core::fmt;
 use kcore::rtc::DateTime;
@@ -227,6 +237,7 @@ fn execute(line: &str) {
         Ok(Command::Kill { target, grace_ms }) => kill(target, grace_ms),
         Ok(Command::Watchdog { pgid, setting }) => watchdog(pgid, setting),
         Ok(Command::Events { json }) => events(json),
+        Ok(Command::Job(cmd)) => job_command(&cmd),
         Err(e) => println!("error: {e}"),
     }
 }
@@ -443,6 +454,361 @@ fn events(json: bool) {
         match page.last() {
             Some(last) if more && last.seq > after => after = last.seq,
             _ => break,
+        }
+    }
+}
+
+/// Why a `job` request failed: the service call itself, or opsd's answer.
+enum JobFail {
+    Sys(Errno),
+    Job(JobError),
+}
+
+impl fmt::Display for JobFail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobFail::Sys(Errno::NoSuchService) => f.write_str("the ops daemon (opsd) is not running"),
+            JobFail::Sys(e) => write!(f, "{e}"),
+            // `as_str`, with the detail (`(SUCCEEDED)`, the spec problem).
+            JobFail::Job(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// One `JOB` service call: a postcard `JobRequest` in, a `JobReply` out.
+/// Both buffers are on the heap (16 KiB and `JOB_RESPONSE_MAX`).
+fn job_call(request: &JobRequest) -> Result<JobResponse, JobFail> {
+    let mut out = vec![0u8; job::REQUEST_MAX];
+    let bytes = encode(request, &mut out).map_err(JobFail::Sys)?;
+    let mut answer = vec![0u8; JOB_RESPONSE_MAX];
+    let n = sys::framed(nr::JOB, bytes, &mut answer).map_err(JobFail::Sys)?;
+    let reply: JobReply = decode(answer.get(..n).ok_or(JobFail::Sys(Errno::BadFrame))?).map_err(JobFail::Sys)?;
+    reply.map_err(JobFail::Job)
+}
+
+fn job_error(e: JobFail) {
+    println!("error: job: {e}");
+}
+
+/// A record as one JSON line. A record's JSON is about 2 KiB at most
+/// (escaped names and messages can make it longer: then a bigger buffer).
+fn job_json(record: &JobRecord) {
+    for size in [4096, 16 * 1024] {
+        let mut buf = vec![0u8; size];
+        if let Ok(n) = serde_json_core::to_slice(record, &mut buf) {
+            let _ = sys::console_write(buf.get(..n).unwrap_or_default());
+            let _ = sys::console_write(b"\r\n");
+            return;
+        }
+    }
+    println!("error: job: record does not fit the JSON buffer");
+}
+
+/// Milliseconds as seconds with three decimals, `-` for none.
+struct Secs(Option<u64>);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s: heapless::String<32> = heapless::String::new();
+        let _ = match self.0 {
+            Some(ms) => fmt::Write::write_fmt(&mut s, format_args!("{}.{:03}s", ms / 1000, ms % 1000)),
+            None => fmt::Write::write_str(&mut s, "-"),
+        };
+        f.pad(&s)
+    }
+}
+
+/// How it exited: `0`, `sig 9` or `-`.
+struct ExitCol<'a>(&'a JobRecord);
+
+impl fmt::Display for ExitCol<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s: heapless::String<24> = heapless::String::new();
+        let _ = match (self.0.exit_code, self.0.signal) {
+            (Some(code), _) => fmt::Write::write_fmt(&mut s, format_args!("{code}")),
+            (None, Some(sig)) => fmt::Write::write_fmt(&mut s, format_args!("sig {sig}")),
+            (None, None) => fmt::Write::write_str(&mut s, "-"),
+        };
+        f.pad(&s)
+    }
+}
+
+/// The one-line summary of a record (`job wait`, `job status`):
+/// `job 3 (train): SUCCEEDED, exit code 0, exited, ran 1.234s`.
+struct JobLine<'a>(&'a JobRecord);
+
+impl fmt::Display for JobLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        write!(f, "job {} ({}): {}", r.job_id, r.name.as_str(), r.status.as_str())?;
+        if r.attempt > 1 {
+            write!(f, ", attempt {}", r.attempt)?;
+        }
+        if let Some(code) = r.exit_code {
+            write!(f, ", exit code {code}")?;
+        }
+        if let Some(sig) = r.signal {
+            write!(f, ", signal {sig}")?;
+        }
+        if let Some(reason) = r.termination_reason {
+            write!(f, ", {}", reason.as_str())?;
+        }
+        if r.forced_kill {
+            f.write_str(", forced kill")?;
+        }
+        if r.runtime_ms.is_some() {
+            write!(f, ", ran {}", Secs(r.runtime_ms))?;
+        }
+        if !r.message.is_empty() {
+            write!(f, ": {}", r.message.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+fn job_command(cmd: &JobCommand) {
+    match *cmd {
+        JobCommand::Start(ref start) => job_start(start),
+        JobCommand::List { json } => job_list(json),
+        JobCommand::Status { job_id, json } => match job_call(&JobRequest::Status { job_id }) {
+            Ok(JobResponse::Status(record)) if json => job_json(&record),
+            Ok(JobResponse::Status(record)) => job_status(&record),
+            Ok(_) => job_error(JobFail::Sys(UNEXPECTED)),
+            Err(e) => job_error(e),
+        },
+        JobCommand::Logs {
+            job_id,
+            stream,
+            offset,
+            follow,
+        } => job_logs(job_id, stream, offset, follow),
+        JobCommand::Stop { job_id } => match job_call(&JobRequest::Stop { job_id }) {
+            Ok(JobResponse::Stopping) => println!("job {job_id} stopping"),
+            Ok(_) => job_error(JobFail::Sys(UNEXPECTED)),
+            Err(e) => job_error(e),
+        },
+        JobCommand::Wait { job_id, json } => match job_call(&JobRequest::Wait { job_id }) {
+            Ok(JobResponse::Ended(record)) if json => job_json(&record),
+            Ok(JobResponse::Ended(record)) => println!("{}", JobLine(&record)),
+            Ok(_) => job_error(JobFail::Sys(UNEXPECTED)),
+            Err(e) => job_error(e),
+        },
+    }
+}
+
+fn job_start(start: &JobStart) {
+    // The parser keeps to the spec's bounds; a failure here is a bug, not
+    // a panic.
+    let Ok(name) = JobName::try_from(start.name) else {
+        return println!("error: job start: the name is longer than {} bytes", job::NAME_MAX);
+    };
+    let mut spec = JobSpec {
+        name,
+        kind: start.kind,
+        grace_ms: start.grace_ms,
+        timeout_ms: start.timeout_ms,
+        stall_ms: start.stall_ms,
+        max_retries: start.max_retries,
+        ..JobSpec::default()
+    };
+    for word in start.argv.as_slice() {
+        let fits = Arg::try_from(*word)
+            .ok()
+            .is_some_and(|a| spec.entrypoint.push(a).is_ok());
+        if !fits {
+            return println!("error: job start: the command does not fit a job spec");
+        }
+    }
+    match job_call(&JobRequest::Start(spec)) {
+        Ok(JobResponse::Started { job_id }) => println!("job {job_id} started"),
+        Ok(_) => job_error(JobFail::Sys(UNEXPECTED)),
+        Err(e) => job_error(e),
+    }
+}
+
+fn job_list(json: bool) {
+    let mut after = 0;
+    let mut first = true;
+    loop {
+        let (entries, more) = match job_call(&JobRequest::List { after }) {
+            Ok(JobResponse::Jobs { entries, more }) => (entries, more),
+            Ok(_) => return job_error(JobFail::Sys(UNEXPECTED)),
+            Err(e) => return job_error(e),
+        };
+        if first && !json {
+            println!(
+                "{:>5} {:<10} {:>7} {:>12} {:>7} NAME",
+                "ID", "STATUS", "ATTEMPT", "RUNTIME", "EXIT"
+            );
+        }
+        first = false;
+        for r in &entries {
+            if json {
+                job_json(r);
+            } else {
+                println!(
+                    "{:>5} {:<10} {:>7} {:>12} {:>7} {}",
+                    r.job_id,
+                    r.status.as_str(),
+                    r.attempt,
+                    Secs(r.runtime_ms),
+                    ExitCol(r),
+                    r.name.as_str()
+                );
+            }
+        }
+        // Ids grow along the table; stop on a page that does not advance.
+        match entries.last() {
+            Some(last) if more && last.job_id > after => after = last.job_id,
+            _ => return,
+        }
+    }
+}
+
+fn job_status(r: &JobRecord) {
+    println!("{}", JobLine(r));
+    println!("  status:             {}", r.status.as_str());
+    println!("  message:            {}", r.message.as_str());
+    println!("  attempt:            {}", r.attempt);
+    match r.runtime_ms {
+        Some(ms) => println!("  runtime_ms:         {ms}"),
+        None => println!("  runtime_ms:         -"),
+    }
+    match (r.exit_code, r.signal) {
+        (Some(code), _) => println!("  exit_code:          {code}"),
+        (None, Some(sig)) => println!("  signal:             {sig}"),
+        (None, None) => println!("  exit_code:          -"),
+    }
+    match r.termination_reason {
+        Some(reason) => println!("  termination_reason: {}", reason.as_str()),
+        None => println!("  termination_reason: -"),
+    }
+    println!("  forced_kill:        {}", r.forced_kill);
+    for m in &r.latest_metrics {
+        match m.step {
+            Some(step) => println!("  metric {}={} (step {step})", m.name.as_str(), m.value),
+            None => println!("  metric {}={}", m.name.as_str(), m.value),
+        }
+    }
+}
+
+/// Prints log bytes: UTF-8 text as it is (tabs and line ends kept, other
+/// control characters escaped), anything else as `\xNN`. A character cut
+/// by a page boundary waits for the next page.
+struct LogPrinter {
+    carry: Vec<u8>,
+    /// The last character printed ended a line (or nothing was printed).
+    line_start: bool,
+}
+
+impl LogPrinter {
+    fn feed(&mut self, bytes: &[u8], last: bool) {
+        let mut all = core::mem::take(&mut self.carry);
+        all.extend_from_slice(bytes);
+        let mut out = String::with_capacity(all.len() + 16);
+        let mut rest = all.as_slice();
+        loop {
+            match core::str::from_utf8(rest) {
+                Ok(text) => {
+                    escape_text(&mut out, text);
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    escape_text(&mut out, core::str::from_utf8(good).unwrap_or_default());
+                    match e.error_len() {
+                        Some(n) => {
+                            let (invalid, after) = bad.split_at(n.min(bad.len()));
+                            escape_bytes(&mut out, invalid);
+                            rest = after;
+                        }
+                        // An incomplete sequence at the end.
+                        None if last => {
+                            escape_bytes(&mut out, bad);
+                            break;
+                        }
+                        None => {
+                            self.carry = bad.to_vec();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(c) = out.chars().last() {
+            self.line_start = c == '\n';
+            print!("{out}");
+        }
+    }
+
+    /// Flushes a cut character and ends the last line, so that the prompt
+    /// starts a line of its own.
+    fn finish(&mut self) {
+        self.feed(&[], true);
+        if !self.line_start {
+            println!();
+            self.line_start = true;
+        }
+    }
+}
+
+fn escape_text(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' | '\r' => out.push(c),
+            c if c.is_control() => {
+                let mut b = [0u8; 4];
+                escape_bytes(out, c.encode_utf8(&mut b).as_bytes());
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_bytes(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        let _ = fmt::Write::write_fmt(out, format_args!("\\x{b:02x}"));
+    }
+}
+
+/// How long `job logs --follow` waits between polls that found nothing.
+const FOLLOW_POLL_MS: u64 = 200;
+
+fn job_logs(job_id: u64, stream: Stream, mut offset: u64, follow: bool) {
+    let mut printer = LogPrinter {
+        carry: Vec::new(),
+        line_start: true,
+    };
+    loop {
+        let request = JobRequest::Logs {
+            job_id,
+            stream,
+            offset,
+            max: LOG_CHUNK_MAX as u32,
+        };
+        let (at, bytes, eof) = match job_call(&request) {
+            Ok(JobResponse::Logs { offset, bytes, eof }) => (offset, bytes, eof),
+            Ok(_) => return job_error(JobFail::Sys(UNEXPECTED)),
+            Err(e) => {
+                printer.finish();
+                return job_error(e);
+            }
+        };
+        if at > offset {
+            printer.finish();
+            println!("[job logs: bytes {offset}..{at} are no longer kept]");
+        }
+        offset = at.saturating_add(bytes.len() as u64);
+        printer.feed(&bytes, eof);
+        if eof {
+            return printer.finish();
+        }
+        if bytes.is_empty() {
+            if !follow {
+                // At the current end of a live job's stream.
+                return printer.finish();
+            }
+            sys::sleep_ms(FOLLOW_POLL_MS);
         }
     }
 }

@@ -1045,8 +1045,22 @@ impl Fuzzer {
         } else {
             a[2] = self.refused(true).1;
         }
-        // Service calls: nothing serves them during the fuzz run (when opsd
-        // serves JOB, its requests need decode-and-skip filtering like PROC).
+        if n == nr::JOB {
+            // opsd may serve JOB (it does under the console): a request that
+            // would start, stop or wait for a job is skipped, like PROC's.
+            if a[0] == self.req.as_ptr() as u64 {
+                let len = (a[1] as usize).min(self.req.len());
+                if let Ok(req) = aether_abi::syscall::decode::<aether_abi::job::JobRequest>(&self.req[..len]) {
+                    use aether_abi::job::JobRequest as J;
+                    if matches!(req, J::Start(_) | J::Stop { .. } | J::Wait { .. }) {
+                        return;
+                    }
+                }
+            }
+            self.probe(n, a, Expect::Any);
+            return;
+        }
+        // The other service calls: nothing serves them during the fuzz run.
         self.probe(n, a, Expect::Err(Errno::NoSuchService));
     }
 }

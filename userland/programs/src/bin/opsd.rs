@@ -48,14 +48,8 @@ fn main(_args: Args) -> i32 {
     let mut waits: Vec<(u64, u64)> = Vec::new();
     // Native jobs: (pid, job id).
     let mut native: Vec<(u32, u64)> = Vec::new();
-    println!(
-        "opsd: serving JOB{}",
-        if link.is_some() {
-            ", link up"
-        } else {
-            ", no link (host jobs wait)"
-        }
-    );
+    // No banner: it would land in the middle of the console's output
+    // (one serial line); `ps` shows opsd, `job` commands reach it.
     loop {
         let tick = if link.is_some() {
             LINK_TICK_NS
