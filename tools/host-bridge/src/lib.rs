@@ -10,21 +10,34 @@
 //!   start, stop, poll (exits, log bytes with offsets, metric points),
 //!   status, and a state file so that a new supervisor re-adopts running
 //!   jobs and reports the ones that ended (or were lost) while none ran.
+//! * [`shm`]: [`ShmRegion`], the mapping of the link's shared region
+//!   (`/dev/shm/...`, QEMU's `memory-backend-file`).
+//! * [`link`]: [`LinkPump`], an `aether_link::Endpoint` over the region's
+//!   two byte rings.
+//! * [`bridge`]: [`Bridge`], opsd's link messages turned into supervisor
+//!   calls and the supervisor's events into link messages.
 //! * [`metric`]: the metric line format (`{"aether_metric": {...}}`).
 //!
 //! Linux only: it relies on `/proc`, process groups, sessions and
 //! `PR_SET_CHILD_SUBREAPER`.
 
+pub mod bridge;
+pub mod http;
+pub mod link;
 pub mod metric;
 pub mod procfs;
 pub mod records;
 pub mod shim;
+pub mod shm;
 mod state;
 mod supervisor;
 mod util;
 
+pub use bridge::Bridge;
+pub use link::{LinkPump, Side};
 pub use metric::MetricPoint;
 pub use records::{ExitReason, ExitRecord};
+pub use shm::ShmRegion;
 pub use supervisor::{
     DEFAULT_GRACE_MS, Error, Event, JobSpec, JobState, JobStatus, LOG_CHUNK_MAX, Started, Stream, Supervisor,
 };

@@ -6,8 +6,14 @@
 //!   runs one job under a supervisor in the foreground, printing its output
 //!   and metric points; Ctrl-C stops it (SIGTERM, grace, SIGKILL). Exits
 //!   with the job's exit code (128 + signal if a signal ended it).
+//! * `host-bridge serve --shm PATH --state-dir DIR`: the bridge proper:
+//!   waits for the guest to lay out the shared region (QEMU's
+//!   `memory-backend-file` at PATH), then runs opsd's jobs over the link,
+//!   polling about every millisecond. Jobs survive the bridge; a new one on
+//!   the same state directory re-adopts them.
 //!
-//! The HTTP API and the link come next.
+//!   The HTTP API (docs/http-api.yaml) listens on 127.0.0.1:`--port`
+//!   (7878); its bearer token is `DIR/token` (created on first start, 0600).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -16,7 +22,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use host_bridge::{DEFAULT_GRACE_MS, Event, JobSpec, Stream, Supervisor, shim};
+use host_bridge::{
+    Bridge, DEFAULT_GRACE_MS, Event, JobSpec, LinkPump, ShmRegion, Stream, Supervisor, http, now_ms, shim,
+};
 
 #[derive(Parser)]
 #[command(name = "host-bridge", about = "The AetherOS host bridge: runs host jobs under shims")]
@@ -58,6 +66,17 @@ enum Cmd {
         timeout_ms: Option<u64>,
         #[arg(last = true, required = true)]
         argv: Vec<String>,
+    },
+    /// Run opsd's host jobs over the shared-memory link.
+    Serve {
+        /// The shared region (QEMU's memory-backend-file mem-path).
+        #[arg(long)]
+        shm: PathBuf,
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The HTTP API's port on 127.0.0.1 (0: no HTTP API).
+        #[arg(long, default_value_t = host_bridge::http::DEFAULT_PORT)]
+        port: u16,
     },
 }
 
@@ -108,6 +127,64 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Serve { shm, state_dir, port } => match serve(&shm, state_dir, port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("host-bridge: {e}");
+                ExitCode::from(125)
+            }
+        },
+    }
+}
+
+fn serve(shm: &std::path::Path, state_dir: PathBuf, port: u16) -> Result<(), host_bridge::Error> {
+    let incarnation = now_ms();
+    let supervisor = Supervisor::new(state_dir)?;
+    let (client, mut api) = http::channel();
+    if port != 0 {
+        let (token, token_path) = http::load_or_create_token(supervisor.state_dir())?;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        eprintln!(
+            "host-bridge: HTTP API on http://127.0.0.1:{port}, bearer token in {}",
+            token_path.display()
+        );
+        let router = http::router(client, &token);
+        std::thread::spawn(move || {
+            if let Err(e) = http::serve_blocking(listener, router) {
+                eprintln!("host-bridge: HTTP API stopped: {e}");
+            }
+        });
+    }
+    eprintln!("host-bridge: waiting for the shared region {}", shm.display());
+    let region = loop {
+        match ShmRegion::open(shm) {
+            Ok(region) => break region,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::InvalidData => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut bridge = Bridge::new(supervisor, LinkPump::host(region, incarnation));
+    let (mut attached, mut connected) = (false, false);
+    loop {
+        for warning in bridge.poll(now_ms()) {
+            eprintln!("host-bridge: {warning}");
+        }
+        api.pump(&mut bridge);
+        let pump = bridge.pump();
+        if pump.is_attached() != attached {
+            attached = pump.is_attached();
+            eprintln!("host-bridge: rings {}", if attached { "attached" } else { "lost" });
+        }
+        if pump.is_connected() != connected {
+            connected = pump.is_connected();
+            eprintln!(
+                "host-bridge: opsd {}",
+                if connected { "connected" } else { "disconnected" }
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

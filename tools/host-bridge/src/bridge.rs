@@ -1,0 +1,413 @@
+//! The glue between the link and the supervisor (docs/jobs.md, "Host
+//! bridge", "The link"): opsd's `Start`, `Stop` and `LogResend` become
+//! supervisor calls; the supervisor's events become `Started`, `Log`,
+//! `Metric`, `Exited` and `Lost` messages.
+//!
+//! # Order and backpressure
+//!
+//! Messages for opsd go out in three tiers, each only when the one before
+//! is empty: the outbox (answers and converted events, FIFO), then pending
+//! resends (log ranges opsd asked for again, read from the files chunk by
+//! chunk as the window allows), then a new `Supervisor::poll`. When the
+//! link's window is full nothing is taken from the supervisor: its files
+//! keep everything, and the outbox holds at most one poll's events.
+//!
+//! # Forgetting jobs
+//!
+//! The endpoint keeps unacknowledged messages in order, so the pump can
+//! tell when the `n`-th message sent was acknowledged
+//! ([`LinkPump::acked`]). A job is [forgotten](Supervisor::forget) (its
+//! directory deleted) only once its `Exited`/`Lost` has been acknowledged
+//! by opsd's endpoint. A bridge restart before that re-adopts the job and
+//! reports its end again; opsd's job ids make the repeat harmless.
+//!
+//! # Restarts and log offsets
+//!
+//! The supervisor's delivered offsets advance when it reports bytes, which
+//! may be before they crossed the link. After a bridge restart opsd sends
+//! `LogResend { from: its end }` per stream of its running jobs; the bridge
+//! resends `[from, sent_upto)`, where `sent_upto` is the end of what this
+//! bridge has already queued for the link (for a re-adopted job: the
+//! supervisor's delivered offset), and `poll` continues from there. opsd
+//! appends only at its end (a duplicate is dropped, a gap asked for once),
+//! so the log it assembles has every byte exactly once.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use aether_abi::job::{self as abi, JobReply, JobRequest, LOG_CHUNK_MAX, LogChunk, MetricValue, TerminationReason};
+use aether_abi::link::LinkMessage;
+
+use crate::link::LinkPump;
+use crate::supervisor::{Error, Event, JobSpec, JobState, Stream, Supervisor};
+use crate::{ExitReason, MetricPoint};
+
+/// A log range to send again.
+#[derive(Clone, Copy, Debug)]
+struct Resend {
+    job_id: u64,
+    stream: Stream,
+    next: u64,
+    end: u64,
+}
+
+/// The host bridge: a supervisor driven over the link.
+pub struct Bridge {
+    supervisor: Supervisor,
+    pump: LinkPump,
+    outbox: VecDeque<LinkMessage>,
+    resends: VecDeque<Resend>,
+    /// Per job and stream: the end of the log bytes queued for the link.
+    sent_upto: BTreeMap<(u64, Stream), u64>,
+    /// Jobs whose end went out as the `n`-th message: forgotten once
+    /// acknowledged.
+    to_forget: Vec<(u64, u64)>,
+    /// The id of the next `Api` request.
+    next_api_id: u32,
+    /// opsd's answers to `Api` requests, until taken.
+    api_replies: Vec<(u32, JobReply)>,
+    now_ms: u64,
+}
+
+impl Bridge {
+    /// A bridge over a supervisor (which may have re-adopted jobs) and a
+    /// link pump.
+    pub fn new(supervisor: Supervisor, pump: LinkPump) -> Bridge {
+        let mut sent_upto = BTreeMap::new();
+        for job in supervisor.jobs() {
+            sent_upto.insert((job.job_id, Stream::Stdout), job.stdout_offset);
+            sent_upto.insert((job.job_id, Stream::Stderr), job.stderr_offset);
+        }
+        Bridge {
+            supervisor,
+            pump,
+            outbox: VecDeque::new(),
+            resends: VecDeque::new(),
+            sent_upto,
+            to_forget: Vec::new(),
+            next_api_id: 1,
+            api_replies: Vec::new(),
+            now_ms: 0,
+        }
+    }
+
+    /// Queues a request of the HTTP API for opsd (`LinkMessage::Api`); its
+    /// answer comes back through [`Bridge::take_api_replies`] with the
+    /// returned id.
+    pub fn submit_api(&mut self, request: JobRequest) -> u32 {
+        let id = self.next_api_id;
+        self.next_api_id = self.next_api_id.wrapping_add(1).max(1);
+        self.outbox.push_back(LinkMessage::Api { id, request });
+        id
+    }
+
+    /// opsd's answers to `Api` requests received since the last call.
+    pub fn take_api_replies(&mut self) -> Vec<(u32, JobReply)> {
+        std::mem::take(&mut self.api_replies)
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    pub fn pump(&self) -> &LinkPump {
+        &self.pump
+    }
+
+    /// One round at `now_ms` (unix ms: it also stamps log chunks and
+    /// metrics): link I/O, opsd's requests, then as many messages for opsd
+    /// as the window takes. Returns warnings for the operator.
+    pub fn poll(&mut self, now_ms: u64) -> Vec<String> {
+        self.now_ms = now_ms;
+        let mut warnings = Vec::new();
+        for msg in self.pump.poll(now_ms) {
+            self.handle(msg, &mut warnings);
+        }
+        self.drain(&mut warnings);
+        // Send what was queued now, not one poll later.
+        for msg in self.pump.poll(now_ms) {
+            self.handle(msg, &mut warnings);
+        }
+        self.forget_acknowledged(&mut warnings);
+        warnings
+    }
+
+    /// A message from opsd.
+    fn handle(&mut self, msg: LinkMessage, warnings: &mut Vec<String>) {
+        match msg {
+            LinkMessage::Start { job_id, spec } => self.start(job_id, &spec, warnings),
+            LinkMessage::Stop { job_id, grace_ms } => match self.supervisor.stop(job_id, u64::from(grace_ms)) {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => warnings.push(format!("stop of job {job_id}: {e}")),
+            },
+            LinkMessage::LogResend { job_id, stream, from } => {
+                let stream = from_abi_stream(stream);
+                if self.supervisor.status(job_id).is_none() {
+                    warnings.push(format!("log resend for unknown job {job_id}"));
+                    return;
+                }
+                let end = self.sent_upto.get(&(job_id, stream)).copied().unwrap_or(0);
+                if from < end {
+                    self.resends.push_back(Resend {
+                        job_id,
+                        stream,
+                        next: from,
+                        end,
+                    });
+                }
+            }
+            // The peer's session Hello: opsd reconciles by asking (Start
+            // again, LogResend, Stop again); nothing to do here.
+            LinkMessage::Hello { .. } => {}
+            LinkMessage::ApiReply { id, reply } => self.api_replies.push((id, reply)),
+            other => warnings.push(format!("unexpected message from opsd: {other:?}")),
+        }
+    }
+
+    fn start(&mut self, job_id: u64, spec: &abi::JobSpec, warnings: &mut Vec<String>) {
+        match self.supervisor.status(job_id).map(|s| s.state) {
+            // A repeated Start (opsd reconnecting): the job runs already.
+            Some(JobState::Running | JobState::Stopping) => return,
+            // A new attempt of an ended job (a retry reuses the id).
+            Some(JobState::Exited | JobState::Lost) => {
+                if let Err(e) = self.supervisor.forget(job_id) {
+                    warnings.push(format!("forgetting job {job_id} before its new attempt: {e}"));
+                }
+                self.to_forget.retain(|&(_, id)| id != job_id);
+                self.resends.retain(|r| r.job_id != job_id);
+                // The previous attempt's messages still in the outbox would
+                // be taken for the new attempt's.
+                self.outbox.retain(|m| job_of(m) != Some(job_id));
+            }
+            None => {}
+        }
+        let msg = match self.supervisor.start(job_id, &to_supervisor_spec(spec)) {
+            Ok(started) => {
+                self.sent_upto.insert((job_id, Stream::Stdout), 0);
+                self.sent_upto.insert((job_id, Stream::Stderr), 0);
+                LinkMessage::Started {
+                    job_id,
+                    pid: started.pid as u32,
+                    started_ms: started.started_ms,
+                }
+            }
+            Err(e) => {
+                let text = match e {
+                    Error::Spawn(m) => m,
+                    other => other.to_string(),
+                };
+                LinkMessage::SpawnFailed {
+                    job_id,
+                    message: truncated(&text),
+                }
+            }
+        };
+        self.outbox.push_back(msg);
+    }
+
+    /// Sends while the window has room: outbox, resends, new events (one
+    /// `Supervisor::poll` per round at most: a poll that only yields
+    /// warnings must not spin).
+    fn drain(&mut self, warnings: &mut Vec<String>) {
+        let mut polled = false;
+        loop {
+            while let Some(msg) = self.outbox.front() {
+                match self.pump.send(msg) {
+                    Ok(n) => {
+                        if let Some(msg) = self.outbox.pop_front()
+                            && let LinkMessage::Exited { job_id, .. } | LinkMessage::Lost { job_id } = msg
+                        {
+                            self.to_forget.push((n, job_id));
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+            if let Some(r) = self.resends.front_mut() {
+                let want = (r.end - r.next).min(LOG_CHUNK_MAX as u64) as usize;
+                match self.supervisor.read_log(r.job_id, r.stream, r.next, want) {
+                    Ok((bytes, _)) if !bytes.is_empty() => {
+                        let (job_id, stream, offset) = (r.job_id, r.stream, r.next);
+                        r.next += bytes.len() as u64;
+                        if r.next >= r.end {
+                            self.resends.pop_front();
+                        }
+                        self.push_log(job_id, stream, offset, &bytes);
+                    }
+                    Ok(_) => {
+                        self.resends.pop_front();
+                    }
+                    Err(e) => {
+                        warnings.push(format!("log resend of job {}: {e}", r.job_id));
+                        self.resends.pop_front();
+                    }
+                }
+                continue;
+            }
+            if polled {
+                return;
+            }
+            polled = true;
+            let events = self.supervisor.poll();
+            if events.is_empty() {
+                return;
+            }
+            for event in events {
+                self.push_event(event, warnings);
+            }
+        }
+    }
+
+    fn push_event(&mut self, event: Event, warnings: &mut Vec<String>) {
+        match event {
+            Event::Log {
+                job_id,
+                stream,
+                offset,
+                bytes,
+            } => self.push_log(job_id, stream, offset, &bytes),
+            Event::Metric(point) => self.outbox.push_back(LinkMessage::Metric {
+                job_id: point.job_id,
+                metric: metric_value(&point, self.now_ms),
+            }),
+            Event::MalformedMetric { job_id, offset, error } => warnings.push(format!(
+                "job {job_id}: malformed metric line at stdout offset {offset}: {error}"
+            )),
+            Event::Exited {
+                job_id,
+                exit_code,
+                signal,
+                forced,
+                ended_ms,
+                reason,
+                ..
+            } => self.outbox.push_back(LinkMessage::Exited {
+                job_id,
+                exit_code,
+                signal,
+                forced,
+                ended_ms,
+                reason: termination_reason(reason, signal),
+            }),
+            Event::Lost { job_id, message } => {
+                warnings.push(format!("job {job_id} lost: {message}"));
+                self.outbox.push_back(LinkMessage::Lost { job_id });
+            }
+            Event::Warning { job_id, message } => warnings.push(match job_id {
+                Some(id) => format!("job {id}: {message}"),
+                None => message,
+            }),
+        }
+    }
+
+    /// Queues `bytes` (at `offset` of the stream) as `Log` chunks of at most
+    /// [`LOG_CHUNK_MAX`] bytes.
+    fn push_log(&mut self, job_id: u64, stream: Stream, offset: u64, bytes: &[u8]) {
+        let mut at = offset;
+        for piece in bytes.chunks(LOG_CHUNK_MAX) {
+            let chunk = LogChunk {
+                job_id,
+                stream: to_abi_stream(stream),
+                offset: at,
+                ts_ms: self.now_ms,
+                bytes: heapless::Vec::from_slice(piece).expect("a piece fits LOG_CHUNK_MAX"),
+            };
+            self.outbox.push_back(LinkMessage::Log(chunk));
+            at += piece.len() as u64;
+        }
+        let end = self.sent_upto.entry((job_id, stream)).or_insert(0);
+        *end = (*end).max(at);
+    }
+
+    fn forget_acknowledged(&mut self, warnings: &mut Vec<String>) {
+        let acked = self.pump.acked();
+        let mut i = 0;
+        while i < self.to_forget.len() {
+            let (n, job_id) = self.to_forget[i];
+            if n > acked {
+                i += 1;
+                continue;
+            }
+            self.to_forget.swap_remove(i);
+            match self.supervisor.forget(job_id) {
+                Ok(()) | Err(Error::NotFound(_)) => {
+                    self.sent_upto.remove(&(job_id, Stream::Stdout));
+                    self.sent_upto.remove(&(job_id, Stream::Stderr));
+                }
+                Err(e) => warnings.push(format!("forgetting job {job_id}: {e}")),
+            }
+        }
+    }
+}
+
+/// The job a message for opsd is about.
+fn job_of(msg: &LinkMessage) -> Option<u64> {
+    match msg {
+        LinkMessage::Started { job_id, .. }
+        | LinkMessage::Metric { job_id, .. }
+        | LinkMessage::Exited { job_id, .. }
+        | LinkMessage::Lost { job_id }
+        | LinkMessage::SpawnFailed { job_id, .. } => Some(*job_id),
+        LinkMessage::Log(chunk) => Some(chunk.job_id),
+        _ => None,
+    }
+}
+
+/// opsd's spec as the supervisor takes it (the fields that matter on the
+/// host; priority, stall and retries are opsd's business).
+pub fn to_supervisor_spec(spec: &abi::JobSpec) -> JobSpec {
+    JobSpec {
+        argv: spec.entrypoint.iter().map(|a| a.as_str().to_string()).collect(),
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.as_str().to_string()))
+            .collect(),
+        cwd: spec.cwd.as_ref().map(|c| c.as_str().to_string()),
+        grace_ms: u64::from(spec.grace_ms),
+        timeout_ms: spec.timeout_ms.map(u64::from),
+    }
+}
+
+pub fn to_abi_stream(stream: Stream) -> abi::Stream {
+    match stream {
+        Stream::Stdout => abi::Stream::Stdout,
+        Stream::Stderr => abi::Stream::Stderr,
+    }
+}
+
+pub fn from_abi_stream(stream: abi::Stream) -> Stream {
+    match stream {
+        abi::Stream::Stdout => Stream::Stdout,
+        abi::Stream::Stderr => Stream::Stderr,
+    }
+}
+
+/// How the shim's reason reads for opsd: a job that "exited" through a
+/// signal it did not ask for was signaled.
+pub fn termination_reason(reason: ExitReason, signal: Option<i32>) -> TerminationReason {
+    match reason {
+        ExitReason::Exited if signal.is_some() => TerminationReason::Signaled,
+        ExitReason::Exited => TerminationReason::Exited,
+        ExitReason::Stopped => TerminationReason::Stopped,
+        ExitReason::TimedOut => TerminationReason::TimedOut,
+        ExitReason::SpawnError => TerminationReason::SpawnFailed,
+    }
+}
+
+fn metric_value(point: &MetricPoint, ts_ms: u64) -> MetricValue {
+    MetricValue {
+        name: truncated(&point.name),
+        value: point.value,
+        step: point.step,
+        ts_ms,
+    }
+}
+
+/// `s` cut to fit `N` bytes, at a character boundary.
+fn truncated<const N: usize>(s: &str) -> heapless::String<N> {
+    let mut end = s.len().min(N);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    heapless::String::try_from(&s[..end]).expect("cut to fit")
+}

@@ -1,0 +1,410 @@
+//! The HTTP API (docs/http-api.yaml): JSON over HTTP/1.1 on 127.0.0.1,
+//! bearer-token protected, answered by opsd. The guest is the source of
+//! truth: every request goes over the link as `LinkMessage::Api { id,
+//! request }` and the answer comes back as `ApiReply { id, reply }`; a
+//! [`JobError`] becomes its [`JobError::http_status`].
+//!
+//! Threads: the server runs on a tokio runtime; the bridge's loop (sync)
+//! owns the [`Bridge`]. They meet in [`channel`]: handlers send requests
+//! through an [`ApiClient`], the loop calls [`ApiQueue::pump`] after each
+//! poll to hand them to the bridge and route opsd's answers back.
+//!
+//! Checked here, before anything reaches opsd: the token (401), the body
+//! size (64 KiB, 413), the JSON (malformed, unknown fields, wrong types:
+//! 400), path and query parameters (400). While opsd is not connected
+//! requests are answered 503 at once; an answer that takes longer than
+//! [`REPLY_TIMEOUT`] is 504.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aether_abi::job::{JobError, JobRecord, JobReply, JobRequest, JobResponse, JobSpec, LOG_CHUNK_MAX, Stream};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::bridge::Bridge;
+
+pub const DEFAULT_PORT: u16 = 7878;
+/// The largest request body.
+pub const BODY_MAX: usize = 64 * 1024;
+/// How long a handler waits for opsd's answer.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The token file in the state directory.
+pub const TOKEN_FILE: &str = "token";
+/// The fields of a `JobSpec` in JSON (anything else is refused).
+const SPEC_FIELDS: [&str; 10] = [
+    "name",
+    "entrypoint",
+    "env",
+    "cwd",
+    "kind",
+    "priority",
+    "grace_ms",
+    "timeout_ms",
+    "stall_ms",
+    "max_retries",
+];
+
+/// What became of a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Boxed: a reply carries up to four records.
+    Reply(Box<JobReply>),
+    /// opsd is not connected.
+    Unavailable,
+}
+
+struct Pending {
+    request: JobRequest,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The handlers' side of [`channel`].
+#[derive(Clone)]
+pub struct ApiClient {
+    tx: mpsc::Sender<Pending>,
+    connected: Arc<AtomicBool>,
+}
+
+/// The bridge loop's side of [`channel`].
+pub struct ApiQueue {
+    rx: mpsc::Receiver<Pending>,
+    waiting: HashMap<u32, oneshot::Sender<Outcome>>,
+    connected: Arc<AtomicBool>,
+}
+
+/// A pair joining the HTTP handlers and the bridge's loop.
+pub fn channel() -> (ApiClient, ApiQueue) {
+    let (tx, rx) = mpsc::channel();
+    let connected = Arc::new(AtomicBool::new(false));
+    (
+        ApiClient {
+            tx,
+            connected: connected.clone(),
+        },
+        ApiQueue {
+            rx,
+            waiting: HashMap::new(),
+            connected,
+        },
+    )
+}
+
+impl ApiQueue {
+    /// Routes opsd's answers to their handlers and hands new requests to
+    /// the bridge (or answers them `Unavailable` while opsd is away). Call
+    /// after each [`Bridge::poll`].
+    pub fn pump(&mut self, bridge: &mut Bridge) {
+        let connected = bridge.pump().is_connected();
+        self.connected.store(connected, Ordering::Relaxed);
+        for (id, reply) in bridge.take_api_replies() {
+            if let Some(tx) = self.waiting.remove(&id) {
+                let _ = tx.send(Outcome::Reply(Box::new(reply)));
+            }
+        }
+        while let Ok(p) = self.rx.try_recv() {
+            if !connected {
+                let _ = p.reply.send(Outcome::Unavailable);
+                continue;
+            }
+            let id = bridge.submit_api(p.request);
+            self.waiting.insert(id, p.reply);
+        }
+        // Handlers that gave up (timeout, client gone).
+        self.waiting.retain(|_, tx| !tx.is_closed());
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum ApiError {
+    Job(JobError),
+    BadRequest(String),
+    Unauthorized,
+    Unavailable,
+    Timeout,
+    /// opsd answered with a response of another request kind.
+    BadGateway(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error, message) = match self {
+            ApiError::Job(e) => (
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                serde_json::to_value(e).unwrap_or_default(),
+                e.to_string(),
+            ),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!("bad_request"), m),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                json!("unauthorized"),
+                "a valid bearer token is required".into(),
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!("opsd_unavailable"),
+                "opsd is not connected to the bridge".into(),
+            ),
+            ApiError::Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                json!("timeout"),
+                "opsd did not answer in time".into(),
+            ),
+            ApiError::BadGateway(m) => (StatusCode::BAD_GATEWAY, json!("bad_gateway"), m),
+        };
+        let mut response = (status, Json(json!({ "error": error, "message": message }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl ApiClient {
+    /// opsd is connected (as of the bridge loop's last round).
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Sends a request to opsd and waits for its answer.
+    pub async fn call(&self, request: JobRequest) -> Result<JobResponse, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { request, reply })
+            .map_err(|_| ApiError::Unavailable)?;
+        match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
+            Err(_) => Err(ApiError::Timeout),
+            Ok(Err(_)) | Ok(Ok(Outcome::Unavailable)) => Err(ApiError::Unavailable),
+            Ok(Ok(Outcome::Reply(reply))) => (*reply).map_err(ApiError::Job),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    client: ApiClient,
+    token: Arc<str>,
+}
+
+/// The API's routes over `client`, protected by `token`.
+pub fn router(client: ApiClient, token: &str) -> Router {
+    let state = AppState {
+        client,
+        token: Arc::from(token),
+    };
+    let jobs = Router::new()
+        .route("/jobs", post(create_job).get(list_jobs))
+        .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}/stop", post(stop_job))
+        .route("/jobs/{id}/logs", get(get_logs))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(jobs)
+        .layer(DefaultBodyLimit::max(BODY_MAX))
+        .with_state(state)
+}
+
+async fn auth(State(state): State<AppState>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => next.run(request).await,
+        _ => ApiError::Unauthorized.into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "opsd_connected": state.client.connected() }))
+}
+
+/// A `JobSpec` from JSON: an object with known fields only.
+pub fn parse_spec(body: &[u8]) -> Result<JobSpec, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ApiError::BadRequest("the job spec must be a JSON object".into()))?;
+    if let Some(unknown) = obj.keys().find(|k| !SPEC_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::BadRequest(format!("unknown field {unknown:?}")));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("invalid job spec: {e}")))
+}
+
+async fn create_job(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let spec = parse_spec(&body)?;
+    match state.client.call(JobRequest::Start(spec)).await? {
+        JobResponse::Started { job_id } => Ok((StatusCode::CREATED, Json(json!({ "job_id": job_id }))).into_response()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    after: Option<u64>,
+}
+
+async fn list_jobs(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let mut after = query.after.unwrap_or(0);
+    let mut jobs: Vec<JobRecord> = Vec::new();
+    loop {
+        match state.client.call(JobRequest::List { after }).await? {
+            JobResponse::Jobs { entries, more } => {
+                let last = entries.last().map(|r| r.job_id);
+                jobs.extend(entries);
+                match last {
+                    Some(id) if more && id > after => after = id,
+                    _ => break,
+                }
+            }
+            other => return Err(unexpected(&other)),
+        }
+    }
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+type IdPath = Result<UrlPath<u64>, axum::extract::rejection::PathRejection>;
+
+fn job_id(path: IdPath) -> Result<u64, ApiError> {
+    path.map(|UrlPath(id)| id)
+        .map_err(|_| ApiError::BadRequest("the job id must be a non-negative integer".into()))
+}
+
+async fn get_job(State(state): State<AppState>, path: IdPath) -> Result<Json<JobRecord>, ApiError> {
+    let job_id = job_id(path)?;
+    match state.client.call(JobRequest::Status { job_id }).await? {
+        JobResponse::Status(record) => Ok(Json(record)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+async fn stop_job(State(state): State<AppState>, path: IdPath) -> Result<Response, ApiError> {
+    let job_id = job_id(path)?;
+    match state.client.call(JobRequest::Stop { job_id }).await? {
+        JobResponse::Stopping => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "job_id": job_id, "status": "stopping" })),
+        )
+            .into_response()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    offset: Option<u64>,
+    stream: Option<Stream>,
+    max: Option<u32>,
+}
+
+/// Log bytes as they are (`application/octet-stream`), where they start
+/// and whether the job has ended and they reach the end in headers.
+async fn get_logs(
+    State(state): State<AppState>,
+    path: IdPath,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let job_id = job_id(path)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let request = JobRequest::Logs {
+        job_id,
+        stream: query.stream.unwrap_or(Stream::Stdout),
+        offset: query.offset.unwrap_or(0),
+        max: query.max.unwrap_or(LOG_CHUNK_MAX as u32).min(LOG_CHUNK_MAX as u32),
+    };
+    match state.client.call(request).await? {
+        JobResponse::Logs { offset, bytes, eof } => {
+            let next = offset + bytes.len() as u64;
+            let mut response = Response::new(Body::from(bytes.to_vec()));
+            let h = response.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert("aether-log-offset", HeaderValue::from(offset));
+            h.insert("aether-log-next-offset", HeaderValue::from(next));
+            h.insert(
+                "aether-log-eof",
+                HeaderValue::from_static(if eof { "true" } else { "false" }),
+            );
+            Ok(response)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(response: &JobResponse) -> ApiError {
+    ApiError::BadGateway(format!("unexpected answer from opsd: {response:?}"))
+}
+
+/// The API's bearer token: `state_dir/token`, created (mode 0600, 32
+/// random bytes as hex) on first use. Returns the token and the file.
+pub fn load_or_create_token(state_dir: &Path) -> io::Result<(String, PathBuf)> {
+    let path = state_dir.join(TOKEN_FILE);
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
+    let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        Ok(mut f) => {
+            f.write_all(token.as_bytes())?;
+            f.write_all(b"\n")?;
+            Ok((token, path))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let token = std::fs::read_to_string(&path)?.trim().to_string();
+            if token.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            Ok((token, path))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Serves `router` on `listener` until the process ends (a blocking call
+/// that runs its own tokio runtime; start it in a thread of its own).
+pub fn serve_blocking(listener: std::net::TcpListener, router: Router) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        axum::serve(listener, router).await
+    })
+}

@@ -1,0 +1,325 @@
+//! The HTTP API against a fake opsd: a guest-side `LinkPump` over a region
+//! file that answers `Api` requests from a small job table, the real
+//! `Bridge` and `ApiQueue` in a loop thread, the real router on an
+//! ephemeral port, and a plain HTTP/1.1 client over `TcpStream`. Checks
+//! each status code the API documents.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use aether_abi::job::{JobError, JobName, JobRecord, JobReply, JobRequest, JobResponse, JobState, LIST_PAGE};
+use aether_abi::link::LinkMessage;
+use aether_abi::shm_ring;
+use host_bridge::http;
+use host_bridge::{Bridge, LinkPump, ShmRegion, Supervisor};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_host-bridge");
+const REGION: usize = 4096 + 2 * 64 * 1024;
+const LOG: &[u8] = b"hello\nworld\n\xff\n";
+
+/// opsd's job table, as far as these tests need it.
+struct FakeOpsd {
+    jobs: Vec<JobRecord>,
+}
+
+impl FakeOpsd {
+    fn new() -> FakeOpsd {
+        let mut done = JobRecord::pending(1, JobName::try_from("done").unwrap(), 1);
+        done.status = JobState::Succeeded;
+        let mut running = JobRecord::pending(2, JobName::try_from("running").unwrap(), 2);
+        running.status = JobState::Running;
+        FakeOpsd {
+            jobs: vec![done, running],
+        }
+    }
+
+    fn answer(&mut self, request: JobRequest) -> JobReply {
+        let find = |jobs: &[JobRecord], id| jobs.iter().position(|r| r.job_id == id).ok_or(JobError::NoSuchJob);
+        match request {
+            JobRequest::Start(spec) => {
+                spec.validate().map_err(|what| JobError::InvalidSpec { what })?;
+                let job_id = self.jobs.last().map_or(1, |r| r.job_id + 1);
+                self.jobs.push(JobRecord::pending(job_id, spec.name, 3));
+                Ok(JobResponse::Started { job_id })
+            }
+            JobRequest::Stop { job_id } => {
+                let i = find(&self.jobs, job_id)?;
+                let status = self.jobs[i].status;
+                if status.is_terminal() {
+                    return Err(JobError::AlreadyEnded { status });
+                }
+                self.jobs[i].status = JobState::Stopping;
+                Ok(JobResponse::Stopping)
+            }
+            JobRequest::Status { job_id } => Ok(JobResponse::Status(self.jobs[find(&self.jobs, job_id)?].clone())),
+            JobRequest::List { after } => {
+                let rest: Vec<&JobRecord> = self.jobs.iter().filter(|r| r.job_id > after).collect();
+                let entries = rest.iter().take(LIST_PAGE).map(|r| (*r).clone()).collect();
+                Ok(JobResponse::Jobs {
+                    entries,
+                    more: rest.len() > LIST_PAGE,
+                })
+            }
+            JobRequest::Logs {
+                job_id, offset, max, ..
+            } => {
+                find(&self.jobs, job_id)?;
+                let start = (offset as usize).min(LOG.len());
+                let end = (start + max as usize).min(LOG.len());
+                Ok(JobResponse::Logs {
+                    offset: start as u64,
+                    bytes: heapless::Vec::from_slice(&LOG[start..end]).unwrap(),
+                    eof: end == LOG.len(),
+                })
+            }
+            JobRequest::Wait { .. } => Err(JobError::NoSuchJob),
+        }
+    }
+}
+
+struct Server {
+    port: u16,
+    token: String,
+    stop: Arc<AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The bridge, a fake opsd and the API; returns once opsd is connected.
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let region_path = dir.path().join("region");
+    let guest_region = ShmRegion::create(&region_path, REGION).unwrap();
+    shm_ring::initialise(&guest_region).unwrap();
+    let mut guest = LinkPump::guest(guest_region, 99);
+    let supervisor = Supervisor::with_shim_exe(dir.path().join("state"), SHIM).unwrap();
+    let (token, token_path) = http::load_or_create_token(supervisor.state_dir()).unwrap();
+    let mode = std::fs::metadata(&token_path).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    assert_eq!(
+        http::load_or_create_token(supervisor.state_dir()).unwrap().0,
+        token,
+        "kept"
+    );
+    let region = ShmRegion::open(&region_path).unwrap();
+    let mut bridge = Bridge::new(supervisor, LinkPump::host(region, 1));
+    let (client, mut api) = http::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        let mut opsd = FakeOpsd::new();
+        while !stop2.load(Ordering::Relaxed) {
+            let now = host_bridge::now_ms();
+            bridge.poll(now);
+            api.pump(&mut bridge);
+            for msg in guest.poll(now) {
+                if let LinkMessage::Api { id, request } = msg {
+                    let reply = opsd.answer(request);
+                    guest.send(&LinkMessage::ApiReply { id, reply }).unwrap();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = http::router(client, &token);
+    std::thread::spawn(move || http::serve_blocking(listener, router));
+    let server = Server {
+        port,
+        token,
+        stop,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = request(&server, "GET", "/healthz", None, b"");
+        if status == 200 && body.windows(20).any(|w| w == b"\"opsd_connected\":tru") {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "opsd never connected");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One request (`Connection: close`): status, headers (lower-case names),
+/// body.
+fn request(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    // A refused body may not be read to its end: ignore a broken pipe.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+#[test]
+fn every_documented_status_code() {
+    let s = start();
+    let t = Some(s.token.as_str());
+
+    // 401: no token, a wrong one.
+    let (status, headers, _) = request(&s, "GET", "/jobs", None, b"");
+    assert_eq!(status, 401);
+    assert_eq!(header(&headers, "www-authenticate"), Some("Bearer"));
+    assert_eq!(request(&s, "GET", "/jobs/1", Some("nope"), b"").0, 401);
+    assert_eq!(request(&s, "POST", "/jobs", Some("nope"), b"{}").0, 401);
+
+    // POST /jobs: 201 with the id; 400 for malformed JSON, unknown fields,
+    // wrong types, and a spec opsd refuses; 413 over 64 KiB.
+    let spec = br#"{"name": "train", "entrypoint": ["python3", "train.py"], "env": [["SEED", "1"]]}"#;
+    let (status, _, body) = request(&s, "POST", "/jobs", t, spec);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["job_id"], 3);
+    assert_eq!(request(&s, "POST", "/jobs", t, b"{\"name\": ").0, 400);
+    let (status, _, body) = request(
+        &s,
+        "POST",
+        "/jobs",
+        t,
+        br#"{"name": "x", "entrypoint": ["a"], "colour": 1}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(json(&body)["message"].as_str().unwrap().contains("colour"));
+    assert_eq!(request(&s, "POST", "/jobs", t, br#"{"name": 5}"#).0, 400);
+    assert_eq!(request(&s, "POST", "/jobs", t, b"[]").0, 400);
+    let (status, _, body) = request(&s, "POST", "/jobs", t, br#"{"name": "x", "entrypoint": []}"#);
+    assert_eq!(status, 400);
+    assert_eq!(json(&body)["error"]["invalid_spec"]["what"], "empty_entrypoint");
+    let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(70 * 1024));
+    assert_eq!(request(&s, "POST", "/jobs", t, big.as_bytes()).0, 413);
+
+    // GET /jobs (all pages), GET /jobs/{id}: 200, 404, 400.
+    let (status, _, body) = request(&s, "GET", "/jobs", t, b"");
+    assert_eq!(status, 200);
+    let ids: Vec<u64> = json(&body)["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["job_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    for _ in 0..4 {
+        assert_eq!(request(&s, "POST", "/jobs", t, spec).0, 201);
+    }
+    let (_, _, body) = request(&s, "GET", "/jobs", t, b"");
+    assert_eq!(json(&body)["jobs"].as_array().unwrap().len(), 7, "more than one page");
+    let (status, _, body) = request(&s, "GET", "/jobs/1", t, b"");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["status"], "SUCCEEDED");
+    assert_eq!(json(&body)["name"], "done");
+    let (status, _, body) = request(&s, "GET", "/jobs/42", t, b"");
+    assert_eq!(status, 404);
+    assert_eq!(json(&body)["error"], "no_such_job");
+    assert_eq!(request(&s, "GET", "/jobs/abc", t, b"").0, 400);
+    assert_eq!(request(&s, "GET", "/jobs?colour=1", t, b"").0, 400);
+
+    // POST /jobs/{id}/stop: 202, 409 for an ended job, 404.
+    assert_eq!(request(&s, "POST", "/jobs/2/stop", t, b"").0, 202);
+    let (status, _, body) = request(&s, "POST", "/jobs/1/stop", t, b"");
+    assert_eq!(status, 409);
+    assert_eq!(json(&body)["error"]["already_ended"]["status"], "SUCCEEDED");
+    assert_eq!(request(&s, "POST", "/jobs/42/stop", t, b"").0, 404);
+
+    // GET /jobs/{id}/logs: bytes as they are, offsets in headers.
+    let (status, headers, body) = request(&s, "GET", "/jobs/1/logs?offset=6&stream=stdout", t, b"");
+    assert_eq!(status, 200);
+    assert_eq!(body, &LOG[6..]);
+    assert_eq!(header(&headers, "aether-log-offset"), Some("6"));
+    assert_eq!(
+        header(&headers, "aether-log-next-offset"),
+        Some(LOG.len().to_string().as_str())
+    );
+    assert_eq!(header(&headers, "aether-log-eof"), Some("true"));
+    let (_, headers, body) = request(&s, "GET", "/jobs/1/logs?max=5", t, b"");
+    assert_eq!(
+        (body.as_slice(), header(&headers, "aether-log-eof")),
+        (&LOG[..5], Some("false"))
+    );
+    assert_eq!(request(&s, "GET", "/jobs/1/logs?stream=stdin", t, b"").0, 400);
+    assert_eq!(request(&s, "GET", "/jobs/1/logs?offset=-1", t, b"").0, 400);
+    assert_eq!(request(&s, "GET", "/jobs/42/logs", t, b"").0, 404);
+
+    // /healthz needs no token.
+    let (status, _, body) = request(&s, "GET", "/healthz", None, b"");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body), serde_json::json!({"status": "ok", "opsd_connected": true}));
+}
+
+#[test]
+fn without_opsd_requests_are_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let supervisor = Supervisor::with_shim_exe(dir.path().join("state"), SHIM).unwrap();
+    let region = ShmRegion::create(&dir.path().join("region"), REGION).unwrap();
+    let mut bridge = Bridge::new(supervisor, LinkPump::host(region, 1));
+    let (client, mut api) = http::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            bridge.poll(host_bridge::now_ms());
+            api.pump(&mut bridge);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || http::serve_blocking(listener, http::router(client, "secret")));
+    let s = Server {
+        port,
+        token: "secret".into(),
+        stop,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(_) => break request(&s, "GET", "/jobs/1", Some(&s.token), b"").0,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(status, 503);
+    let (_, _, body) = request(&s, "GET", "/healthz", None, b"");
+    assert_eq!(json(&body)["opsd_connected"], false);
+}
