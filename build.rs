@@ -47,7 +47,8 @@ fn main() {
 /// The user programs in the boot image, by name (each a `[[bin]]` of
 /// `userland/programs`).
 const PROGRAMS: &[&str] = &[
-    "console", "hello", "spin", "fault", "sleeper", "forker", "bench", "badcalls", "fuzz", "memcheck", "killer", "svc", "opsd",
+    "console", "hello", "spin", "fault", "sleeper", "forker", "bench", "badcalls", "fuzz", "memcheck", "killer", "svc",
+    "opsd",
 ];
 
 /// Packs every program's ELF into the initial archive at `path`
