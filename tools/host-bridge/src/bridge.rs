@@ -165,8 +165,19 @@ impl Bridge {
 
     fn start(&mut self, job_id: u64, spec: &abi::JobSpec, warnings: &mut Vec<String>) {
         match self.supervisor.status(job_id).map(|s| s.state) {
-            // A repeated Start (opsd reconnecting): the job runs already.
-            Some(JobState::Running | JobState::Stopping) => return,
+            // A repeated Start (opsd reconnecting): the job runs already. Say
+            // so again: the first `Started` may have died with an earlier
+            // bridge, leaving opsd to think the job is still pending.
+            Some(JobState::Running | JobState::Stopping) => {
+                if let Some(st) = self.supervisor.status(job_id) {
+                    self.outbox.push_back(LinkMessage::Started {
+                        job_id,
+                        pid: st.pid as u32,
+                        started_ms: st.started_ms,
+                    });
+                }
+                return;
+            }
             // A new attempt of an ended job (a retry reuses the id).
             Some(JobState::Exited | JobState::Lost) => {
                 if let Err(e) = self.supervisor.forget(job_id) {

@@ -267,7 +267,7 @@ fn a_job_started_over_the_link_reports_logs_metrics_and_its_exit() {
     assert!(guest.other.is_empty(), "{:?}", guest.other);
 
     // A spawn failure, then a new attempt of the same id that works (and a
-    // repeated Start for a running job is ignored).
+    // repeated Start for a running job only gets its `Started` again).
     guest.send(LinkMessage::Start {
         job_id: 2,
         spec: JobSpec {
