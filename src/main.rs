@@ -7,22 +7,25 @@ use aether_abi::boot::{BootArgs, LogLevel, Mode, OnPanic};
 use aetheros::runner::{Firmware, Launch, Serial, checked_cmdline};
 
 const USAGE: &str = "\
-usage: cargo run [--release] -- [--uefi] [--test [NAMES]] [--log LEVEL]
+usage: cargo run [--release] -- [--uefi] [--test [NAMES]] [--log LEVEL] [--no-bridge]
 
 Boots AetherOS under QEMU (TCG, q35) with the serial console on this
-terminal. Type `help` at the `aether> ` prompt; `shutdown` powers off;
-Ctrl-A X quits QEMU at any time.
+terminal, with the host bridge beside it (host jobs, HTTP API on
+127.0.0.1:7878). Type `help` at the `aether> ` prompt; `shutdown` powers
+off; Ctrl-A X quits QEMU at any time.
 
   --uefi          boot the UEFI image with OVMF (default: BIOS)
   --test [NAMES]  run the in-kernel tests (all, or the comma-separated names)
                   and exit with QEMU's pass/fail status
   --log LEVEL     kernel log level: error, warn, info (default), debug, trace
+  --no-bridge     no host bridge (and no link device)
   -h, --help      this text";
 
 struct Options {
     firmware: Firmware,
     tests: Option<Option<String>>,
     log: LogLevel,
+    no_bridge: bool,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -30,12 +33,14 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
         firmware: Firmware::Bios,
         tests: None,
         log: LogLevel::Info,
+        no_bridge: false,
     };
     let mut args = args.peekable();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--uefi" => o.firmware = Firmware::Uefi,
             "--bios" => o.firmware = Firmware::Bios,
+            "--no-bridge" => o.no_bridge = true,
             "--test" => o.tests = Some(args.next_if(|n| !n.starts_with('-'))),
             "--log" => {
                 let level = args.next().ok_or("--log needs a level")?;
@@ -88,9 +93,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The console gets the host bridge beside it, over a shared-memory link
+    // (docs/jobs.md); kernel test runs do not need it.
+    let bridge = if opts.tests.is_none() && !opts.no_bridge {
+        match HostBridge::start() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("AetherOS: no host bridge ({e}); host jobs will wait");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let launch = Launch {
         cpu: Default::default(),
-        extra: Vec::new(),
+        extra: bridge.as_ref().map(HostBridge::qemu_args).unwrap_or_default(),
         firmware: opts.firmware,
         serial: Serial::Terminal,
         cmdline,
@@ -106,6 +124,9 @@ fn main() -> ExitCode {
         "AetherOS: booting ({:?}); `shutdown` powers off, Ctrl-A X quits QEMU",
         opts.firmware
     );
+    if let Some(b) = &bridge {
+        b.banner();
+    }
     match cmd.status() {
         Ok(status) => match status.code() {
             // ACPI power-off, or the isa-debug-exit pass code.
@@ -123,5 +144,78 @@ fn main() -> ExitCode {
             eprintln!("error: could not start {}: {e}", qemu.program().display());
             ExitCode::from(127)
         }
+    }
+}
+
+/// The host bridge (`tools/host-bridge`) running beside QEMU for the
+/// console: its process, the link's shared-memory file and its state.
+struct HostBridge {
+    child: std::process::Child,
+    shm: std::path::PathBuf,
+    state: std::path::PathBuf,
+}
+
+impl HostBridge {
+    /// The HTTP API's port (the bridge's default).
+    const PORT: u16 = 7878;
+
+    fn start() -> std::io::Result<HostBridge> {
+        let shm = std::path::PathBuf::from(format!("/dev/shm/aetheros-link-{}", std::process::id()));
+        // Kept across runs, so the token and re-adoptable jobs stay.
+        let state = match std::env::var_os("AETHER_BRIDGE_STATE") {
+            Some(dir) => std::path::PathBuf::from(dir),
+            None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".local/state/aetheros/bridge"),
+        };
+        std::fs::create_dir_all(&state)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state.join("bridge.log"))?;
+        let child = std::process::Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
+            .arg("serve")
+            .arg("--shm")
+            .arg(&shm)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--port")
+            .arg(Self::PORT.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        Ok(HostBridge { child, shm, state })
+    }
+
+    /// QEMU's side of the link: an ivshmem-plain device over the file.
+    fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-object".into(),
+            format!(
+                "memory-backend-file,id=link,share=on,mem-path={},size=1M",
+                self.shm.display()
+            ),
+            "-device".into(),
+            "ivshmem-plain,memdev=link".into(),
+        ]
+    }
+
+    fn banner(&self) {
+        eprintln!(
+            "AetherOS: host bridge: HTTP API on http://127.0.0.1:{}, bearer token in {}, log in {}",
+            Self::PORT,
+            self.state.join("token").display(),
+            self.state.join("bridge.log").display()
+        );
+    }
+}
+
+impl Drop for HostBridge {
+    /// The bridge goes with QEMU; running jobs' shims stay (a new bridge
+    /// re-adopts them, docs/jobs.md).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.shm);
     }
 }
