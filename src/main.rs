@@ -161,12 +161,16 @@ impl HostBridge {
 
     fn start() -> std::io::Result<HostBridge> {
         let shm = std::path::PathBuf::from(format!("/dev/shm/aetheros-link-{}", std::process::id()));
-        // Kept across runs, so the token and re-adoptable jobs stay.
-        let state = match std::env::var_os("AETHER_BRIDGE_STATE") {
+        // One state directory per run: opsd keeps no jobs across boots yet
+        // (job ids start again at 1), so a bridge must not take a new boot's
+        // job 1 for the last one's. Within the run, a restarted bridge
+        // re-adopts from it.
+        let base = match std::env::var_os("AETHER_BRIDGE_STATE") {
             Some(dir) => std::path::PathBuf::from(dir),
             None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
                 .join(".local/state/aetheros/bridge"),
         };
+        let state = base.join(format!("run-{}", std::process::id()));
         std::fs::create_dir_all(&state)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
