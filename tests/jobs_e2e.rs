@@ -96,3 +96,167 @@ fn a_python_trainer_runs_on_the_host_from_the_console() {
     let _ = std::fs::remove_file(&shm);
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// The console's `job status ID --json`, parsed.
+fn status(s: &mut Session, id: u64) -> Option<serde_json::Value> {
+    common::run(s, &format!("job status {id} --json"))
+        .iter()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+}
+
+/// Polls job `id` until its status is `want` (or fails after a deadline).
+fn wait_for(s: &mut Session, id: u64, want: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(j) = status(s, id)
+            && j["status"] == want
+        {
+            return j;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never became {want}: {:?}",
+            status(s, id)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Starts a job with `line` (everything after `job start`); its id.
+fn start(s: &mut Session, line: &str) -> u64 {
+    let out = common::run(s, &format!("job start {line}"));
+    out.iter()
+        .find_map(|l| l.strip_prefix("job ")?.strip_suffix(" started")?.parse().ok())
+        .unwrap_or_else(|| panic!("`job start {line}`: {out:?}"))
+}
+
+/// Host processes whose environment says they belong to job `id` of the
+/// bridge state directory `state`.
+fn processes_of(id: u64, state: &std::path::Path) -> Vec<u32> {
+    let tag = format!("AETHER_JOB_ID={id}\0");
+    let dir = state.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let env = String::from_utf8_lossy(&env);
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // Zombies (reaped late by this machine's init) are dead already.
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if env.contains(&tag) && env.contains(&dir) && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn exit_codes_retries_timeouts_and_stops_from_the_console() {
+    let id = std::process::id();
+    let shm = PathBuf::from(format!("/dev/shm/aether-e2e2-{id}"));
+    let state = std::env::temp_dir().join(format!("aether-e2e2-state-{id}"));
+    let _ = std::fs::remove_dir_all(&state);
+    let launch = Launch {
+        cpu: Default::default(),
+        extra: vec![
+            "-object".into(),
+            format!(
+                "memory-backend-file,id=link,share=on,mem-path={},size=1M",
+                shm.display()
+            ),
+            "-device".into(),
+            "ivshmem-plain,memdev=link".into(),
+        ],
+        firmware: Firmware::Bios,
+        serial: Serial::Piped,
+        cmdline: common::console_cmdline(),
+    };
+    let qemu = Qemu::locate().unwrap_or_else(|e| panic!("{e}"));
+    let cmd = qemu
+        .command(&aetheros::images(), &launch)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut s = Session::spawn(cmd, Duration::from_secs(170)).unwrap_or_else(|e| panic!("{e}"));
+    s.expect(CONSOLE_READY_MARKER, common::BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.expect(PROMPT, common::REPLY).unwrap_or_else(|e| panic!("{e}"));
+    let _bridge = Bridge(
+        Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
+            .args(["serve", "--port", "0", "--shm"])
+            .arg(&shm)
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the bridge"),
+    );
+    let trainer = repo().join("tools/python/trainer.py");
+    let t = trainer.display();
+
+    let failed = start(&mut s, &format!("-- python3 {t} --steps 1 --exit 3"));
+    let j = wait_for(&mut s, failed, "FAILED");
+    assert_eq!(j["exit_code"], 3, "{j}");
+
+    let retried = start(&mut s, &format!("--retries 2 -- python3 {t} --steps 1 --exit 3"));
+    let j = wait_for(&mut s, retried, "FAILED");
+    assert_eq!(
+        (j["attempt"].as_u64(), j["exit_code"].as_i64()),
+        (Some(3), Some(3)),
+        "{j}"
+    );
+
+    let timed = start(
+        &mut s,
+        &format!("--timeout 500 -- python3 {t} --steps 100000 --sleep 0.05"),
+    );
+    let j = wait_for(&mut s, timed, "TIMED_OUT");
+    assert_eq!(j["termination_reason"], "timed_out", "{j}");
+
+    // A trainer that traps SIGTERM: stopped within the grace, not forced.
+    let graceful = start(&mut s, &format!("-- python3 {t} --steps 100000 --sleep 0.05"));
+    wait_for(&mut s, graceful, "RUNNING");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = common::run(&mut s, &format!("job stop {graceful}"));
+    assert!(out.iter().all(|l| !l.starts_with("error")), "{out:?}");
+    let j = wait_for(&mut s, graceful, "STOPPED");
+    assert_eq!(j["forced_kill"], false, "{j}");
+
+    // One that ignores SIGTERM and leaves grandchildren, one of them in a
+    // session of its own: forced, and nothing of it is left on the host.
+    let stubborn = start(
+        &mut s,
+        &format!(
+            "--grace 300 -- python3 {t} --steps 100000 --sleep 0.05 --ignore-term --fork-grandchildren --setsid-grandchild"
+        ),
+    );
+    wait_for(&mut s, stubborn, "RUNNING");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while processes_of(stubborn, &state).len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the grandchildren never started: {:?}",
+            processes_of(stubborn, &state)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    common::run(&mut s, &format!("job stop {stubborn}"));
+    let j = wait_for(&mut s, stubborn, "STOPPED");
+    assert_eq!(j["forced_kill"], true, "{j}");
+    assert!(
+        processes_of(stubborn, &state).is_empty(),
+        "left on the host: {:?}",
+        processes_of(stubborn, &state)
+    );
+
+    drop(s);
+    let _ = std::fs::remove_file(&shm);
+    let _ = std::fs::remove_dir_all(&state);
+}

@@ -32,6 +32,15 @@ fn start(program: &str, priority: u8) -> Option<Pid> {
     }
 }
 
+/// Waits (a little) until opsd serves `JOB`, so the console never offers a
+/// prompt whose `job` commands would find no ops daemon.
+fn await_job_service() {
+    let deadline = time::now_ns() + 2_000_000_000;
+    while with(|k| k.service_limits(aether_abi::syscall::nr::JOB).is_err()) && time::now_ns() < deadline {
+        sleep_until(time::now_ns() + 1_000_000);
+    }
+}
+
 /// The body of the `[init]` kernel task.
 pub fn run() {
     let mut pids: [Option<Pid>; 2] = [None; 2];
@@ -39,6 +48,9 @@ pub fn run() {
         for (i, (program, priority)) in KEPT.iter().enumerate() {
             if pids[i].is_none() {
                 pids[i] = start(program, *priority);
+                if *program == "opsd" && pids[i].is_some() {
+                    await_job_service();
+                }
             }
         }
         if pids.iter().all(Option::is_none) {
