@@ -260,3 +260,125 @@ fn exit_codes_retries_timeouts_and_stops_from_the_console() {
     let _ = std::fs::remove_file(&shm);
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: (status, body).
+fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the bridge");
+    c.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).expect("send");
+    let mut reply = String::new();
+    let _ = c.read_to_string(&mut reply);
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
+
+#[test]
+fn a_trainer_started_over_http_runs_and_reports() {
+    let id = std::process::id();
+    let shm = PathBuf::from(format!("/dev/shm/aether-e2e3-{id}"));
+    let state = std::env::temp_dir().join(format!("aether-e2e3-state-{id}"));
+    let _ = std::fs::remove_dir_all(&state);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let launch = Launch {
+        cpu: Default::default(),
+        extra: vec![
+            "-object".into(),
+            format!(
+                "memory-backend-file,id=link,share=on,mem-path={},size=1M",
+                shm.display()
+            ),
+            "-device".into(),
+            "ivshmem-plain,memdev=link".into(),
+        ],
+        firmware: Firmware::Bios,
+        serial: Serial::Piped,
+        cmdline: common::console_cmdline(),
+    };
+    let qemu = Qemu::locate().unwrap_or_else(|e| panic!("{e}"));
+    let cmd = qemu
+        .command(&aetheros::images(), &launch)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut s = Session::spawn(cmd, Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
+    s.expect(CONSOLE_READY_MARKER, common::BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.expect(PROMPT, common::REPLY).unwrap_or_else(|e| panic!("{e}"));
+    let _bridge = Bridge(
+        Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
+            .args(["serve", "--port", &port.to_string(), "--shm"])
+            .arg(&shm)
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the bridge"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let token = loop {
+        if let Ok(t) = std::fs::read_to_string(state.join("token"))
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            break t.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "the bridge's HTTP API never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // No token: refused.
+    assert_eq!(http(port, "GET", "/jobs", "wrong", "").0, 401);
+    let trainer = repo().join("tools/python/trainer.py");
+    let spec = format!(
+        r#"{{"name": "http-trainer", "entrypoint": ["python3", "{}", "--steps", "3", "--sleep", "0.02"]}}"#,
+        trainer.display()
+    );
+    // The bridge answers 503 until opsd's link is up: retry a little.
+    let (job_id, deadline) = (
+        loop {
+            let (code, body) = http(port, "POST", "/jobs", &token, &spec);
+            if code == 201 {
+                let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+                break v["job_id"].as_u64().expect("job_id");
+            }
+            assert!(code == 503 && Instant::now() < deadline, "POST /jobs: {code} {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        },
+        Instant::now() + Duration::from_secs(60),
+    );
+    let record = loop {
+        let (code, body) = http(port, "GET", &format!("/jobs/{job_id}"), &token, "");
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if v["status"] == "SUCCEEDED" || v["status"] == "FAILED" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the job did not end: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(record["status"], "SUCCEEDED", "{record}");
+    assert_eq!(record["exit_code"], 0, "{record}");
+    assert_eq!(record["name"], "http-trainer", "{record}");
+    let (code, logs) = http(port, "GET", &format!("/jobs/{job_id}/logs?offset=0"), &token, "");
+    assert_eq!(code, 200);
+    assert!(logs.contains("step 3/3"), "{logs}");
+    // The same job, seen from the console.
+    let out = common::run(&mut s, &format!("job status {job_id}"));
+    assert!(out.iter().any(|l| l.contains("SUCCEEDED")), "{out:?}");
+    assert_eq!(http(port, "GET", "/jobs/999", &token, "").0, 404);
+    assert_eq!(http(port, "POST", &format!("/jobs/{job_id}/stop"), &token, "").0, 409);
+    drop(s);
+    let _ = std::fs::remove_file(&shm);
+    let _ = std::fs::remove_dir_all(&state);
+}
