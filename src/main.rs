@@ -193,15 +193,7 @@ impl HostBridge {
 
     /// QEMU's side of the link: an ivshmem-plain device over the file.
     fn qemu_args(&self) -> Vec<String> {
-        vec![
-            "-object".into(),
-            format!(
-                "memory-backend-file,id=link,share=on,mem-path={},size=1M",
-                self.shm.display()
-            ),
-            "-device".into(),
-            "ivshmem-plain,memdev=link".into(),
-        ]
+        aetheros::runner::link_device_args(&self.shm, 1024)
     }
 
     fn banner(&self) {

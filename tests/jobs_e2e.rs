@@ -11,12 +11,64 @@ use std::time::{Duration, Instant};
 use aether_abi::boot::{CONSOLE_READY_MARKER, PROMPT};
 use aetheros::runner::{Firmware, Launch, Qemu, Serial, Session};
 
-struct Bridge(Child);
+/// QEMU with the link device, the real host bridge on its other side, and
+/// the console's session; the bridge, its state and the region file go
+/// with it (also when a test fails).
+struct Rig {
+    session: Session,
+    bridge: Child,
+    shm: PathBuf,
+    state: PathBuf,
+}
 
-impl Drop for Bridge {
+impl Rig {
+    /// Boots to the prompt (`name` keeps parallel tests' files apart) and
+    /// starts the bridge; `limit` bounds the whole QEMU run.
+    fn start(name: &str, limit: Duration) -> Rig {
+        let id = std::process::id();
+        let shm = PathBuf::from(format!("/dev/shm/aether-{name}-{id}"));
+        let state = std::env::temp_dir().join(format!("aether-{name}-state-{id}"));
+        let _ = std::fs::remove_dir_all(&state);
+        let launch = Launch {
+            cpu: Default::default(),
+            extra: aetheros::runner::link_device_args(&shm, 1024),
+            firmware: Firmware::Bios,
+            serial: Serial::Piped,
+            cmdline: common::console_cmdline(),
+        };
+        let qemu = Qemu::locate().unwrap_or_else(|e| panic!("{e}"));
+        let cmd = qemu
+            .command(&aetheros::images(), &launch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut session = Session::spawn(cmd, limit).unwrap_or_else(|e| panic!("{e}"));
+        session
+            .expect(CONSOLE_READY_MARKER, common::BOOT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        session.expect(PROMPT, common::REPLY).unwrap_or_else(|e| panic!("{e}"));
+        let bridge = Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
+            .args(["serve", "--port", "0", "--shm"])
+            .arg(&shm)
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the bridge");
+        Rig {
+            session,
+            bridge,
+            shm,
+            state,
+        }
+    }
+}
+
+impl Drop for Rig {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.bridge.kill();
+        let _ = self.bridge.wait();
+        let _ = std::fs::remove_file(&self.shm);
+        let _ = std::fs::remove_dir_all(&self.state);
     }
 }
 
@@ -26,54 +78,18 @@ fn repo() -> PathBuf {
 
 #[test]
 fn a_python_trainer_runs_on_the_host_from_the_console() {
-    let id = std::process::id();
-    let shm = PathBuf::from(format!("/dev/shm/aether-e2e-{id}"));
-    let state = std::env::temp_dir().join(format!("aether-e2e-state-{id}"));
-    let _ = std::fs::remove_dir_all(&state);
-    let launch = Launch {
-        cpu: Default::default(),
-        extra: vec![
-            "-object".into(),
-            format!(
-                "memory-backend-file,id=link,share=on,mem-path={},size=1M",
-                shm.display()
-            ),
-            "-device".into(),
-            "ivshmem-plain,memdev=link".into(),
-        ],
-        firmware: Firmware::Bios,
-        serial: Serial::Piped,
-        cmdline: common::console_cmdline(),
-    };
-    let qemu = Qemu::locate().unwrap_or_else(|e| panic!("{e}"));
-    let cmd = qemu
-        .command(&aetheros::images(), &launch)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut s = Session::spawn(cmd, Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
-    s.expect(CONSOLE_READY_MARKER, common::BOOT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    s.expect(PROMPT, common::REPLY).unwrap_or_else(|e| panic!("{e}"));
-    let _bridge = Bridge(
-        Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
-            .args(["serve", "--port", "0", "--shm"])
-            .arg(&shm)
-            .arg("--state-dir")
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the bridge"),
-    );
+    let mut rig = Rig::start("e2e", Duration::from_secs(120));
+    let s = &mut rig.session;
     let trainer = repo().join("tools/python/trainer.py");
     let out = common::run(
-        &mut s,
+        s,
         &format!("job start -- python3 {} --steps 5 --sleep 0.05", trainer.display()),
     );
     assert!(out.iter().any(|l| l.contains("job 1 started")), "{out:?}");
     // Running on the host once the bridge is connected: wait for the end.
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
-        let out = common::run(&mut s, "job status 1 --json");
+        let out = common::run(s, "job status 1 --json");
         let json: Option<serde_json::Value> = out
             .iter()
             .find(|l| l.starts_with('{'))
@@ -90,11 +106,8 @@ fn a_python_trainer_runs_on_the_host_from_the_console() {
     assert_eq!(status["exit_code"], 0, "{status}");
     assert!(status["runtime_ms"].as_u64().is_some_and(|ms| ms > 0), "{status}");
     assert_eq!(status["latest_metrics"][0]["name"], "loss", "{status}");
-    let logs = common::run(&mut s, "job logs 1");
+    let logs = common::run(s, "job logs 1");
     assert!(logs.iter().any(|l| l.contains("step 5")), "{logs:?}");
-    drop(s);
-    let _ = std::fs::remove_file(&shm);
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 /// The console's `job status ID --json`, parsed.
@@ -160,103 +173,60 @@ fn processes_of(id: u64, state: &std::path::Path) -> Vec<u32> {
 
 #[test]
 fn exit_codes_retries_timeouts_and_stops_from_the_console() {
-    let id = std::process::id();
-    let shm = PathBuf::from(format!("/dev/shm/aether-e2e2-{id}"));
-    let state = std::env::temp_dir().join(format!("aether-e2e2-state-{id}"));
-    let _ = std::fs::remove_dir_all(&state);
-    let launch = Launch {
-        cpu: Default::default(),
-        extra: vec![
-            "-object".into(),
-            format!(
-                "memory-backend-file,id=link,share=on,mem-path={},size=1M",
-                shm.display()
-            ),
-            "-device".into(),
-            "ivshmem-plain,memdev=link".into(),
-        ],
-        firmware: Firmware::Bios,
-        serial: Serial::Piped,
-        cmdline: common::console_cmdline(),
-    };
-    let qemu = Qemu::locate().unwrap_or_else(|e| panic!("{e}"));
-    let cmd = qemu
-        .command(&aetheros::images(), &launch)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut s = Session::spawn(cmd, Duration::from_secs(170)).unwrap_or_else(|e| panic!("{e}"));
-    s.expect(CONSOLE_READY_MARKER, common::BOOT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    s.expect(PROMPT, common::REPLY).unwrap_or_else(|e| panic!("{e}"));
-    let _bridge = Bridge(
-        Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
-            .args(["serve", "--port", "0", "--shm"])
-            .arg(&shm)
-            .arg("--state-dir")
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the bridge"),
-    );
+    let mut rig = Rig::start("e2e2", Duration::from_secs(170));
+    let s = &mut rig.session;
     let trainer = repo().join("tools/python/trainer.py");
     let t = trainer.display();
 
-    let failed = start(&mut s, &format!("-- python3 {t} --steps 1 --exit 3"));
-    let j = wait_for(&mut s, failed, "FAILED");
+    let failed = start(s, &format!("-- python3 {t} --steps 1 --exit 3"));
+    let j = wait_for(s, failed, "FAILED");
     assert_eq!(j["exit_code"], 3, "{j}");
 
-    let retried = start(&mut s, &format!("--retries 2 -- python3 {t} --steps 1 --exit 3"));
-    let j = wait_for(&mut s, retried, "FAILED");
+    let retried = start(s, &format!("--retries 2 -- python3 {t} --steps 1 --exit 3"));
+    let j = wait_for(s, retried, "FAILED");
     assert_eq!(
         (j["attempt"].as_u64(), j["exit_code"].as_i64()),
         (Some(3), Some(3)),
         "{j}"
     );
 
-    let timed = start(
-        &mut s,
-        &format!("--timeout 500 -- python3 {t} --steps 100000 --sleep 0.05"),
-    );
-    let j = wait_for(&mut s, timed, "TIMED_OUT");
+    let timed = start(s, &format!("--timeout 500 -- python3 {t} --steps 100000 --sleep 0.05"));
+    let j = wait_for(s, timed, "TIMED_OUT");
     assert_eq!(j["termination_reason"], "timed_out", "{j}");
 
     // A trainer that traps SIGTERM: stopped within the grace, not forced.
-    let graceful = start(&mut s, &format!("-- python3 {t} --steps 100000 --sleep 0.05"));
-    wait_for(&mut s, graceful, "RUNNING");
+    let graceful = start(s, &format!("-- python3 {t} --steps 100000 --sleep 0.05"));
+    wait_for(s, graceful, "RUNNING");
     std::thread::sleep(Duration::from_millis(300));
-    let out = common::run(&mut s, &format!("job stop {graceful}"));
+    let out = common::run(s, &format!("job stop {graceful}"));
     assert!(out.iter().all(|l| !l.starts_with("error")), "{out:?}");
-    let j = wait_for(&mut s, graceful, "STOPPED");
+    let j = wait_for(s, graceful, "STOPPED");
     assert_eq!(j["forced_kill"], false, "{j}");
 
     // One that ignores SIGTERM and leaves grandchildren, one of them in a
     // session of its own: forced, and nothing of it is left on the host.
     let stubborn = start(
-        &mut s,
+        s,
         &format!(
             "--grace 300 -- python3 {t} --steps 100000 --sleep 0.05 --ignore-term --fork-grandchildren --setsid-grandchild"
         ),
     );
-    wait_for(&mut s, stubborn, "RUNNING");
+    wait_for(s, stubborn, "RUNNING");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while processes_of(stubborn, &state).len() < 4 {
+    while processes_of(stubborn, &rig.state).len() < 4 {
         assert!(
             Instant::now() < deadline,
             "the grandchildren never started: {:?}",
-            processes_of(stubborn, &state)
+            processes_of(stubborn, &rig.state)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    common::run(&mut s, &format!("job stop {stubborn}"));
-    let j = wait_for(&mut s, stubborn, "STOPPED");
+    common::run(s, &format!("job stop {stubborn}"));
+    let j = wait_for(s, stubborn, "STOPPED");
     assert_eq!(j["forced_kill"], true, "{j}");
     assert!(
-        processes_of(stubborn, &state).is_empty(),
+        processes_of(stubborn, &rig.state).is_empty(),
         "left on the host: {:?}",
-        processes_of(stubborn, &state)
+        processes_of(stubborn, &rig.state)
     );
-
-    drop(s);
-    let _ = std::fs::remove_file(&shm);
-    let _ = std::fs::remove_dir_all(&state);
 }

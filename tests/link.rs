@@ -65,15 +65,7 @@ fn bytes_cross_the_shared_memory_link_both_ways() {
     };
     let launch = Launch {
         cpu: Default::default(),
-        extra: vec![
-            "-object".into(),
-            format!(
-                "memory-backend-file,id=link,share=on,mem-path={},size={REGION}",
-                path.display()
-            ),
-            "-device".into(),
-            "ivshmem-plain,memdev=link".into(),
-        ],
+        extra: aetheros::runner::link_device_args(&path, REGION as u64 / 1024),
         firmware: Firmware::Bios,
         serial: Serial::Piped,
         cmdline: args.to_string(),

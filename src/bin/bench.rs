@@ -138,15 +138,7 @@ fn link_probe(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
     };
     let launch = Launch {
         cpu: Default::default(),
-        extra: vec![
-            "-object".into(),
-            format!(
-                "memory-backend-file,id=link,share=on,mem-path={},size=4M",
-                shm.display()
-            ),
-            "-device".into(),
-            "ivshmem-plain,memdev=link".into(),
-        ],
+        extra: aetheros::runner::link_device_args(&shm, 4096),
         firmware: Firmware::Bios,
         serial: Serial::Piped,
         cmdline: args.to_string(),

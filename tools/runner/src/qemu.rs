@@ -68,6 +68,21 @@ impl Cpu {
     }
 }
 
+/// QEMU arguments for the link's transport (docs/jobs.md): an
+/// `ivshmem-plain` device whose shared memory is the file `mem_path` (in
+/// `/dev/shm`), `size_kib` KiB long (a power of two).
+pub fn link_device_args(mem_path: &Path, size_kib: u64) -> Vec<String> {
+    vec![
+        "-object".into(),
+        format!(
+            "memory-backend-file,id=link,share=on,mem-path={},size={size_kib}K",
+            mem_path.display()
+        ),
+        "-device".into(),
+        "ivshmem-plain,memdev=link".into(),
+    ]
+}
+
 const OVMF_CANDIDATES: &[&str] = &["/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
 
 /// OVMF firmware (`$AETHER_OVMF`, or Debian's package location).
