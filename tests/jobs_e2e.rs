@@ -19,6 +19,10 @@ struct Rig {
     bridge: Child,
     shm: PathBuf,
     state: PathBuf,
+    /// The bridge's stderr (printed when a test fails).
+    log: PathBuf,
+    /// The bridge's HTTP API on 127.0.0.1.
+    port: u16,
 }
 
 impl Rig {
@@ -45,13 +49,18 @@ impl Rig {
             .expect(CONSOLE_READY_MARKER, common::BOOT)
             .unwrap_or_else(|e| panic!("{e}"));
         session.expect(PROMPT, common::REPLY).unwrap_or_else(|e| panic!("{e}"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::env::temp_dir().join(format!("aether-{name}-bridge-{id}.log"));
         let bridge = Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
-            .args(["serve", "--port", "0", "--shm"])
+            .args(["serve", "--port", &port.to_string(), "--shm"])
             .arg(&shm)
             .arg("--state-dir")
             .arg(&state)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("the bridge's log file"))
             .spawn()
             .expect("start the bridge");
         Rig {
@@ -59,6 +68,8 @@ impl Rig {
             bridge,
             shm,
             state,
+            log,
+            port,
         }
     }
 }
@@ -67,6 +78,11 @@ impl Drop for Rig {
     fn drop(&mut self) {
         let _ = self.bridge.kill();
         let _ = self.bridge.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- the bridge's log ---\n{log}--- end of the bridge's log ---");
+        }
+        let _ = std::fs::remove_file(&self.log);
         let _ = std::fs::remove_file(&self.shm);
         let _ = std::fs::remove_dir_all(&self.state);
     }
@@ -194,14 +210,18 @@ fn exit_codes_retries_timeouts_and_stops_from_the_console() {
     let j = wait_for(s, timed, "TIMED_OUT");
     assert_eq!(j["termination_reason"], "timed_out", "{j}");
 
-    // A trainer that traps SIGTERM: stopped within the grace, not forced.
+    // A trainer that traps SIGTERM: stopped within the grace, not forced,
+    // and it saved its checkpoint. Stopped only once it printed "ready":
+    // before that its handler may not be installed yet (python3 can be a
+    // pyenv shim that takes a while to exec the interpreter).
     let graceful = start(s, &format!("-- python3 {t} --steps 100000 --sleep 0.05"));
-    wait_for(s, graceful, "RUNNING");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_output(s, graceful, "ready");
     let out = common::run(s, &format!("job stop {graceful}"));
     assert!(out.iter().all(|l| !l.starts_with("error")), "{out:?}");
     let j = wait_for(s, graceful, "STOPPED");
     assert_eq!(j["forced_kill"], false, "{j}");
+    assert_eq!(j["exit_code"], 0, "{j}");
+    wait_for_output(s, graceful, "(sigterm)");
 
     // One that ignores SIGTERM and leaves grandchildren, one of them in a
     // session of its own: forced, and nothing of it is left on the host.
@@ -211,22 +231,120 @@ fn exit_codes_retries_timeouts_and_stops_from_the_console() {
             "--grace 300 -- python3 {t} --steps 100000 --sleep 0.05 --ignore-term --fork-grandchildren --setsid-grandchild"
         ),
     );
-    wait_for(s, stubborn, "RUNNING");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while processes_of(stubborn, &rig.state).len() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "the grandchildren never started: {:?}",
-            processes_of(stubborn, &rig.state)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // "ready": its helpers run (and ignore SIGTERM).
+    wait_for_output(s, stubborn, "ready");
+    let before = processes_of(stubborn, &rig.state);
+    // The shim, the trainer, two helpers and the escaped daemon.
+    assert!(before.len() >= 5, "{before:?}");
     common::run(s, &format!("job stop {stubborn}"));
     let j = wait_for(s, stubborn, "STOPPED");
-    assert_eq!(j["forced_kill"], true, "{j}");
+    assert_eq!(j["forced_kill"], true, "{j}\nprocesses before the stop: {before:?}");
     assert!(
         processes_of(stubborn, &rig.state).is_empty(),
         "left on the host: {:?}",
         processes_of(stubborn, &rig.state)
     );
+}
+
+/// Polls `job logs ID` until a line contains `text`.
+fn wait_for_output(s: &mut Session, id: u64, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = common::run(s, &format!("job logs {id}"));
+        if out.iter().any(|l| l.contains(text)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {id} never printed {text:?}: {out:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One HTTP/1.1 request to the bridge: (status, body).
+fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the bridge");
+    c.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).expect("send");
+    let mut reply = String::new();
+    let _ = c.read_to_string(&mut reply);
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
+
+/// The bridge's token, once its HTTP API listens.
+fn token(rig: &Rig) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(rig.state.join("token"))
+            && std::net::TcpStream::connect(("127.0.0.1", rig.port)).is_ok()
+        {
+            return t.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "the bridge's HTTP API never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_trainer_started_over_http_runs_and_reports() {
+    let mut rig = Rig::start("e2e3", Duration::from_secs(150));
+    let (port, token) = (rig.port, token(&rig));
+    assert_eq!(http(port, "GET", "/jobs", "wrong", "").0, 401);
+    let trainer = repo().join("tools/python/trainer.py");
+    let spec = format!(
+        r#"{{"name": "http-trainer", "entrypoint": ["python3", "{}", "--steps", "3", "--sleep", "0.02"]}}"#,
+        trainer.display()
+    );
+    // 503 until opsd's link is up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let job_id = loop {
+        let (code, body) = http(port, "POST", "/jobs", &token, &spec);
+        if code == 201 {
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            break v["job_id"].as_u64().expect("job_id");
+        }
+        assert!(code == 503 && Instant::now() < deadline, "POST /jobs: {code} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        let (code, body) = http(port, "GET", &format!("/jobs/{job_id}"), &token, "");
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if v["status"] == "SUCCEEDED" || v["status"] == "FAILED" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the job did not end: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(record["status"], "SUCCEEDED", "{record}");
+    assert_eq!(record["exit_code"], 0, "{record}");
+    assert_eq!(record["name"], "http-trainer", "{record}");
+    assert_eq!(record["latest_metrics"][0]["name"], "loss", "{record}");
+    assert!(record["runtime_ms"].as_u64().is_some_and(|ms| ms > 0), "{record}");
+    let (code, logs) = http(port, "GET", &format!("/jobs/{job_id}/logs?offset=0"), &token, "");
+    assert_eq!(code, 200);
+    assert!(logs.contains("step 3/3"), "{logs}");
+    // From an offset: the same bytes from there on.
+    let from = logs.find("step 2/3").expect("step 2 in the log");
+    let (code, tail) = http(port, "GET", &format!("/jobs/{job_id}/logs?offset={from}"), &token, "");
+    assert_eq!((code, tail.as_str()), (200, &logs[from..]));
+    let (code, err) = http(port, "GET", &format!("/jobs/{job_id}/logs?stream=stderr"), &token, "");
+    assert_eq!(code, 200);
+    assert!(err.contains("trainer: finished"), "{err}");
+    // The same job, seen from the console.
+    let j = status(&mut rig.session, job_id).expect("job status --json");
+    assert_eq!(j["status"], "SUCCEEDED", "{j}");
+    assert_eq!(http(port, "GET", "/jobs/999", &token, "").0, 404);
+    assert_eq!(http(port, "POST", &format!("/jobs/{job_id}/stop"), &token, "").0, 409);
 }
