@@ -54,15 +54,7 @@ impl Rig {
             .expect("a free port")
             .port();
         let log = std::env::temp_dir().join(format!("aether-{name}-bridge-{id}.log"));
-        let bridge = Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
-            .args(["serve", "--port", &port.to_string(), "--shm"])
-            .arg(&shm)
-            .arg("--state-dir")
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("the bridge's log file"))
-            .spawn()
-            .expect("start the bridge");
+        let bridge = spawn_bridge(&shm, &state, port, &log);
         Rig {
             session,
             bridge,
@@ -72,6 +64,34 @@ impl Rig {
             port,
         }
     }
+
+    /// Kills the bridge (SIGKILL: a crash, its jobs keep running) and,
+    /// `down` later, starts a new one on the same state directory and
+    /// region.
+    fn restart_bridge(&mut self, down: Duration) {
+        let _ = self.bridge.kill();
+        let _ = self.bridge.wait();
+        std::thread::sleep(down);
+        self.bridge = spawn_bridge(&self.shm, &self.state, self.port, &self.log);
+    }
+}
+
+/// `host-bridge serve` on `shm` and `state`, its stderr appended to `log`.
+fn spawn_bridge(shm: &std::path::Path, state: &std::path::Path, port: u16, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("the bridge's log file");
+    Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
+        .args(["serve", "--port", &port.to_string(), "--shm"])
+        .arg(shm)
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the bridge")
 }
 
 impl Drop for Rig {
@@ -347,4 +367,36 @@ fn a_trainer_started_over_http_runs_and_reports() {
     assert_eq!(j["status"], "SUCCEEDED", "{j}");
     assert_eq!(http(port, "GET", "/jobs/999", &token, "").0, 404);
     assert_eq!(http(port, "POST", &format!("/jobs/{job_id}/stop"), &token, "").0, 409);
+}
+
+#[test]
+fn a_bridge_restart_mid_job_loses_and_duplicates_nothing() {
+    let mut rig = Rig::start("e2e4", Duration::from_secs(150));
+    let trainer = repo().join("tools/python/trainer.py");
+    let t = trainer.display();
+    const STEPS: usize = 80;
+    let id = start(&mut rig.session, &format!("-- python3 {t} --steps {STEPS} --sleep 0.03"));
+    wait_for_output(&mut rig.session, id, "step 5/");
+    // Killed mid-job; the trainer goes on printing while no bridge runs.
+    rig.restart_bridge(Duration::from_millis(500));
+    let j = wait_for(&mut rig.session, id, "SUCCEEDED");
+    assert_eq!((j["exit_code"].as_i64(), j["attempt"].as_u64()), (Some(0), Some(1)), "{j}");
+    let out = common::run(&mut rig.session, &format!("job logs {id}"));
+    let steps: Vec<&String> = out.iter().filter(|l| l.starts_with("step ")).collect();
+    let want: Vec<String> = (1..=STEPS)
+        .map(|i| format!("step {i}/{STEPS} loss={:.4}", 1.0 / i as f64))
+        .collect();
+    assert_eq!(steps, want.iter().collect::<Vec<_>>(), "every step once, in order: {out:?}");
+
+    // A job whose shim dies while no bridge runs: LOST, not forgotten.
+    let lost = start(&mut rig.session, &format!("-- python3 {t} --steps 100000 --sleep 0.05"));
+    wait_for_output(&mut rig.session, lost, "ready");
+    let _ = rig.bridge.kill();
+    let _ = rig.bridge.wait();
+    for pid in processes_of(lost, &rig.state) {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    rig.restart_bridge(Duration::ZERO);
+    let j = wait_for(&mut rig.session, lost, "LOST");
+    assert_eq!(j["termination_reason"], "lost", "{j}");
 }
