@@ -207,11 +207,29 @@ impl HostBridge {
 }
 
 impl Drop for HostBridge {
-    /// The bridge goes with QEMU; running jobs' shims stay (a new bridge
-    /// re-adopts them, docs/jobs.md).
+    /// The guest is gone for good: the bridge stops its jobs (SIGTERM:
+    /// each job gets its grace, docs/jobs.md) and exits; one that has not
+    /// exited by then is killed. (A bridge that crashes instead leaves its
+    /// jobs running, for a new bridge on the same state to re-adopt.)
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        const LIMIT: std::time::Duration = std::time::Duration::from_secs(40);
+        // SAFETY: kill(2) on our own child's pid (not yet reaped, so it
+        // cannot have been reused); no memory is passed.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let start = std::time::Instant::now();
+        let mut told = false;
+        while let Ok(None) = self.child.try_wait() {
+            if !told && start.elapsed() > std::time::Duration::from_millis(500) {
+                eprintln!("AetherOS: stopping host jobs (their grace, at most {LIMIT:?})");
+                told = true;
+            }
+            if start.elapsed() > LIMIT {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = std::fs::remove_file(&self.shm);
     }
 }

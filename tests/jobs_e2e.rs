@@ -76,6 +76,21 @@ impl Rig {
     }
 }
 
+/// SIGTERM to the bridge; whether it exited (successfully) within 20 s.
+fn shut_down(bridge: &mut Child) -> bool {
+    // SAFETY: kill(2) on our own unreaped child; no memory is passed.
+    unsafe { libc::kill(bridge.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match bridge.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 /// `host-bridge serve` on `shm` and `state`, its stderr appended to `log`.
 fn spawn_bridge(shm: &std::path::Path, state: &std::path::Path, port: u16, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new()
@@ -96,8 +111,11 @@ fn spawn_bridge(shm: &std::path::Path, state: &std::path::Path, port: u16, log: 
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        let _ = self.bridge.kill();
-        let _ = self.bridge.wait();
+        // As `cargo run` does: SIGTERM, the bridge stops its jobs.
+        if !shut_down(&mut self.bridge) {
+            let _ = self.bridge.kill();
+            let _ = self.bridge.wait();
+        }
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             eprintln!("--- the bridge's log ---\n{log}--- end of the bridge's log ---");
@@ -375,18 +393,29 @@ fn a_bridge_restart_mid_job_loses_and_duplicates_nothing() {
     let trainer = repo().join("tools/python/trainer.py");
     let t = trainer.display();
     const STEPS: usize = 80;
-    let id = start(&mut rig.session, &format!("-- python3 {t} --steps {STEPS} --sleep 0.03"));
+    let id = start(
+        &mut rig.session,
+        &format!("-- python3 {t} --steps {STEPS} --sleep 0.03"),
+    );
     wait_for_output(&mut rig.session, id, "step 5/");
     // Killed mid-job; the trainer goes on printing while no bridge runs.
     rig.restart_bridge(Duration::from_millis(500));
     let j = wait_for(&mut rig.session, id, "SUCCEEDED");
-    assert_eq!((j["exit_code"].as_i64(), j["attempt"].as_u64()), (Some(0), Some(1)), "{j}");
+    assert_eq!(
+        (j["exit_code"].as_i64(), j["attempt"].as_u64()),
+        (Some(0), Some(1)),
+        "{j}"
+    );
     let out = common::run(&mut rig.session, &format!("job logs {id}"));
     let steps: Vec<&String> = out.iter().filter(|l| l.starts_with("step ")).collect();
     let want: Vec<String> = (1..=STEPS)
         .map(|i| format!("step {i}/{STEPS} loss={:.4}", 1.0 / i as f64))
         .collect();
-    assert_eq!(steps, want.iter().collect::<Vec<_>>(), "every step once, in order: {out:?}");
+    assert_eq!(
+        steps,
+        want.iter().collect::<Vec<_>>(),
+        "every step once, in order: {out:?}"
+    );
 
     // A job whose shim dies while no bridge runs: LOST, not forgotten.
     let lost = start(&mut rig.session, &format!("-- python3 {t} --steps 100000 --sleep 0.05"));
@@ -399,4 +428,18 @@ fn a_bridge_restart_mid_job_loses_and_duplicates_nothing() {
     rig.restart_bridge(Duration::ZERO);
     let j = wait_for(&mut rig.session, lost, "LOST");
     assert_eq!(j["termination_reason"], "lost", "{j}");
+
+    // The bridge shut down for good (SIGTERM, as `cargo run` does when
+    // QEMU exits): its jobs are stopped, nothing is left on the host, and
+    // opsd hears of it while it is there.
+    let last = start(&mut rig.session, &format!("-- python3 {t} --steps 100000 --sleep 0.05"));
+    wait_for_output(&mut rig.session, last, "ready");
+    assert!(shut_down(&mut rig.bridge), "the bridge did not shut down cleanly");
+    assert!(
+        processes_of(last, &rig.state).is_empty(),
+        "{:?}",
+        processes_of(last, &rig.state)
+    );
+    let j = wait_for(&mut rig.session, last, "STOPPED");
+    assert_eq!(j["forced_kill"], false, "{j}");
 }

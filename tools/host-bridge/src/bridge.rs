@@ -105,6 +105,17 @@ impl Bridge {
         std::mem::take(&mut self.api_replies)
     }
 
+    /// Shutting down for good: asks every running job to stop (its own
+    /// grace); their ends go to opsd as usual, if it is still there.
+    pub fn stop_all(&mut self) -> Vec<u64> {
+        self.supervisor.stop_all()
+    }
+
+    /// Everything queued for opsd has been sent and acknowledged.
+    pub fn is_flushed(&self) -> bool {
+        self.outbox.is_empty() && self.resends.is_empty() && self.pump.endpoint().queued() == 0
+    }
+
     pub fn supervisor(&self) -> &Supervisor {
         &self.supervisor
     }

@@ -137,7 +137,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long a shutdown waits for the jobs' ends (their graces) at most.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
+
 fn serve(shm: &std::path::Path, state_dir: PathBuf, port: u16) -> Result<(), host_bridge::Error> {
+    // Before any thread starts, so that none of them takes the signals.
+    let signals = StopSignals::block();
     let incarnation = now_ms();
     let supervisor = Supervisor::new(state_dir)?;
     let (client, mut api) = http::channel();
@@ -157,6 +162,10 @@ fn serve(shm: &std::path::Path, state_dir: PathBuf, port: u16) -> Result<(), hos
     }
     eprintln!("host-bridge: waiting for the shared region {}", shm.display());
     let region = loop {
+        if signals.pending() {
+            // No link yet, but maybe jobs re-adopted from the state.
+            return shut_down_without_link(supervisor, &signals);
+        }
         match ShmRegion::open(shm) {
             Ok(region) => break region,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::InvalidData => {
@@ -167,7 +176,31 @@ fn serve(shm: &std::path::Path, state_dir: PathBuf, port: u16) -> Result<(), hos
     };
     let mut bridge = Bridge::new(supervisor, LinkPump::host(region, incarnation));
     let (mut attached, mut connected) = (false, false);
+    // Set once a stop signal came: the jobs are being stopped.
+    let mut shutdown: Option<std::time::Instant> = None;
     loop {
+        if signals.pending() {
+            if shutdown.is_some() {
+                eprintln!("host-bridge: second stop signal: leaving at once");
+                return Ok(());
+            }
+            let asked = bridge.stop_all();
+            eprintln!("host-bridge: shutting down: stopping {} job(s)", asked.len());
+            shutdown = Some(std::time::Instant::now());
+        }
+        if let Some(since) = shutdown {
+            let live = bridge.supervisor().live();
+            // The ends told to opsd too, if it is there to hear them.
+            let told = bridge.is_flushed() || !bridge.pump().is_connected() || since.elapsed() > SHUTDOWN_LIMIT / 2;
+            if live == 0 && told {
+                eprintln!("host-bridge: shut down");
+                return Ok(());
+            }
+            if since.elapsed() > SHUTDOWN_LIMIT {
+                eprintln!("host-bridge: shut down with {live} job(s) still ending");
+                return Ok(());
+            }
+        }
         for warning in bridge.poll(now_ms()) {
             eprintln!("host-bridge: {warning}");
         }
@@ -188,24 +221,61 @@ fn serve(shm: &std::path::Path, state_dir: PathBuf, port: u16) -> Result<(), hos
     }
 }
 
-fn run(state_dir: PathBuf, job_id: u64, spec: &JobSpec) -> Result<u8, host_bridge::Error> {
-    // SIGINT/SIGTERM are blocked and taken synchronously between polls.
-    // SAFETY: a local sigset_t initialised by sigemptyset/sigaddset, then
-    // installed as this (single-threaded) process's mask; sigtimedwait
-    // reads it with a zero timeout and a null siginfo pointer.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    let pending_stop = || {
+/// SIGINT, SIGTERM and SIGHUP, blocked in the calling thread (and in the
+/// threads it starts afterwards) and taken synchronously with
+/// [`StopSignals::pending`] between polls.
+struct StopSignals(libc::sigset_t);
+
+impl StopSignals {
+    /// Call before starting any thread.
+    fn block() -> StopSignals {
+        // SAFETY: a local sigset_t initialised by sigemptyset/sigaddset,
+        // then installed as this thread's mask (inherited by threads
+        // started later).
+        let set = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGHUP);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            set
+        };
+        StopSignals(set)
+    }
+
+    /// Takes one pending stop signal, if any (never waits).
+    fn pending(&self) -> bool {
         let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: see above; all pointers are to initialised locals.
-        unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) > 0 }
-    };
+        // SAFETY: sigtimedwait reads the initialised set and timespec; the
+        // siginfo pointer may be null.
+        unsafe { libc::sigtimedwait(&self.0, std::ptr::null_mut(), &zero) > 0 }
+    }
+}
+
+/// A stop signal before the link came up: stops re-adopted jobs without
+/// reporting to anyone (their records stay in the state directory).
+fn shut_down_without_link(mut supervisor: Supervisor, signals: &StopSignals) -> Result<(), host_bridge::Error> {
+    let asked = supervisor.stop_all();
+    eprintln!("host-bridge: shutting down: stopping {} job(s)", asked.len());
+    let since = std::time::Instant::now();
+    while supervisor.live() > 0 && since.elapsed() < SHUTDOWN_LIMIT && !signals.pending() {
+        for event in supervisor.poll_wait(Duration::from_millis(50)) {
+            if let Event::Warning { message, .. } = event {
+                eprintln!("host-bridge: warning: {message}");
+            }
+        }
+    }
+    match supervisor.live() {
+        0 => eprintln!("host-bridge: shut down"),
+        live => eprintln!("host-bridge: shut down with {live} job(s) still ending"),
+    }
+    Ok(())
+}
+
+fn run(state_dir: PathBuf, job_id: u64, spec: &JobSpec) -> Result<u8, host_bridge::Error> {
+    let signals = StopSignals::block();
+    let pending_stop = || signals.pending();
     let mut sup = Supervisor::new(state_dir)?;
     let started = sup.start(job_id, spec)?;
     eprintln!(

@@ -397,6 +397,31 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Asks every running job's shim to stop it with the job's own grace
+    /// (SIGTERM to the shim: docs/jobs.md, "Stop"): the bridge shutting
+    /// down for good. Returns the ids asked; their ends come from `poll`.
+    pub fn stop_all(&mut self) -> Vec<u64> {
+        let now = now_ms();
+        let mut asked = Vec::new();
+        for job in self.jobs.values_mut().filter(|j| j.entry.ended.is_none()) {
+            let (pid, start) = (job.entry.shim_pid, job.entry.shim_start_time);
+            if procfs::is_alive(pid, start) && send_signal(pid, libc::SIGTERM) {
+                job.entry.stop_requested_ms.get_or_insert(now);
+                asked.push(job.entry.job_id);
+            }
+        }
+        if !asked.is_empty() {
+            self.dirty = true;
+            let _ = self.save();
+        }
+        asked
+    }
+
+    /// Jobs whose end has not been seen yet.
+    pub fn live(&self) -> usize {
+        self.jobs.values().filter(|j| j.entry.ended.is_none()).count()
+    }
+
     /// Reads up to `max` bytes of a job's stream from `offset` (any offset:
     /// this is also how a gap is resent). `eof`: the read reached the end
     /// of the stream and the job has ended, so no more bytes will come.

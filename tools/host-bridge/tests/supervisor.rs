@@ -623,3 +623,78 @@ fn kill(pid: i32, sig: i32) -> bool {
     // SAFETY: kill(2) takes integers only.
     unsafe { libc::kill(pid, sig) == 0 }
 }
+
+#[test]
+fn serve_stops_its_jobs_on_sigterm_and_leaves_them_running_on_sigkill() {
+    let dir = TestDir::new();
+    let (graceful, kept) = (unique_id(), unique_id());
+    {
+        let mut sup = supervisor(dir.path());
+        for id in [graceful, kept] {
+            sup.start(id, &trainer(&["--steps", "100000", "--sleep", "0.02"]))
+                .unwrap();
+        }
+        for id in [graceful, kept] {
+            wait_for("the trainer's ready line", || {
+                let (out, _) = sup.read_log(id, Stream::Stdout, 0, 1 << 16).unwrap();
+                String::from_utf8_lossy(&out).contains("ready")
+            });
+        }
+    }
+    let serve = |dir: &Path| {
+        let mut child = std::process::Command::new(SHIM)
+            .args(["serve", "--port", "0", "--shm"])
+            .arg(dir.join("no-region"))
+            .arg("--state-dir")
+            .arg(dir)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Serving (the jobs re-adopted) once it waits for the region.
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("waiting for the shared region") {
+            line.clear();
+            assert_ne!(
+                std::io::BufRead::read_line(&mut stderr, &mut line).unwrap(),
+                0,
+                "serve ended early"
+            );
+        }
+        (child, stderr)
+    };
+    // SIGKILL (a crash): the jobs go on, for the next bridge to re-adopt.
+    let (mut bridge, _stderr) = serve(dir.path());
+    bridge.kill().unwrap();
+    bridge.wait().unwrap();
+    let sup = supervisor(dir.path());
+    for id in [graceful, kept] {
+        assert_eq!(sup.status(id).unwrap().state, JobState::Running, "job {id}");
+    }
+    drop(sup);
+    // SIGTERM: the bridge stops every job (its grace) and exits.
+    let (mut bridge, mut stderr) = serve(dir.path());
+    kill(bridge.id() as i32, libc::SIGTERM);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(bridge.wait().unwrap().success(), "{rest}");
+    assert!(rest.contains("stopping 2 job(s)"), "{rest}");
+    assert!(rest.contains("host-bridge: shut down\n"), "{rest}");
+    // Their ends are on record for the next supervisor.
+    let mut sup = supervisor(dir.path());
+    let mut ends = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + DEADLINE;
+    while ends.len() < 2 {
+        assert!(Instant::now() < deadline, "ends seen: {ends:?}");
+        for event in sup.poll_wait(Duration::from_millis(100)) {
+            if let Event::Exited { job_id, .. } = event {
+                ends.insert(job_id, exited(&event));
+            }
+        }
+    }
+    for id in [graceful, kept] {
+        assert_eq!(ends[&id], (Some(0), None, false, ExitReason::Stopped), "job {id}");
+        assert_eq!(checkpoint(&sup, id)["reason"], "sigterm");
+        assert!(job_processes(&sup, id).is_empty());
+    }
+}
