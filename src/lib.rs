@@ -3,6 +3,8 @@
 
 pub use aether_runner as runner;
 
+pub mod bridge;
+
 /// The images built with this package.
 pub fn images() -> runner::Images {
     runner::Images {

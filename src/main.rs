@@ -176,18 +176,7 @@ impl HostBridge {
             .create(true)
             .append(true)
             .open(state.join("bridge.log"))?;
-        let child = std::process::Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
-            .arg("serve")
-            .arg("--shm")
-            .arg(&shm)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--port")
-            .arg(Self::PORT.to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+        let child = aetheros::bridge::serve(&shm, &state, Self::PORT, log)?;
         Ok(HostBridge { child, shm, state })
     }
 
@@ -212,23 +201,15 @@ impl Drop for HostBridge {
     /// exited by then is killed. (A bridge that crashes instead leaves its
     /// jobs running, for a new bridge on the same state to re-adopt.)
     fn drop(&mut self) {
-        const LIMIT: std::time::Duration = std::time::Duration::from_secs(40);
-        // SAFETY: kill(2) on our own child's pid (not yet reaped, so it
-        // cannot have been reused); no memory is passed.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let start = std::time::Instant::now();
-        let mut told = false;
-        while let Ok(None) = self.child.try_wait() {
-            if !told && start.elapsed() > std::time::Duration::from_millis(500) {
-                eprintln!("AetherOS: stopping host jobs (their grace, at most {LIMIT:?})");
-                told = true;
+        let running = self.child.try_wait().is_ok_and(|s| s.is_none());
+        if running {
+            eprintln!("AetherOS: stopping the host bridge and its jobs (each within its grace)");
+            if !aetheros::bridge::shut_down(&mut self.child, std::time::Duration::from_secs(40)) {
+                eprintln!(
+                    "AetherOS: the host bridge did not shut down cleanly; see {}",
+                    self.state.join("bridge.log").display()
+                );
             }
-            if start.elapsed() > LIMIT {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let _ = std::fs::remove_file(&self.shm);
     }

@@ -4,11 +4,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use aether_abi::boot::{CONSOLE_READY_MARKER, PROMPT};
+use aetheros::bridge;
 use aetheros::runner::{Firmware, Launch, Qemu, Serial, Session};
 
 /// QEMU with the link device, the real host bridge on its other side, and
@@ -49,10 +50,7 @@ impl Rig {
             .expect(CONSOLE_READY_MARKER, common::BOOT)
             .unwrap_or_else(|e| panic!("{e}"));
         session.expect(PROMPT, common::REPLY).unwrap_or_else(|e| panic!("{e}"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = bridge::free_port().expect("a free port");
         let log = std::env::temp_dir().join(format!("aether-{name}-bridge-{id}.log"));
         let bridge = spawn_bridge(&shm, &state, port, &log);
         Rig {
@@ -76,46 +74,20 @@ impl Rig {
     }
 }
 
-/// SIGTERM to the bridge; whether it exited (successfully) within 20 s.
-fn shut_down(bridge: &mut Child) -> bool {
-    // SAFETY: kill(2) on our own unreaped child; no memory is passed.
-    unsafe { libc::kill(bridge.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match bridge.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(_) => return false,
-        }
-    }
-    false
-}
-
-/// `host-bridge serve` on `shm` and `state`, its stderr appended to `log`.
-fn spawn_bridge(shm: &std::path::Path, state: &std::path::Path, port: u16, log: &std::path::Path) -> Child {
+/// `host-bridge serve` on `shm` and `state`, its output appended to `log`.
+fn spawn_bridge(shm: &Path, state: &Path, port: u16, log: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("the bridge's log file");
-    Command::new(env!("CARGO_BIN_FILE_HOST_BRIDGE_host-bridge"))
-        .args(["serve", "--port", &port.to_string(), "--shm"])
-        .arg(shm)
-        .arg("--state-dir")
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start the bridge")
+    bridge::serve(shm, state, port, log).expect("start the bridge")
 }
 
 impl Drop for Rig {
     fn drop(&mut self) {
         // As `cargo run` does: SIGTERM, the bridge stops its jobs.
-        if !shut_down(&mut self.bridge) {
-            let _ = self.bridge.kill();
-            let _ = self.bridge.wait();
-        }
+        bridge::shut_down(&mut self.bridge, Duration::from_secs(20));
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             eprintln!("--- the bridge's log ---\n{log}--- end of the bridge's log ---");
@@ -297,40 +269,16 @@ fn wait_for_output(s: &mut Session, id: u64, text: &str) {
     }
 }
 
-/// One HTTP/1.1 request to the bridge: (status, body).
+/// One HTTP request to the bridge: (status, body as text).
 fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the bridge");
-    c.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    c.write_all(req.as_bytes()).expect("send");
-    let mut reply = String::new();
-    let _ = c.read_to_string(&mut reply);
-    let status = reply
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
-    (status, body)
+    let (status, body) =
+        bridge::http(port, method, path, token, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The bridge's token, once its HTTP API listens.
 fn token(rig: &Rig) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(t) = std::fs::read_to_string(rig.state.join("token"))
-            && std::net::TcpStream::connect(("127.0.0.1", rig.port)).is_ok()
-        {
-            return t.trim().to_string();
-        }
-        assert!(Instant::now() < deadline, "the bridge's HTTP API never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    bridge::wait_for_api(&rig.state, rig.port, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -434,7 +382,10 @@ fn a_bridge_restart_mid_job_loses_and_duplicates_nothing() {
     // opsd hears of it while it is there.
     let last = start(&mut rig.session, &format!("-- python3 {t} --steps 100000 --sleep 0.05"));
     wait_for_output(&mut rig.session, last, "ready");
-    assert!(shut_down(&mut rig.bridge), "the bridge did not shut down cleanly");
+    assert!(
+        bridge::shut_down(&mut rig.bridge, Duration::from_secs(20)),
+        "the bridge did not shut down cleanly"
+    );
     assert!(
         processes_of(last, &rig.state).is_empty(),
         "{:?}",

@@ -385,6 +385,13 @@ pub struct JobRecord {
     pub last_output_at_ms: Option<u64>,
     /// The latest value of each of the first [`METRICS_MAX`] metric names.
     pub latest_metrics: Vec<MetricValue, METRICS_MAX>,
+    /// Metric points received, all attempts (each one counted, also those
+    /// of names beyond [`METRICS_MAX`]).
+    pub metric_points: u64,
+    /// Bytes of each stream received, all attempts: the end of its log
+    /// (older bytes may have been dropped to the log budget since).
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
 }
 
 impl JobRecord {
@@ -407,6 +414,9 @@ impl JobRecord {
             stop_requested_at_ms: None,
             last_output_at_ms: None,
             latest_metrics: Vec::new(),
+            metric_points: 0,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
         }
     }
 }
@@ -625,6 +635,9 @@ pub(crate) mod tests {
             stop_requested_at_ms: Some(u64::MAX),
             last_output_at_ms: Some(u64::MAX),
             latest_metrics,
+            metric_points: u64::MAX,
+            stdout_bytes: u64::MAX,
+            stderr_bytes: u64::MAX,
         }
     }
 
@@ -651,8 +664,8 @@ pub(crate) mod tests {
         // bound shows here first.
         assert_eq!(JobSpec::POSTCARD_MAX_SIZE, 13_770);
         assert_eq!(JOB_REQUEST_MAX, 13_771);
-        assert_eq!(JobRecord::POSTCARD_MAX_SIZE, 1_041);
-        assert_eq!(JOB_RESPONSE_MAX, 4_168);
+        assert_eq!(JobRecord::POSTCARD_MAX_SIZE, 1_071);
+        assert_eq!(JOB_RESPONSE_MAX, 4_288);
         assert_eq!(LogChunk::POSTCARD_MAX_SIZE, 1_057);
     }
 

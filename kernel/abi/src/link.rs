@@ -35,7 +35,7 @@ use crate::job::{JobReply, JobRequest, JobSpec, LogChunk, MESSAGE_MAX, MetricVal
 
 /// Bumped on any incompatible change of the messages or the framing. Sent
 /// in `Hello`; a peer with another version is not talked to.
-pub const LINK_VERSION: u32 = 1;
+pub const LINK_VERSION: u32 = 2;
 
 /// What opsd and the bridge tell each other. Job ids are opsd's; times are
 /// unix ms.

@@ -593,10 +593,16 @@ impl Io {
         let after = log.kept();
         self.log_bytes = self.log_bytes + after - before;
         self.stats.log_bytes_dropped += dropped as u64;
+        let end = log.end();
+        match stream {
+            Stream::Stdout => job.record.stdout_bytes = end,
+            Stream::Stderr => job.record.stderr_bytes = end,
+        }
         job.record.last_output_at_ms = Some(now_ms);
     }
 
     fn metric(&mut self, job: &mut Job, metric: MetricValue, now_ms: u64) {
+        job.record.metric_points += 1;
         let metrics = &mut job.record.latest_metrics;
         if let Some(m) = metrics.iter_mut().find(|m| m.name == metric.name) {
             *m = metric;

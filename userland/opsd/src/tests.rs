@@ -325,6 +325,9 @@ fn happy_path() {
     assert_eq!((m[0].name.as_str(), m[0].value, m[0].step), ("loss", 0.4, Some(2)));
     assert_eq!(m[1].name.as_str(), "acc");
     assert_eq!(h.record(id).last_output_at_ms, Some(1320));
+    // Counted: every point, every byte of each stream.
+    let rec = h.record(id);
+    assert_eq!((rec.metric_points, rec.stdout_bytes, rec.stderr_bytes), (3, 12, 4));
 
     h.link(exited(id, 0, 5100), 5101);
     let rec = h.record(id);
@@ -937,6 +940,8 @@ fn log_cap_drops_old_bytes_and_reads_below_the_start() {
     h.link(chunk(id, Stream::Stdout, 7, b"789abcd"), 2);
     assert_eq!(h.jobs.log_range(id, Stream::Stdout), Some((4, 14)));
     assert_eq!(h.jobs.stats().log_bytes_dropped, 4);
+    // The count is of bytes received, also those dropped since.
+    assert_eq!(h.record(id).stdout_bytes, 14);
     // Below the kept start: from the kept start, and the offset says so.
     assert_eq!(h.logs(id, Stream::Stdout, 0, 100), (4, b"456789abcd".to_vec(), false));
     assert_eq!(h.logs(id, Stream::Stdout, 6, 3), (6, b"678".to_vec(), false));
@@ -1486,6 +1491,7 @@ fn metrics_keep_the_first_names() {
     let got: StdVec<(&str, f64)> = m.iter().map(|m| (m.name.as_str(), m.value)).collect();
     assert_eq!(got, [("a", 4.0), ("b", 2.0)]);
     assert_eq!(h.jobs.stats().metrics_dropped, 2);
+    assert_eq!(h.record(id).metric_points, 5);
     // Config above METRICS_MAX is clamped.
     let j = Jobs::new(Config {
         max_metrics: 100,

@@ -684,6 +684,11 @@ fn job_status(r: &JobRecord) {
         None => println!("  termination_reason: -"),
     }
     println!("  forced_kill:        {}", r.forced_kill);
+    println!(
+        "  output:             {} B stdout, {} B stderr",
+        r.stdout_bytes, r.stderr_bytes
+    );
+    println!("  metric_points:      {}", r.metric_points);
     for m in &r.latest_metrics {
         match m.step {
             Some(step) => println!("  metric {}={} (step {step})", m.name.as_str(), m.value),
