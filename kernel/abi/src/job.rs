@@ -166,7 +166,35 @@ impl fmt::Display for SpecProblem {
     }
 }
 
+/// The name a job gets when its spec has none: the program's last path
+/// component (`python3` for `/usr/bin/python3`), cut to [`NAME_MAX`] bytes
+/// at a character boundary.
+pub fn default_name(program: &str) -> &str {
+    let trimmed = program.trim_end_matches('/');
+    let base = match trimmed.rsplit('/').next() {
+        Some(b) if !b.is_empty() => b,
+        _ => program,
+    };
+    let mut end = base.len().min(NAME_MAX);
+    while !base.is_char_boundary(end) {
+        end -= 1;
+    }
+    base.get(..end).unwrap_or(base)
+}
+
 impl JobSpec {
+    /// Gives a spec without a name its [`default_name`] (the console and
+    /// the HTTP API may leave it out).
+    pub fn fill_default_name(&mut self) {
+        if self.name.is_empty()
+            && let Some(program) = self.entrypoint.first()
+        {
+            let name = default_name(program);
+            // Cut to NAME_MAX by default_name: always fits.
+            let _ = self.name.push_str(name);
+        }
+    }
+
     /// The checks opsd makes before accepting a spec. The bounds of the
     /// types are checked by decoding already.
     pub fn validate(&self) -> Result<(), SpecProblem> {
@@ -656,6 +684,27 @@ pub(crate) mod tests {
         assert!(n <= max);
         assert_eq!(&decode::<T>(&buf[..n]).unwrap(), msg);
         n
+    }
+
+    #[test]
+    fn a_spec_without_a_name_gets_the_programs_basename() {
+        assert_eq!(default_name("/usr/bin/python3"), "python3");
+        assert_eq!(default_name("train.sh"), "train.sh");
+        assert_eq!(default_name("dir/"), "dir");
+        assert_eq!(default_name("/"), "/");
+        let long = "é".repeat(NAME_MAX);
+        let cut = default_name(&long);
+        assert!(cut.len() <= NAME_MAX && cut.chars().all(|c| c == 'é'));
+        let mut spec = JobSpec::default();
+        spec.fill_default_name();
+        assert_eq!(spec.name, "", "no entrypoint: nothing to name it after");
+        spec.entrypoint.push(s('x')).unwrap();
+        spec.entrypoint[0] = String::try_from("/opt/run/trainer").unwrap();
+        spec.fill_default_name();
+        assert_eq!(spec.name, "trainer");
+        spec.entrypoint[0] = String::try_from("other").unwrap();
+        spec.fill_default_name();
+        assert_eq!(spec.name, "trainer", "a name is kept");
     }
 
     #[test]

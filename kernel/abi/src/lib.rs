@@ -4,6 +4,8 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub mod boot;
 pub mod console;
 pub mod initrd;

@@ -27,6 +27,7 @@
 //! Encoding works in place in the caller's buffer (postcard writes at an
 //! offset, COBS reads ahead of where it writes), so it needs no scratch.
 
+use alloc::boxed::Box;
 use heapless::String;
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
@@ -38,8 +39,11 @@ use crate::job::{JobReply, JobRequest, JobSpec, LogChunk, MESSAGE_MAX, MetricVal
 pub const LINK_VERSION: u32 = 2;
 
 /// What opsd and the bridge tell each other. Job ids are opsd's; times are
-/// unix ms.
-// Sized by the largest variant on purpose (MaxSize sizes the buffers).
+/// unix ms. The variants that can be large (a spec, an HTTP request or
+/// reply) are boxed, so that the value moved on every message is about a
+/// log chunk's size.
+// `Log` stays inline: it is the common message, and boxing it would cost
+// an allocation per chunk.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, MaxSize)]
 pub enum LinkMessage {
@@ -57,7 +61,7 @@ pub enum LinkMessage {
     /// Nothing but the frame's `ack`.
     Ack,
     /// opsd -> bridge: run a host job.
-    Start { job_id: u64, spec: JobSpec },
+    Start { job_id: u64, spec: Box<JobSpec> },
     /// opsd -> bridge: SIGTERM the job's process group, SIGKILL after
     /// `grace_ms`.
     Stop { job_id: u64, grace_ms: u32 },
@@ -85,9 +89,9 @@ pub enum LinkMessage {
     SpawnFailed { job_id: u64, message: String<MESSAGE_MAX> },
     /// bridge -> opsd: a request of the HTTP API; `id` pairs it with its
     /// `ApiReply`.
-    Api { id: u32, request: JobRequest },
+    Api { id: u32, request: Box<JobRequest> },
     /// opsd -> bridge: the answer to `Api { id }`.
-    ApiReply { id: u32, reply: JobReply },
+    ApiReply { id: u32, reply: Box<JobReply> },
 }
 
 /// One frame: the sender's sequence number of `msg`, and the highest
@@ -446,7 +450,10 @@ mod tests {
     }
 
     fn api_reply(id: u32, reply: JobReply) -> LinkMessage {
-        LinkMessage::ApiReply { id, reply }
+        LinkMessage::ApiReply {
+            id,
+            reply: Box::new(reply),
+        }
     }
 
     fn chunk(job_id: u64, fill: u8, len: usize) -> LogChunk {
@@ -486,10 +493,13 @@ mod tests {
                 peer: None,
             },
             LinkMessage::Ack,
-            LinkMessage::Start { job_id: 1, spec },
+            LinkMessage::Start {
+                job_id: 1,
+                spec: Box::new(spec),
+            },
             LinkMessage::Start {
                 job_id: u64::MAX,
-                spec: crate::job::tests::largest_spec(),
+                spec: Box::new(crate::job::tests::largest_spec()),
             },
             LinkMessage::Stop {
                 job_id: 2,
@@ -527,16 +537,16 @@ mod tests {
             },
             LinkMessage::Api {
                 id: 9,
-                request: JobRequest::Logs {
+                request: Box::new(JobRequest::Logs {
                     job_id: 1,
                     stream: Stream::Stdout,
                     offset: 0,
                     max: 1024,
-                },
+                }),
             },
             LinkMessage::Api {
                 id: u32::MAX,
-                request: JobRequest::Start(crate::job::tests::largest_spec()),
+                request: Box::new(JobRequest::Start(crate::job::tests::largest_spec())),
             },
             api_reply(9, Ok(JobResponse::Status(crate::job::tests::largest_record()))),
             api_reply(
@@ -683,7 +693,7 @@ mod tests {
             ack: u32::MAX,
             msg: LinkMessage::Start {
                 job_id: u64::MAX,
-                spec: crate::job::tests::largest_spec(),
+                spec: Box::new(crate::job::tests::largest_spec()),
             },
         };
         let mut out = vec![0u8; FRAME_MAX];

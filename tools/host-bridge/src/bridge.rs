@@ -96,7 +96,10 @@ impl Bridge {
     pub fn submit_api(&mut self, request: JobRequest) -> u32 {
         let id = self.next_api_id;
         self.next_api_id = self.next_api_id.wrapping_add(1).max(1);
-        self.outbox.push_back(LinkMessage::Api { id, request });
+        self.outbox.push_back(LinkMessage::Api {
+            id,
+            request: Box::new(request),
+        });
         id
     }
 
@@ -169,7 +172,7 @@ impl Bridge {
             // The peer's session Hello: opsd reconciles by asking (Start
             // again, LogResend, Stop again); nothing to do here.
             LinkMessage::Hello { .. } => {}
-            LinkMessage::ApiReply { id, reply } => self.api_replies.push((id, reply)),
+            LinkMessage::ApiReply { id, reply } => self.api_replies.push((id, *reply)),
             other => warnings.push(format!("unexpected message from opsd: {other:?}")),
         }
     }

@@ -125,7 +125,7 @@ fn start() -> Server {
             api.pump(&mut bridge);
             for msg in guest.poll(now) {
                 if let LinkMessage::Api { id, request } = msg {
-                    let reply = opsd.answer(request);
+                    let reply = Box::new(opsd.answer(*request));
                     guest.send(&LinkMessage::ApiReply { id, reply }).unwrap();
                 }
             }

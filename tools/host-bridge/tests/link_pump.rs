@@ -227,7 +227,7 @@ fn a_job_started_over_the_link_reports_logs_metrics_and_its_exit() {
     });
     guest.send(LinkMessage::Start {
         job_id: 1,
-        spec: trainer(&["--steps", "5"]),
+        spec: Box::new(trainer(&["--steps", "5"])),
     });
     run_until(&mut bridge, &mut guest, "the exit", |g, _| g.ended.contains_key(&1));
 
@@ -270,10 +270,10 @@ fn a_job_started_over_the_link_reports_logs_metrics_and_its_exit() {
     // repeated Start for a running job only gets its `Started` again).
     guest.send(LinkMessage::Start {
         job_id: 2,
-        spec: JobSpec {
+        spec: Box::new(JobSpec {
             entrypoint: [Arg::try_from("/nonexistent/program").unwrap()].into_iter().collect(),
             ..trainer(&[])
-        },
+        }),
     });
     run_until(&mut bridge, &mut guest, "the spawn failure", |g, _| !g.other.is_empty());
     match &guest.other[0] {
@@ -284,11 +284,11 @@ fn a_job_started_over_the_link_reports_logs_metrics_and_its_exit() {
     }
     guest.send(LinkMessage::Start {
         job_id: 1,
-        spec: trainer(&["--steps", "2"]),
+        spec: Box::new(trainer(&["--steps", "2"])),
     });
     guest.send(LinkMessage::Start {
         job_id: 1,
-        spec: trainer(&["--steps", "2"]),
+        spec: Box::new(trainer(&["--steps", "2"])),
     });
     guest.ended.clear();
     guest.logs.clear();
@@ -308,7 +308,7 @@ fn a_stop_over_the_link_ends_the_job_gracefully() {
     let mut bridge = bridge(&dir, 1);
     guest.send(LinkMessage::Start {
         job_id: 7,
-        spec: trainer(&["--steps", "1000", "--sleep", "0.02"]),
+        spec: Box::new(trainer(&["--steps", "1000", "--sleep", "0.02"])),
     });
     run_until(&mut bridge, &mut guest, "the first steps", |g, _| g.metrics.len() >= 2);
     guest.send(LinkMessage::Stop {
@@ -343,7 +343,7 @@ fn a_restarted_bridge_re_adopts_the_job_and_no_log_byte_is_lost_or_duplicated() 
     let mut first = bridge(&dir, 1);
     guest.send(LinkMessage::Start {
         job_id: 3,
-        spec: trainer(&["--steps", "40", "--sleep", "0.03"]),
+        spec: Box::new(trainer(&["--steps", "40", "--sleep", "0.03"])),
     });
     run_until(&mut first, &mut guest, "some steps", |g, _| g.metrics.len() >= 5);
     // Let the first bridge take more output from the supervisor than it

@@ -889,21 +889,6 @@ fn parse_watchdog<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>
     })
 }
 
-/// The default name of a job: the command's last path component (`python3`
-/// for `/usr/bin/python3`), cut to [`job::NAME_MAX`] bytes.
-fn basename(cmd: &str) -> &str {
-    let trimmed = cmd.trim_end_matches('/');
-    let base = match trimmed.rsplit('/').next() {
-        Some(b) if !b.is_empty() => b,
-        _ => cmd,
-    };
-    let mut end = base.len().min(job::NAME_MAX);
-    while !base.is_char_boundary(end) {
-        end -= 1;
-    }
-    base.get(..end).unwrap_or(base)
-}
-
 fn parse_job_start<'a>(args: impl Iterator<Item = &'a str>) -> Result<JobCommand<'a>, ParseError<'a>> {
     const CMD: &str = "job start";
     let mut w = Words::new(CMD, args);
@@ -979,7 +964,7 @@ fn parse_job_start<'a>(args: impl Iterator<Item = &'a str>) -> Result<JobCommand
         });
     };
     Ok(JobCommand::Start(JobStart {
-        name: name.unwrap_or_else(|| basename(cmd)),
+        name: name.unwrap_or_else(|| job::default_name(cmd)),
         kind: if native.is_some() {
             JobKind::Native
         } else {

@@ -174,11 +174,11 @@ fn message(tag: u64, i: usize) -> LinkMessage {
             }
             LinkMessage::Start {
                 job_id,
-                spec: JobSpec {
+                spec: Box::new(JobSpec {
                     name: JobName::try_from("big").unwrap(),
                     entrypoint,
                     ..JobSpec::default()
-                },
+                }),
             }
         }
         _ => LinkMessage::Lost { job_id },

@@ -780,7 +780,8 @@ impl Jobs {
         }
     }
 
-    fn start(&mut self, spec: JobSpec, now_ms: u64) -> JobReply {
+    fn start(&mut self, mut spec: JobSpec, now_ms: u64) -> JobReply {
+        spec.fill_default_name();
         spec.validate().map_err(|what| JobError::InvalidSpec { what })?;
         if spec.kind == JobKind::Host && !self.io.connected {
             let waiting = self
@@ -963,7 +964,7 @@ impl Jobs {
                 },
                 now_ms,
             ),
-            LinkMessage::Api { id, request } => match self.handle(request, now_ms) {
+            LinkMessage::Api { id, request } => match self.handle(*request, now_ms) {
                 Handled::Reply(reply) => self.io.queue_api_reply(id, reply),
                 Handled::Pending(job_id) => {
                     if self.io.api_waits.len() < API_WAITS_MAX {
@@ -1266,7 +1267,7 @@ impl Jobs {
             match (out, job) {
                 (Out::ApiReply(id, reply), _) => {
                     self.io.api_replies -= 1;
-                    return Some(LinkMessage::ApiReply { id, reply: *reply });
+                    return Some(LinkMessage::ApiReply { id, reply });
                 }
                 (Out::Start(_), Some(job)) => {
                     job.queued.start = false;
@@ -1277,7 +1278,7 @@ impl Jobs {
                     job.start_sent = true;
                     return Some(LinkMessage::Start {
                         job_id,
-                        spec: (**spec).clone(),
+                        spec: spec.clone(),
                     });
                 }
                 (Out::Stop(_), Some(job)) => {

@@ -275,7 +275,7 @@ fn happy_path() {
         out,
         [LinkMessage::Start {
             job_id: 1,
-            spec: host_spec("train")
+            spec: Box::new(host_spec("train"))
         }]
     );
     h.link(started(id, 1100), 1105);
@@ -838,7 +838,7 @@ fn reconnect_resends_starts_stops_and_log_offsets() {
         },
         LinkMessage::Start {
             job_id: pending,
-            spec: host_spec("pending"),
+            spec: Box::new(host_spec("pending")),
         },
         LinkMessage::LogResend {
             job_id: stopping,
@@ -856,7 +856,7 @@ fn reconnect_resends_starts_stops_and_log_offsets() {
         },
         LinkMessage::Start {
             job_id: waiting,
-            spec: host_spec("waiting"),
+            spec: Box::new(host_spec("waiting")),
         },
     ];
     assert_eq!(out, want);
@@ -1191,7 +1191,7 @@ fn api_requests_are_answered_over_the_link() {
     h.link(
         LinkMessage::Api {
             id: 1,
-            request: JobRequest::Start(host_spec("http")),
+            request: Box::new(JobRequest::Start(host_spec("http"))),
         },
         0,
     );
@@ -1199,12 +1199,12 @@ fn api_requests_are_answered_over_the_link() {
     assert_eq!(out.len(), 2);
     assert!(out.contains(&LinkMessage::ApiReply {
         id: 1,
-        reply: Ok(JobResponse::Started { job_id: 1 })
+        reply: Box::new(Ok(JobResponse::Started { job_id: 1 }))
     }));
     h.link(
         LinkMessage::Api {
             id: 2,
-            request: JobRequest::Wait { job_id: 1 },
+            request: Box::new(JobRequest::Wait { job_id: 1 }),
         },
         1,
     );
@@ -1213,7 +1213,7 @@ fn api_requests_are_answered_over_the_link() {
     h.link(exited(1, 0, 2), 2);
     let out = h.out();
     assert!(
-        matches!(&out[..], [LinkMessage::ApiReply { id: 2, reply: Ok(JobResponse::Ended(r)) }] if r.status == JobState::Succeeded),
+        matches!(&out[..], [LinkMessage::ApiReply { id: 2, reply }] if matches!(&**reply, Ok(JobResponse::Ended(r)) if r.status == JobState::Succeeded)),
         "{out:?}"
     );
     // Parked waits are bounded: beyond, 429.
@@ -1222,7 +1222,7 @@ fn api_requests_are_answered_over_the_link() {
         h.link(
             LinkMessage::Api {
                 id: 100 + i,
-                request: JobRequest::Wait { job_id: id },
+                request: Box::new(JobRequest::Wait { job_id: id }),
             },
             3,
         );
@@ -1236,7 +1236,7 @@ fn api_requests_are_answered_over_the_link() {
         replies,
         [LinkMessage::ApiReply {
             id: 100 + API_WAITS_MAX as u32,
-            reply: Err(JobError::TableFull)
+            reply: Box::new(Err(JobError::TableFull))
         }]
     );
     // The reply queue is bounded too: requests beyond are dropped.
@@ -1244,7 +1244,7 @@ fn api_requests_are_answered_over_the_link() {
         h.link(
             LinkMessage::Api {
                 id: 1000 + i,
-                request: JobRequest::Status { job_id: 1 },
+                request: Box::new(JobRequest::Status { job_id: 1 }),
             },
             4,
         );
@@ -1702,7 +1702,7 @@ fn random_inputs_never_panic_and_keep_the_invariants() {
                     h.link(
                         LinkMessage::Api {
                             id: rng.next() as u32,
-                            request,
+                            request: Box::new(request),
                         },
                         now,
                     );
@@ -1792,4 +1792,13 @@ fn sizes_in_memory() {
     assert!(core::mem::size_of::<Job>() <= 1500, "{}", core::mem::size_of::<Job>());
     assert!(core::mem::size_of::<JobSpec>() <= 15 * 1024);
     assert!(core::mem::size_of::<Out>() <= 24);
+}
+
+#[test]
+fn a_spec_without_a_name_is_named_after_its_program() {
+    let mut h = H::connected(Config::default());
+    let mut spec = host_spec("");
+    spec.entrypoint[0] = heapless::String::try_from("/usr/bin/python3").unwrap();
+    let id = h.start(spec, 0);
+    assert_eq!(h.record(id).name, "python3");
 }

@@ -205,17 +205,16 @@ impl Link {
     fn pump(&mut self, jobs: &mut Jobs, now: u64) {
         // In: bytes -> frames -> messages -> the job table.
         let mut buf = [0u8; 4096];
-        let mut frames: Vec<Vec<u8>> = Vec::new();
+        let (splitter, endpoint) = (&mut self.splitter, &mut self.endpoint);
         while let Ok(n) = sys::link_read(&mut buf) {
             if n == 0 {
                 break;
             }
-            self.splitter.push(&buf[..n], |f| frames.push(f.to_vec()));
-        }
-        for f in frames {
-            if let Some(msg) = self.endpoint.receive(&f, now) {
-                jobs.on_link(msg, now);
-            }
+            splitter.push(&buf[..n], |frame| {
+                if let Some(msg) = endpoint.receive(frame, now) {
+                    jobs.on_link(msg, now);
+                }
+            });
         }
         let up = self.endpoint.is_connected();
         if up && !self.connected {

@@ -9,9 +9,13 @@
 //! `--link-probe` instead measures a candidate link transport (docs/jobs.md):
 //! an `ivshmem-plain` shared-memory device backed by a file in /dev/shm,
 //! written and read by the guest, then checked from the host.
+//! `--jobs` instead measures the job runner through QEMU, opsd, the link
+//! and the real host bridge's HTTP API (see `jobs.rs`).
 //! `--linux` interleaves boots of the Linux baseline guest
 //! (../shared/bench/linux-guest/run.sh) and prints the ratio of medians for
 //! every figure both kernels report.
+
+mod jobs;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -194,6 +198,7 @@ fn main() -> ExitCode {
     let mut linux = false;
     let mut guest = false;
     let mut probe = false;
+    let mut jobs = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -207,8 +212,11 @@ fn main() -> ExitCode {
             "--linux" => linux = true,
             "--guest" => guest = true,
             "--link-probe" => probe = true,
+            "--jobs" => jobs = true,
             "-h" | "--help" => {
-                println!("usage: cargo run --release --bin bench -- [--runs N] [--linux] [--guest] | --link-probe");
+                println!(
+                    "usage: cargo run --release --bin bench -- [--runs N] [--linux] [--guest] | --link-probe | --jobs"
+                );
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -221,18 +229,19 @@ fn main() -> ExitCode {
         Ok(q) => q,
         Err(code) => return code,
     };
-    if probe {
+    if probe || jobs {
         let mut all = vec![];
         for i in 0..runs {
-            match link_probe(&qemu) {
+            let result = if jobs { jobs::once(&qemu) } else { link_probe(&qemu) };
+            match result {
                 Ok(lines) => {
                     for (n, v, u) in &lines {
-                        println!("BENCH {n} {v:.1} {u}");
+                        println!("BENCH {n} {v:.2} {u}");
                     }
                     collect(&mut all, lines);
                 }
                 Err(e) => {
-                    eprintln!("error: link probe {} failed: {e}", i + 1);
+                    eprintln!("error: run {} failed: {e}", i + 1);
                     return ExitCode::FAILURE;
                 }
             }
