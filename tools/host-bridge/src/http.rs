@@ -84,6 +84,8 @@ pub struct ApiClient {
 /// The bridge loop's side of [`channel`].
 pub struct ApiQueue {
     rx: mpsc::Receiver<Pending>,
+    /// Taken by [`ApiQueue::wait`], handed over by the next pump.
+    early: Option<Pending>,
     waiting: HashMap<u32, oneshot::Sender<Outcome>>,
     connected: Arc<AtomicBool>,
 }
@@ -99,6 +101,7 @@ pub fn channel() -> (ApiClient, ApiQueue) {
         },
         ApiQueue {
             rx,
+            early: None,
             waiting: HashMap::new(),
             connected,
         },
@@ -117,7 +120,7 @@ impl ApiQueue {
                 let _ = tx.send(Outcome::Reply(Box::new(reply)));
             }
         }
-        while let Ok(p) = self.rx.try_recv() {
+        while let Some(p) = self.early.take().or_else(|| self.rx.try_recv().ok()) {
             if !connected {
                 let _ = p.reply.send(Outcome::Unavailable);
                 continue;
@@ -127,6 +130,23 @@ impl ApiQueue {
         }
         // Handlers that gave up (timeout, client gone).
         self.waiting.retain(|_, tx| !tx.is_closed());
+    }
+}
+
+impl ApiQueue {
+    /// Requests sent to opsd and not answered yet.
+    pub fn outstanding(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Sleeps up to `timeout`, waking early when a request arrives (the
+    /// bridge loop's pause between polls: a request is sent at once).
+    pub fn wait(&mut self, timeout: Duration) {
+        if self.early.is_none()
+            && let Ok(p) = self.rx.recv_timeout(timeout)
+        {
+            self.early = Some(p);
+        }
     }
 }
 

@@ -217,7 +217,13 @@ fn serve(shm: &std::path::Path, state_dir: PathBuf, port: u16) -> Result<(), hos
                 if connected { "connected" } else { "disconnected" }
             );
         }
-        std::thread::sleep(Duration::from_millis(1));
+        // About every millisecond; at once when an HTTP request comes in,
+        // and every 100 us while one waits for opsd's answer.
+        api.wait(if api.outstanding() > 0 {
+            Duration::from_micros(100)
+        } else {
+            Duration::from_millis(1)
+        });
     }
 }
 

@@ -26,6 +26,11 @@ entry!(main);
 /// How long one wait for a request lasts before the link gets a turn (the
 /// link is polled: ivshmem-plain has no interrupt).
 const LINK_TICK_NS: u64 = 2_000_000;
+/// The same while the link is busy (bytes moved in the last
+/// [`LINK_BUSY_NS`]): polled faster while traffic flows, as NAPI does
+/// (an HTTP status call back to back: 2.1 ms -> 0.6 ms median).
+const LINK_BUSY_TICK_NS: u64 = 500_000;
+const LINK_BUSY_NS: u64 = 50_000_000;
 /// The same while native jobs run (their ends are polled).
 const NATIVE_TICK_NS: u64 = 10_000_000;
 /// The longest wait when nothing else needs attention.
@@ -50,9 +55,15 @@ fn main(_args: Args) -> i32 {
     let mut native: Vec<(u32, u64)> = Vec::new();
     // No banner: it would land in the middle of the console's output
     // (one serial line); `ps` shows opsd, `job` commands reach it.
+    // The link moved bytes until then: poll it faster.
+    let mut link_busy_until = 0;
     loop {
         let tick = if link.is_some() {
-            LINK_TICK_NS
+            if sys::clock_ns() < link_busy_until {
+                LINK_BUSY_TICK_NS
+            } else {
+                LINK_TICK_NS
+            }
         } else if !native.is_empty() {
             NATIVE_TICK_NS
         } else {
@@ -82,8 +93,10 @@ fn main(_args: Args) -> i32 {
             }
         }
         let now = now_ms();
-        if let Some(l) = link.as_mut() {
-            l.pump(&mut jobs, now);
+        if let Some(l) = link.as_mut()
+            && l.pump(&mut jobs, now)
+        {
+            link_busy_until = sys::clock_ns() + LINK_BUSY_NS;
         }
         jobs.tick(now);
         while let Some(action) = jobs.pop_action() {
@@ -202,14 +215,17 @@ impl Link {
         })
     }
 
-    fn pump(&mut self, jobs: &mut Jobs, now: u64) {
+    /// One round of link I/O; whether any bytes came in.
+    fn pump(&mut self, jobs: &mut Jobs, now: u64) -> bool {
         // In: bytes -> frames -> messages -> the job table.
         let mut buf = [0u8; 4096];
+        let mut moved = false;
         let (splitter, endpoint) = (&mut self.splitter, &mut self.endpoint);
         while let Ok(n) = sys::link_read(&mut buf) {
             if n == 0 {
                 break;
             }
+            moved = true;
             splitter.push(&buf[..n], |frame| {
                 if let Some(msg) = endpoint.receive(frame, now) {
                     jobs.on_link(msg, now);
@@ -243,5 +259,6 @@ impl Link {
                 }
             }
         }
+        moved
     }
 }
