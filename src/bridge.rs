@@ -100,5 +100,26 @@ pub fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> io:
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no status in {head:?}")))?;
-    Ok((status, reply[head_end + 4..].to_vec()))
+    let body = &reply[head_end + 4..];
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");
+    Ok((status, if chunked { dechunk(body)? } else { body.to_vec() }))
+}
+
+/// The body of a `Transfer-Encoding: chunked` response (a followed log).
+fn dechunk(mut raw: &[u8]) -> io::Result<Vec<u8>> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed chunked body");
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
+        let size = std::str::from_utf8(&raw[..line_end]).map_err(|_| bad())?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).map_err(|_| bad())?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(raw.get(..size).ok_or_else(bad)?);
+        raw = raw.get(size + 2..).ok_or_else(bad)?;
+    }
 }

@@ -276,6 +276,20 @@ fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, S
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// `POST /jobs` with `spec`, retried while opsd is not connected (503);
+/// the job's id.
+fn post_job(port: u16, token: &str, spec: &str, deadline: Instant) -> u64 {
+    loop {
+        let (code, body) = http(port, "POST", "/jobs", token, spec);
+        if code == 201 {
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            return v["job_id"].as_u64().expect("job_id");
+        }
+        assert!(code == 503 && Instant::now() < deadline, "POST /jobs: {code} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The bridge's token, once its HTTP API listens.
 fn token(rig: &Rig) -> String {
     bridge::wait_for_api(&rig.state, rig.port, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"))
@@ -288,20 +302,17 @@ fn a_trainer_started_over_http_runs_and_reports() {
     assert_eq!(http(port, "GET", "/jobs", "wrong", "").0, 401);
     let trainer = repo().join("tools/python/trainer.py");
     let spec = format!(
-        r#"{{"name": "http-trainer", "entrypoint": ["python3", "{}", "--steps", "3", "--sleep", "0.02"]}}"#,
+        r#"{{"name": "http-trainer", "entrypoint": ["python3", "{}", "--steps", "3", "--sleep", "0.3"]}}"#,
         trainer.display()
     );
     // 503 until opsd's link is up.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let job_id = loop {
-        let (code, body) = http(port, "POST", "/jobs", &token, &spec);
-        if code == 201 {
-            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-            break v["job_id"].as_u64().expect("job_id");
-        }
-        assert!(code == 503 && Instant::now() < deadline, "POST /jobs: {code} {body}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let job_id = post_job(port, &token, &spec, deadline);
+    // Followed from the start while it runs: the stream ends with the job
+    // and holds its whole log.
+    let (code, followed) = http(port, "GET", &format!("/jobs/{job_id}/logs?follow=true"), &token, "");
+    assert_eq!(code, 200, "{followed}");
+    assert!(followed.contains("step 3/3"), "{followed}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let record = loop {
         let (code, body) = http(port, "GET", &format!("/jobs/{job_id}"), &token, "");
@@ -320,7 +331,7 @@ fn a_trainer_started_over_http_runs_and_reports() {
     assert!(record["runtime_ms"].as_u64().is_some_and(|ms| ms > 0), "{record}");
     let (code, logs) = http(port, "GET", &format!("/jobs/{job_id}/logs?offset=0"), &token, "");
     assert_eq!(code, 200);
-    assert!(logs.contains("step 3/3"), "{logs}");
+    assert_eq!(logs, followed);
     // From an offset: the same bytes from there on.
     let from = logs.find("step 2/3").expect("step 2 in the log");
     let (code, tail) = http(port, "GET", &format!("/jobs/{job_id}/logs?offset={from}"), &token, "");

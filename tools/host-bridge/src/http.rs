@@ -345,11 +345,59 @@ async fn stop_job(State(state): State<AppState>, path: IdPath) -> Result<Respons
 struct LogQuery {
     offset: Option<u64>,
     stream: Option<Stream>,
-    max: Option<u32>,
+    max: Option<u64>,
+    follow: Option<bool>,
+}
+
+/// Bytes a log request returns by default, and at most.
+pub const LOGS_DEFAULT_MAX: u64 = 64 * 1024;
+pub const LOGS_MAX: u64 = 1024 * 1024;
+/// How often a followed log asks opsd for more when it had nothing.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+/// Up to `max` bytes of a stream from `offset` (several `Logs` calls of at
+/// most [`LOG_CHUNK_MAX`]): where they start (later than `offset` if opsd
+/// dropped the bytes asked for), the bytes, and whether they reach the end
+/// of an ended job's stream.
+async fn read_logs(
+    client: &ApiClient,
+    job_id: u64,
+    stream: Stream,
+    offset: u64,
+    max: u64,
+) -> Result<(u64, Vec<u8>, bool), ApiError> {
+    let mut start = None;
+    let mut bytes = Vec::new();
+    loop {
+        let at = start.map_or(offset, |s: u64| s + bytes.len() as u64);
+        let want = (max - bytes.len() as u64).min(LOG_CHUNK_MAX as u64) as u32;
+        let request = JobRequest::Logs {
+            job_id,
+            stream,
+            offset: at,
+            max: want,
+        };
+        let (got_at, got, eof) = match client.call(request).await? {
+            JobResponse::Logs { offset, bytes, eof } => (offset, bytes, eof),
+            other => return Err(unexpected(&other)),
+        };
+        match start {
+            None => start = Some(got_at),
+            // opsd dropped bytes between two calls: what is kept follows.
+            Some(_) if got_at != at => return Ok((start.unwrap_or(at), bytes, false)),
+            Some(_) => {}
+        }
+        bytes.extend_from_slice(&got);
+        if eof || got.is_empty() || bytes.len() as u64 >= max {
+            return Ok((start.unwrap_or(offset), bytes, eof));
+        }
+    }
 }
 
 /// Log bytes as they are (`application/octet-stream`), where they start
-/// and whether the job has ended and they reach the end in headers.
+/// and whether the job has ended and they reach the end in headers. With
+/// `follow=true`, a stream that goes on as the job writes and ends with
+/// the job.
 async fn get_logs(
     State(state): State<AppState>,
     path: IdPath,
@@ -357,31 +405,62 @@ async fn get_logs(
 ) -> Result<Response, ApiError> {
     let job_id = job_id(path)?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let request = JobRequest::Logs {
-        job_id,
-        stream: query.stream.unwrap_or(Stream::Stdout),
-        offset: query.offset.unwrap_or(0),
-        max: query.max.unwrap_or(LOG_CHUNK_MAX as u32).min(LOG_CHUNK_MAX as u32),
+    let stream = query.stream.unwrap_or(Stream::Stdout);
+    let offset = query.offset.unwrap_or(0);
+    let max = query.max.unwrap_or(LOGS_DEFAULT_MAX).min(LOGS_MAX);
+    let (start, bytes, eof) = read_logs(&state.client, job_id, stream, offset, max).await?;
+    let next = start + bytes.len() as u64;
+    let mut response = if query.follow == Some(true) {
+        let first = (bytes, eof, next);
+        let client = state.client.clone();
+        // Each item: the bytes read, then on from their end until the job
+        // has ended and its stream is read to the end (or opsd is gone).
+        let body = futures_util::stream::unfold(Some(first), move |st| {
+            let client = client.clone();
+            async move {
+                let (bytes, eof, next) = st?;
+                if !bytes.is_empty() {
+                    let rest = if eof { None } else { Some((Vec::new(), false, next)) };
+                    return Some((Ok::<_, io::Error>(Bytes::from(bytes)), rest));
+                }
+                if eof {
+                    return None;
+                }
+                let mut at = next;
+                loop {
+                    match read_logs(&client, job_id, stream, at, LOGS_DEFAULT_MAX).await {
+                        Ok((start, bytes, eof)) if !bytes.is_empty() => {
+                            let next = start + bytes.len() as u64;
+                            let rest = if eof { None } else { Some((Vec::new(), false, next)) };
+                            return Some((Ok(Bytes::from(bytes)), rest));
+                        }
+                        Ok((_, _, true)) | Err(_) => return None,
+                        Ok((start, _, false)) => {
+                            at = start.max(at);
+                            tokio::time::sleep(FOLLOW_POLL).await;
+                        }
+                    }
+                }
+            }
+        });
+        Response::new(Body::from_stream(body))
+    } else {
+        let mut response = Response::new(Body::from(bytes));
+        let h = response.headers_mut();
+        h.insert("aether-log-next-offset", HeaderValue::from(next));
+        h.insert(
+            "aether-log-eof",
+            HeaderValue::from_static(if eof { "true" } else { "false" }),
+        );
+        response
     };
-    match state.client.call(request).await? {
-        JobResponse::Logs { offset, bytes, eof } => {
-            let next = offset + bytes.len() as u64;
-            let mut response = Response::new(Body::from(bytes.to_vec()));
-            let h = response.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            h.insert("aether-log-offset", HeaderValue::from(offset));
-            h.insert("aether-log-next-offset", HeaderValue::from(next));
-            h.insert(
-                "aether-log-eof",
-                HeaderValue::from_static(if eof { "true" } else { "false" }),
-            );
-            Ok(response)
-        }
-        other => Err(unexpected(&other)),
-    }
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert("aether-log-offset", HeaderValue::from(start));
+    Ok(response)
 }
 
 fn unexpected(response: &JobResponse) -> ApiError {

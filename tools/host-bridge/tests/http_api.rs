@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aether_abi::job::{JobError, JobName, JobRecord, JobReply, JobRequest, JobResponse, JobState, LIST_PAGE};
+use aether_abi::job::{
+    JobError, JobName, JobRecord, JobReply, JobRequest, JobResponse, JobState, LIST_PAGE, LOG_CHUNK_MAX,
+};
 use aether_abi::link::LinkMessage;
 use aether_abi::shm_ring;
 use host_bridge::http;
@@ -18,7 +20,13 @@ use host_bridge::{Bridge, LinkPump, ShmRegion, Supervisor};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_host-bridge");
 const REGION: usize = 4096 + 2 * 64 * 1024;
-const LOG: &[u8] = b"hello\nworld\n\xff\n";
+/// Job 1's stdout: bytes that are not UTF-8, and longer than one `Logs`
+/// answer (LOG_CHUNK_MAX) so that the API has to gather several.
+static LOG: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    let mut log = b"hello\nworld\n\xff\n".to_vec();
+    log.extend((0..5000u32).map(|i| b'a' + (i % 26) as u8));
+    log
+});
 
 /// opsd's job table, as far as these tests need it.
 struct FakeOpsd {
@@ -68,7 +76,7 @@ impl FakeOpsd {
             } => {
                 find(&self.jobs, job_id)?;
                 let start = (offset as usize).min(LOG.len());
-                let end = (start + max as usize).min(LOG.len());
+                let end = (start + (max as usize).min(LOG_CHUNK_MAX)).min(LOG.len());
                 Ok(JobResponse::Logs {
                     offset: start as u64,
                     bytes: heapless::Vec::from_slice(&LOG[start..end]).unwrap(),
@@ -185,6 +193,21 @@ fn request(
     (status, headers, raw[split + 4..].to_vec())
 }
 
+/// The body of a `Transfer-Encoding: chunked` response.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).unwrap().trim(), 16).unwrap();
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -264,7 +287,7 @@ fn every_documented_status_code() {
     // GET /jobs/{id}/logs: bytes as they are, offsets in headers.
     let (status, headers, body) = request(&s, "GET", "/jobs/1/logs?offset=6&stream=stdout", t, b"");
     assert_eq!(status, 200);
-    assert_eq!(body, &LOG[6..]);
+    assert_eq!(body, &LOG[6..], "gathered from several answers of opsd");
     assert_eq!(header(&headers, "aether-log-offset"), Some("6"));
     assert_eq!(
         header(&headers, "aether-log-next-offset"),
@@ -276,6 +299,14 @@ fn every_documented_status_code() {
         (body.as_slice(), header(&headers, "aether-log-eof")),
         (&LOG[..5], Some("false"))
     );
+    // follow=true: a chunked stream that ends with the (ended) job's log.
+    let (status, headers, body) = request(&s, "GET", "/jobs/1/logs?follow=true&offset=3", t, b"");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "transfer-encoding"), Some("chunked"));
+    assert_eq!(header(&headers, "aether-log-offset"), Some("3"));
+    assert_eq!(dechunk(&body), &LOG[3..]);
+    assert_eq!(request(&s, "GET", "/jobs/1/logs?follow=yes", t, b"").0, 400);
+    assert_eq!(request(&s, "GET", "/jobs/42/logs?follow=true", t, b"").0, 404);
     assert_eq!(request(&s, "GET", "/jobs/1/logs?stream=stdin", t, b"").0, 400);
     assert_eq!(request(&s, "GET", "/jobs/1/logs?offset=-1", t, b"").0, 400);
     assert_eq!(request(&s, "GET", "/jobs/42/logs", t, b"").0, 404);
