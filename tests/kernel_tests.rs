@@ -38,6 +38,7 @@ const REQUIRED: &[&str] = &[
     "ring3_address_spaces_stay_isolated_across_switches",
     "ring3_service_calls",
     "ring3_opsd_runs_native_jobs",
+    "ring3_captured_output",
     "ring3_bad_syscalls_are_errors",
     "ring3_fuzz_100k_syscalls",
     "ring3_spawn_and_kill_errors",

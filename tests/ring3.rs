@@ -189,3 +189,30 @@ fn the_console_serves_after_100k_random_syscalls() {
     let out = run(&mut s, "run hello");
     assert!(out.iter().any(|l| l.contains("exited with code 0")), "{out:?}");
 }
+
+/// A native job's output is its log (kept by opsd), not console output.
+#[test]
+fn a_native_jobs_output_is_its_log() {
+    let mut s = boot_console(Firmware::Bios);
+    let out = run(&mut s, "job start --native -- hello x y");
+    assert!(out.iter().any(|l| l == "job 1 started"), "{out:?}");
+    let mut console = out.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = run(&mut s, "job status 1");
+        console.extend(status.iter().cloned());
+        if status.iter().any(|l| l.contains("SUCCEEDED")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let logs = run(&mut s, "job logs 1");
+    assert!(
+        logs.iter().any(|l| l.starts_with("hello from ring 3: pid ")),
+        "{logs:?}"
+    );
+    assert_eq!(logs[logs.len() - 2..], ["arg 1: x", "arg 2: y"], "{logs:?}");
+    // Nothing of it went to the console meanwhile.
+    assert!(!console.iter().any(|l| l.contains("hello from ring 3")), "{console:?}");
+}

@@ -175,6 +175,11 @@ fn console_write(ptr: u64, len: u64) -> Result<u64> {
     let mut buf = [0u8; CONSOLE_IO_MAX];
     let buf = &mut buf[..len as usize];
     read_user(ptr, buf)?;
+    // A captured process's output goes to its capture; fewer bytes than
+    // asked (0 when full) tell the writer to try the rest again.
+    if let Some(n) = with(|k| k.capture_write(buf)) {
+        return Ok(n as u64);
+    }
     serial::write_bytes(buf);
     Ok(len)
 }
@@ -398,11 +403,13 @@ fn proc_request(request: ProcRequest) -> Result<alloc::boxed::Box<ProcResponse>>
             args,
             priority,
             group,
+            capture,
         } => {
             let list: heapless::Vec<&str, { abi::ARGS_MAX }> = args.iter().map(|a| a.as_str()).collect();
-            let (pid, pgid) = with(|k| k.spawn(me, &program, &list, priority, group))?;
+            let (pid, pgid) = with(|k| k.spawn_with(me, &program, &list, priority, group, capture))?;
             ProcResponse::Spawned { pid, pgid }
         }
+        ProcRequest::ReadOutput { pid } => with(|k| k.read_output(me, pid))?,
         ProcRequest::Wait { target, block: true } => return task::wait(target),
         ProcRequest::Wait { target, block: false } => with(|k| k.try_wait(me, target))?.unwrap_or(ProcResponse::NotYet),
         ProcRequest::Kill { target, grace_ms } => ProcResponse::KillStarted {

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 /// program announces the version it was built against with
 /// [`nr::ABI_HELLO`] before anything else; the kernel refuses every other
 /// call (with [`Errno::AbiMismatch`]) until the versions agree.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Syscall numbers. The gaps are deliberate: 0-15 integer calls (14 free),
 /// 16-31 framed calls (one per subsystem), 32-47 more integer calls, the
@@ -453,6 +453,15 @@ pub enum ProcRequest {
         /// 0 (highest) ..= 31.
         priority: u8,
         group: GroupChoice,
+        /// Keep what the new process (and every process it starts) writes
+        /// to the console for the caller, to read with `ReadOutput { pid }`,
+        /// instead of printing it. Otherwise it inherits the caller's.
+        capture: bool,
+    },
+    /// Captured output of the processes started by `Spawn { capture: true
+    /// }` as `pid` (only their spawner may read it), oldest first.
+    ReadOutput {
+        pid: Pid,
     },
     /// Wait for an end; `block = false` answers `NotYet` at once.
     Wait {
@@ -523,7 +532,19 @@ pub enum ProcResponse {
         more: bool,
     },
     SystemInfo(SystemInfo),
+    /// Captured output (at most [`OUTPUT_PAGE`] bytes; empty: nothing new).
+    /// `ended`: no process writes to this capture any more and everything
+    /// has been read; the capture is gone after this answer.
+    Output {
+        bytes: Vec<u8, OUTPUT_PAGE>,
+        ended: bool,
+    },
 }
+
+/// The most bytes one `ReadOutput` answers with.
+pub const OUTPUT_PAGE: usize = 2048;
+/// Captured bytes kept per capture, unread, at most (writers wait beyond).
+pub const CAPTURE_MAX: usize = 64 * 1024;
 
 /// Buffer sizes for the framed calls, from the types.
 pub const PROC_REQUEST_MAX: usize = ProcRequest::POSTCARD_MAX_SIZE;
@@ -574,6 +595,7 @@ mod tests {
             args,
             priority: u8::MAX,
             group: GroupChoice::Join(u32::MAX),
+            capture: true,
         };
         let mut buf = [0u8; PROC_REQUEST_MAX];
         let n = encode(&spawn, &mut buf).unwrap().len();

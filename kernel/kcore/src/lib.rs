@@ -9,6 +9,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod capture;
 pub mod clock;
 pub mod decimal;
 pub mod elf;

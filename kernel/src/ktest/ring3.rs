@@ -7,8 +7,8 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use aether_abi::syscall::{
-    DEFAULT_PRIORITY, Errno, ExitRecord, ExitStatus, FaultKind, GroupChoice, ProcResponse, Target, WaitTarget,
-    WatchdogAction, WatchdogKind,
+    CAPTURE_MAX, DEFAULT_PRIORITY, Errno, ExitRecord, ExitStatus, FaultKind, GroupChoice, ProcResponse, Target,
+    WaitTarget, WatchdogAction, WatchdogKind,
 };
 
 use super::{TestResult, ensure};
@@ -259,7 +259,13 @@ pub fn ring3_service_calls() -> TestResult {
 pub fn ring3_opsd_runs_native_jobs() -> TestResult {
     let (opsd, _) = spawn("opsd", &[], 3, GroupChoice::New)?;
     sleep_ms(50);
-    let (client, _) = spawn("svc", &["job", "hello"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    // Its output is captured as the job's log (not printed).
+    let (client, _) = spawn(
+        "svc",
+        &["job", "hello", "-", "hello from ring 3: pid"],
+        DEFAULT_PRIORITY,
+        GroupChoice::New,
+    )?;
     let r = wait_pid(client)?;
     ensure!(r.status == ExitStatus::Exited(0), "native hello job: {:?}", r.status);
     // `svc` with no arguments prints its usage and exits 2.
@@ -272,6 +278,89 @@ pub fn ring3_opsd_runs_native_jobs() -> TestResult {
     );
     task::with(|k| k.kill(Target::Process(opsd), 0)).map_err(|e| format!("kill opsd: {e}"))?;
     wait_pid(opsd)?;
+    Ok(())
+}
+
+/// A captured process tree's console output reaches its spawner only, CR
+/// LF as LF, in order, with `ended` once the writers are gone; a full
+/// capture holds its writer back instead of losing bytes.
+pub fn ring3_captured_output() -> TestResult {
+    let (pid, _) = task::with(|k| k.spawn_with(0, "hello", &["a", "b"], DEFAULT_PRIORITY, GroupChoice::New, true))
+        .map_err(|e| format!("spawn: {e}"))?;
+    ensure!(
+        task::with(|k| k.read_output(4242, pid)).err() == Some(Errno::NotPermitted),
+        "another process read the capture"
+    );
+    let r = wait_pid(pid)?;
+    ensure!(r.status == ExitStatus::Exited(0), "hello: {:?}", r.status);
+    let mut out = Vec::new();
+    loop {
+        match task::with(|k| k.read_output(0, pid)) {
+            Ok(ProcResponse::Output { bytes, ended }) => {
+                out.extend_from_slice(&bytes);
+                if ended {
+                    break;
+                }
+                ensure!(!bytes.is_empty(), "no writer left but not ended");
+            }
+            other => return Err(format!("read_output: {other:?}")),
+        }
+    }
+    let text = core::str::from_utf8(&out).map_err(|e| format!("{e}"))?;
+    let want_tail = "\narg 1: a\narg 2: b\n";
+    ensure!(
+        text.starts_with(&format!("hello from ring 3: pid {pid}")) && text.ends_with(want_tail),
+        "captured {text:?}"
+    );
+    // Read out and ended: the capture is gone.
+    ensure!(
+        task::with(|k| k.read_output(0, pid)).err() == Some(Errno::NoSuchProcess),
+        "the capture outlived its end"
+    );
+    // More than a capture holds: the writer waits for reads, and every
+    // line arrives once, in order.
+    const LINES: u32 = 12_000;
+    let (pid, _) = task::with(|k| {
+        k.spawn_with(
+            0,
+            "hello",
+            &["--lines", "12000"],
+            DEFAULT_PRIORITY,
+            GroupChoice::New,
+            true,
+        )
+    })
+    .map_err(|e| format!("spawn: {e}"))?;
+    let mut out = Vec::new();
+    let (mut waited, mut full_seen) = (false, false);
+    loop {
+        match task::with(|k| k.read_output(0, pid)) {
+            Ok(ProcResponse::Output { bytes, ended }) => {
+                out.extend_from_slice(&bytes);
+                if ended {
+                    break;
+                }
+                if !waited && !bytes.is_empty() {
+                    // Let it fill the capture before reading on.
+                    waited = true;
+                    sleep_ms(300);
+                    full_seen = task::with(|k| k.captures.get(&pid).is_some_and(|c| c.bytes.len() == CAPTURE_MAX));
+                } else if bytes.is_empty() {
+                    sleep_ms(2);
+                }
+            }
+            other => return Err(format!("read_output: {other:?}")),
+        }
+    }
+    ensure!(full_seen, "the capture never filled (the test proves nothing)");
+    let want: alloc::string::String = (1..=LINES).map(|i| format!("line {i}\n")).collect();
+    ensure!(
+        out == want.as_bytes(),
+        "{} bytes captured, {} expected",
+        out.len(),
+        want.len()
+    );
+    ensure!(wait_pid(pid)?.status == ExitStatus::Exited(0), "hello --lines");
     Ok(())
 }
 

@@ -122,6 +122,8 @@ pub struct Kernel {
     pub groups: BTreeMap<Pgid, process::GroupKill>,
     pub watchdogs: watchdog::Watchdogs,
     pub services: service::Services,
+    /// Captured console output, by the pid it was made for.
+    pub captures: BTreeMap<Pid, process::CaptureEntry>,
 }
 
 static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
@@ -178,6 +180,7 @@ pub fn init() {
         groups: BTreeMap::new(),
         watchdogs: watchdog::Watchdogs::new(),
         services: service::Services::new(),
+        captures: BTreeMap::new(),
     });
     user::init_shared();
     idt::set_preempt_hook(on_interrupt);

@@ -6,10 +6,11 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use aether_abi::syscall::{
-    Errno, ExitRecord, ExitStatus, Fault, FaultKind, GROUP_MAX, GroupChoice, PS_PAGE, Pgid, Pid, ProcInfo,
-    ProcResponse, Target, WaitTarget,
+    CAPTURE_MAX, Errno, ExitRecord, ExitStatus, Fault, FaultKind, GROUP_MAX, GroupChoice, OUTPUT_PAGE, PS_PAGE, Pgid,
+    Pid, ProcInfo, ProcResponse, Target, WaitTarget,
 };
 use heapless::Deque;
+use kcore::capture::Capture;
 use kcore::sched::Priority;
 
 use super::{Block, Kernel, MAX_TASKS, Start, State, loader, new_task, schedule, with};
@@ -19,6 +20,15 @@ use crate::time;
 
 /// Words a mailbox holds before `send` reports `LimitReached`.
 pub const MAILBOX: usize = 16;
+/// Captures (`Spawn { capture: true }`) alive at once, at most.
+pub const CAPTURES_MAX: usize = 64;
+
+/// The console output of a captured process tree, kept for its spawner.
+pub struct CaptureEntry {
+    /// Who may read it (and whose end removes it).
+    pub owner: Pid,
+    pub bytes: Capture,
+}
 
 /// What a task has when it is a user process.
 pub struct Process {
@@ -34,6 +44,9 @@ pub struct Process {
     pub heap_end: u64,
     pub mailbox: Deque<(Pid, u64), MAILBOX>,
     pub last_heartbeat_ns: u64,
+    /// Where its console output goes instead of the serial line: the
+    /// capture of this id (the pid it was made for), if any.
+    pub capture: Option<Pid>,
     /// Set once it ended.
     pub exit: Option<ExitRecord>,
 }
@@ -141,6 +154,24 @@ impl Kernel {
         priority: u8,
         group: GroupChoice,
     ) -> Result<(Pid, Pgid), Errno> {
+        self.spawn_with(parent, program, args, priority, group, false)
+    }
+
+    /// [`Kernel::spawn`], with the new process's console output captured
+    /// for `parent` (`capture`) or, otherwise, going where the parent's
+    /// goes.
+    pub fn spawn_with(
+        &mut self,
+        parent: Pid,
+        program: &str,
+        args: &[&str],
+        priority: u8,
+        group: GroupChoice,
+        capture: bool,
+    ) -> Result<(Pid, Pgid), Errno> {
+        if capture && self.captures.len() >= CAPTURES_MAX {
+            return Err(Errno::LimitReached);
+        }
         let priority = Priority::new(priority).ok_or(Errno::InvalidArgument)?;
         if self.tasks.len() >= MAX_TASKS && !self.reclaim_orphan() {
             return Err(Errno::LimitReached);
@@ -181,6 +212,18 @@ impl Kernel {
         let mut task = new_task(pid, program, priority, start).map_err(|_| Errno::NoMemory)?;
         let now = time::now_ns();
         let pgid = join.unwrap_or(pid);
+        let capture = if capture {
+            self.captures.insert(
+                pid,
+                CaptureEntry {
+                    owner: parent,
+                    bytes: Capture::new(CAPTURE_MAX),
+                },
+            );
+            Some(pid)
+        } else {
+            self.process(parent).and_then(|p| p.capture)
+        };
         task.space = Some(loaded.space);
         task.process = Some(Process {
             ppid: parent,
@@ -193,6 +236,7 @@ impl Kernel {
             heap_end: loaded.heap_start,
             mailbox: Deque::new(),
             last_heartbeat_ns: now,
+            capture,
             exit: None,
         });
         self.insert(task);
@@ -242,7 +286,43 @@ impl Kernel {
         }
         self.watchdogs.forget(Target::Process(pid));
         self.services_forget(pid);
+        // Captures kept for it: no one is left to read them.
+        self.captures.retain(|_, c| c.owner != pid);
         self.wake_all(Block::Wait);
+    }
+
+    /// Takes what fits of `bytes` into the running process's capture:
+    /// `None` if its output is not captured (it goes to the console). A
+    /// capture whose reader is gone takes everything and keeps nothing.
+    pub fn capture_write(&mut self, bytes: &[u8]) -> Option<usize> {
+        let id = self.process(self.current)?.capture?;
+        Some(match self.captures.get_mut(&id) {
+            Some(c) => c.bytes.write(bytes),
+            None => bytes.len(),
+        })
+    }
+
+    /// `ReadOutput { pid }` by `caller`: the next captured bytes; `ended`
+    /// once no live process writes to the capture and it is read out
+    /// (then it is removed).
+    pub fn read_output(&mut self, caller: Pid, pid: Pid) -> Result<ProcResponse, Errno> {
+        let writers = self
+            .tasks
+            .values()
+            .any(|t| t.is_alive() && t.process.as_ref().is_some_and(|p| p.capture == Some(pid)));
+        let entry = self.captures.get_mut(&pid).ok_or(Errno::NoSuchProcess)?;
+        if entry.owner != caller {
+            return Err(Errno::NotPermitted);
+        }
+        let mut page = [0u8; OUTPUT_PAGE];
+        let n = entry.bytes.read(&mut page, !writers);
+        let ended = !writers && entry.bytes.is_empty();
+        if ended {
+            self.captures.remove(&pid);
+        }
+        // At most OUTPUT_PAGE bytes by construction.
+        let bytes = heapless::Vec::from_slice(&page[..n]).map_err(|_| Errno::TooLarge)?;
+        Ok(ProcResponse::Output { bytes, ended })
     }
 
     /// Removes a zombie from the table.

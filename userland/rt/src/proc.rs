@@ -18,6 +18,33 @@ pub fn request(req: &ProcRequest) -> Result<ProcResponse, Errno> {
 
 /// Spawns `program` with `args`.
 pub fn spawn(program: &str, args: &[&str], priority: u8, group: GroupChoice) -> Result<(Pid, Pgid), Errno> {
+    spawn_with(program, args, priority, group, false)
+}
+
+/// Spawns `program` with `args`, its console output (and that of the
+/// processes it starts) kept for this process to read with
+/// [`read_output`].
+pub fn spawn_captured(program: &str, args: &[&str], priority: u8, group: GroupChoice) -> Result<(Pid, Pgid), Errno> {
+    spawn_with(program, args, priority, group, true)
+}
+
+/// The next captured output of `pid` (spawned with [`spawn_captured`]):
+/// the bytes (empty: nothing new) and whether it has ended (no writer
+/// left and everything read).
+pub fn read_output(pid: Pid) -> Result<(heapless::Vec<u8, { abi::OUTPUT_PAGE }>, bool), Errno> {
+    match request(&ProcRequest::ReadOutput { pid })? {
+        ProcResponse::Output { bytes, ended } => Ok((bytes, ended)),
+        _ => Err(Errno::BadFrame),
+    }
+}
+
+fn spawn_with(
+    program: &str,
+    args: &[&str],
+    priority: u8,
+    group: GroupChoice,
+    capture: bool,
+) -> Result<(Pid, Pgid), Errno> {
     let mut list = heapless::Vec::new();
     for a in args {
         list.push(abi::Arg::try_from(*a).map_err(|_| Errno::TooLarge)?)
@@ -28,6 +55,7 @@ pub fn spawn(program: &str, args: &[&str], priority: u8, group: GroupChoice) -> 
         args: list,
         priority,
         group,
+        capture,
     };
     match request(&req)? {
         ProcResponse::Spawned { pid, pgid } => Ok((pid, pgid)),

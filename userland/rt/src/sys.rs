@@ -96,6 +96,8 @@ pub fn heap_grow(bytes: usize) -> Result<usize, Errno> {
     call(nr::HEAP_GROW, bytes as u64, 0, 0).map(|v| v as usize)
 }
 
+/// Writes all of `bytes` to the console (or, for a process whose output is
+/// captured, to its capture: docs/processes.md, "Captured output").
 pub fn console_write(bytes: &[u8]) -> Result<usize, Errno> {
     let mut done = 0;
     while done < bytes.len() {
@@ -107,7 +109,12 @@ pub fn console_write(bytes: &[u8]) -> Result<usize, Errno> {
                 [chunk.as_ptr() as u64, chunk.len() as u64, 0, 0, 0, 0],
             )
         };
-        done += Errno::from_ret(ret)? as usize;
+        match Errno::from_ret(ret)? as usize {
+            // A captured output's buffer is full: its reader drains it
+            // soon; wait a little rather than spin.
+            0 => sleep_ms(1),
+            n => done += n,
+        }
     }
     Ok(done)
 }

@@ -466,6 +466,7 @@ fn framed(c: &mut Checks, top: Option<u64>) {
         args: heapless::Vec::new(),
         priority: DEFAULT_PRIORITY,
         group: GroupChoice::New,
+        capture: false,
     };
     let mut buf = [0u8; 128];
     let n = abi::encode(&spawn("abcd"), &mut buf).map_or(0, |b| b.len());

@@ -853,6 +853,7 @@ impl Fuzzer {
                         1 => GroupChoice::New,
                         _ => GroupChoice::Join(self.id()),
                     },
+                    capture: self.rng.chance(1, 2),
                 }
             }
             1 | 2 => ProcRequest::Wait {
@@ -894,7 +895,8 @@ impl Fuzzer {
                     self.rng.pick(&[0, 1, u64::MAX, r])
                 },
             },
-            8 => ProcRequest::SystemInfo,
+            8 if self.rng.chance(1, 2) => ProcRequest::SystemInfo,
+            8 => ProcRequest::ReadOutput { pid: self.id() },
             _ => ProcRequest::Shutdown,
         }
     }
@@ -904,7 +906,12 @@ impl Fuzzer {
     fn harmless(&self, req: &ProcRequest) -> bool {
         let nobody = |id: u32| id >= NO_PID;
         match *req {
-            ProcRequest::Ps { .. } | ProcRequest::WatchdogEvents { .. } | ProcRequest::SystemInfo => true,
+            // Reading a capture: the fuzzer owns none, so every read is an
+            // error (or, for a capture of its own, harmless).
+            ProcRequest::Ps { .. }
+            | ProcRequest::WatchdogEvents { .. }
+            | ProcRequest::SystemInfo
+            | ProcRequest::ReadOutput { .. } => true,
             ProcRequest::Wait { block: false, target } => match target {
                 WaitTarget::AnyChild => true,
                 WaitTarget::Process(pid) => pid == self.me || nobody(pid),

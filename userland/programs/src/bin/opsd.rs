@@ -147,7 +147,9 @@ fn run_action(action: Action, jobs: &mut Jobs, native: &mut Vec<(u32, u64)>, now
             if spec.kind != JobKind::Native {
                 return;
             }
-            match proc::spawn(program, &args, spec.priority.min(31), GroupChoice::New) {
+            // Its console output (and its children's) comes to opsd as the
+            // job's stdout (AetherOS programs have one output stream).
+            match proc::spawn_captured(program, &args, spec.priority.min(31), GroupChoice::New) {
                 Ok((pid, _)) => {
                     native.push((pid, job_id));
                     jobs.native_started(job_id, pid, now);
@@ -164,14 +166,43 @@ fn run_action(action: Action, jobs: &mut Jobs, native: &mut Vec<(u32, u64)>, now
     }
 }
 
-/// Collects ended native jobs (their group leader's exit).
+/// Moves a native job's captured output into its log; whether the
+/// capture has ended (no writer left, all read).
+fn drain_output(jobs: &mut Jobs, pid: u32, job_id: u64, now: u64) -> bool {
+    loop {
+        match proc::read_output(pid) {
+            Ok((bytes, ended)) => {
+                if !bytes.is_empty() {
+                    jobs.native_output(job_id, job::Stream::Stdout, &bytes, now);
+                }
+                if ended {
+                    return true;
+                }
+                if bytes.is_empty() {
+                    return false;
+                }
+            }
+            // Gone (read out before) or never made: nothing more to read.
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Collects native jobs' output, and the ended ones (their group leader's
+/// exit, after the output it wrote).
 fn reap_native(jobs: &mut Jobs, native: &mut Vec<(u32, u64)>, now: u64) {
     native.retain(|&(pid, job_id)| {
+        drain_output(jobs, pid, job_id, now);
         match proc::request(&ProcRequest::Wait {
             target: WaitTarget::Process(pid),
             block: false,
         }) {
             Ok(ProcResponse::Exited(r)) => {
+                // The job ends with its leader: what its group left behind
+                // goes too (as the bridge does on the host), then the rest
+                // of the output is read.
+                let _ = proc::kill(Target::Group(pid), 0);
+                drain_output(jobs, pid, job_id, now);
                 let (code, signal) = match r.status {
                     ExitStatus::Exited(c) => (Some(c), None),
                     // No signals in AetherOS: a kill reads as SIGKILL (9), a

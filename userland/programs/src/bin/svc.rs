@@ -24,9 +24,13 @@ fn main(args: Args) -> i32 {
         Some("call") => calls(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100)),
         Some("hang") => expect(call(b"hang", &mut [0; LIMIT]), Err(Errno::NoSuchService), "hang"),
         Some("none") => expect(call(b"hi", &mut [0; LIMIT]), Err(Errno::NoSuchService), "none"),
-        Some("job") => native_job(args.get(2).unwrap_or("hello"), args.get(3).and_then(|a| a.parse().ok())),
+        Some("job") => native_job(
+            args.get(2).unwrap_or("hello"),
+            args.get(3).and_then(|a| a.parse().ok()),
+            args.get(4),
+        ),
         _ => {
-            println!("usage: svc serve | call N | hang | none | job PROG [EXIT]");
+            println!("usage: svc serve | call N | hang | none | job PROG [EXIT|-] [OUTPUT]");
             2
         }
     }
@@ -128,7 +132,11 @@ fn itoa(mut n: u32, buf: &mut [u8; 16]) -> &[u8] {
 
 /// Runs `program` as a native job through opsd (the `JOB` service) and
 /// waits for it: exit 0 if it ends SUCCEEDED (or FAILED with `want_exit`).
-fn native_job(program: &str, want_exit: Option<i32>) -> i32 {
+/// Runs `program` as a native job through opsd and checks how it ended
+/// (`want_exit`: FAILED with that code, else SUCCEEDED) and, with
+/// `want_output`, that its log holds that text and ends its lines with LF
+/// alone (the runtime's CR LF is for the serial line).
+fn native_job(program: &str, want_exit: Option<i32>, want_output: Option<&str>) -> i32 {
     use aether_abi::job::{self, JobKind, JobReply, JobRequest, JobResponse, JobSpec, JobState};
     use aether_abi::syscall::{decode, encode};
     let mut spec = JobSpec::default();
@@ -156,11 +164,29 @@ fn native_job(program: &str, want_exit: Option<i32>) -> i32 {
                 None => r.status == JobState::Succeeded && r.exit_code == Some(0),
                 Some(code) => r.status == JobState::Failed && r.exit_code == Some(code),
             };
-            if ok {
-                0
-            } else {
+            if !ok {
                 println!("svc job: ended {} exit {:?}", r.status.as_str(), r.exit_code);
-                1
+                return 1;
+            }
+            let Some(text) = want_output else { return 0 };
+            let logs = JobRequest::Logs {
+                job_id,
+                stream: job::Stream::Stdout,
+                offset: 0,
+                max: job::LOG_CHUNK_MAX as u32,
+            };
+            match call_job(&logs) {
+                Ok(Ok(JobResponse::Logs { bytes, eof: true, .. }))
+                    if bytes.windows(text.len()).any(|w| w == text.as_bytes())
+                        && bytes.ends_with(b"\n")
+                        && !bytes.contains(&b'\r') =>
+                {
+                    0
+                }
+                other => {
+                    println!("svc job: logs {other:?}, expected {text:?} in LF-ended lines");
+                    1
+                }
             }
         }
         other => {
