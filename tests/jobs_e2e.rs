@@ -231,6 +231,12 @@ fn exit_codes_retries_timeouts_and_stops_from_the_console() {
     let j = wait_for(s, graceful, "STOPPED");
     assert_eq!(j["forced_kill"], false, "{j}");
     assert_eq!(j["exit_code"], 0, "{j}");
+    // opsd's clock (the stop) agrees with the host's (the start, the end).
+    let ms = |k: &str| j[k].as_u64().unwrap_or_else(|| panic!("{k} in {j}"));
+    assert!(
+        ms("started_ms") <= ms("stop_requested_at_ms") && ms("stop_requested_at_ms") <= ms("ended_ms"),
+        "{j}"
+    );
     wait_for_output(s, graceful, "(sigterm)");
 
     // One that ignores SIGTERM and leaves grandchildren, one of them in a

@@ -101,6 +101,7 @@
 
 extern crate alloc;
 
+pub mod clock;
 mod log;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@
 extern crate alloc;
 
 use aether_abi::job::{self, JOB_RESPONSE_MAX, JobKind, JobReply};
-use aether_abi::link::LinkSplitter;
+use aether_abi::link::{LinkMessage, LinkSplitter};
 use aether_abi::syscall::{
     self as abi, Errno, ExitStatus, GroupChoice, ProcRequest, ProcResponse, Target, WaitTarget, nr,
 };
@@ -19,6 +19,7 @@ use aether_rt::{Args, entry, println, proc, sys};
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
+use opsd_core::clock::WallClock;
 use opsd_core::{Action, Config, Handled, Jobs};
 
 entry!(main);
@@ -43,10 +44,11 @@ fn main(_args: Args) -> i32 {
         println!("opsd: cannot serve JOB: {e}");
         return 1;
     }
-    let boot_ms = boot_unix_ms();
-    let now_ms = || boot_ms + sys::clock_ns() / 1_000_000;
+    // The RTC's boot time, corrected by the bridge's timestamps.
+    let mut clock = WallClock::new(boot_unix_ms());
+    let mono_ms = || sys::clock_ns() / 1_000_000;
     let mut jobs = Box::new(Jobs::new(Config::default()));
-    let mut link = Link::open(now_ms());
+    let mut link = Link::open(clock.now(mono_ms()));
     let mut request = vec![0u8; job::REQUEST_MAX];
     let mut answer = vec![0u8; JOB_RESPONSE_MAX];
     // Waits on live jobs: (call id, job id), answered when the job ends.
@@ -68,13 +70,15 @@ fn main(_args: Args) -> i32 {
             NATIVE_TICK_NS
         } else {
             // Until the table's next timer (timeouts, stalls), if sooner.
-            let until_ms = jobs.next_deadline().map_or(u64::MAX, |d| d.saturating_sub(now_ms()));
+            let until_ms = jobs
+                .next_deadline()
+                .map_or(u64::MAX, |d| d.saturating_sub(clock.now(mono_ms())));
             IDLE_TICK_NS.min(until_ms.saturating_mul(1_000_000)).max(1_000_000)
         };
         match sys::serve_next(nr::JOB, &mut request, sys::clock_ns() + tick) {
             Ok((call, len)) => {
                 let reply: JobReply = match abi::decode(&request[..len]) {
-                    Ok(req) => match jobs.handle(req, now_ms()) {
+                    Ok(req) => match jobs.handle(req, clock.now(mono_ms())) {
                         Handled::Reply(r) => r,
                         Handled::Pending(job_id) => {
                             waits.push((call, job_id));
@@ -92,9 +96,9 @@ fn main(_args: Args) -> i32 {
                 sys::sleep_ms(10);
             }
         }
-        let now = now_ms();
+        let now = clock.now(mono_ms());
         if let Some(l) = link.as_mut()
-            && l.pump(&mut jobs, now)
+            && l.pump(&mut jobs, now, &mut clock)
         {
             link_busy_until = sys::clock_ns() + LINK_BUSY_NS;
         }
@@ -223,6 +227,17 @@ fn reap_native(jobs: &mut Jobs, native: &mut Vec<(u32, u64)>, now: u64) {
     });
 }
 
+/// The host's clock in a message of the bridge, if it carries it.
+fn host_time(msg: &LinkMessage) -> Option<u64> {
+    match msg {
+        LinkMessage::Started { started_ms, .. } => Some(*started_ms),
+        LinkMessage::Exited { ended_ms, .. } => Some(*ended_ms),
+        LinkMessage::Log(chunk) => Some(chunk.ts_ms),
+        LinkMessage::Metric { metric, .. } => Some(metric.ts_ms),
+        _ => None,
+    }
+}
+
 /// The link to the host bridge, if this machine has one.
 struct Link {
     endpoint: Endpoint,
@@ -246,8 +261,10 @@ impl Link {
         })
     }
 
-    /// One round of link I/O; whether any bytes came in.
-    fn pump(&mut self, jobs: &mut Jobs, now: u64) -> bool {
+    /// One round of link I/O; whether any bytes came in. The host's
+    /// timestamps in what came correct `clock` (for the next round).
+    fn pump(&mut self, jobs: &mut Jobs, now: u64, clock: &mut WallClock) -> bool {
+        let mono = sys::clock_ns() / 1_000_000;
         // In: bytes -> frames -> messages -> the job table.
         let mut buf = [0u8; 4096];
         let mut moved = false;
@@ -259,6 +276,9 @@ impl Link {
             moved = true;
             splitter.push(&buf[..n], |frame| {
                 if let Some(msg) = endpoint.receive(frame, now) {
+                    if let Some(host_ms) = host_time(&msg) {
+                        clock.observe(host_ms, mono);
+                    }
                     jobs.on_link(msg, now);
                 }
             });
