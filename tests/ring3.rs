@@ -216,3 +216,21 @@ fn a_native_jobs_output_is_its_log() {
     // Nothing of it went to the console meanwhile.
     assert!(!console.iter().any(|l| l.contains("hello from ring 3")), "{console:?}");
 }
+
+/// `job logs --follow` of a job that runs on ends at Ctrl-C (the job goes
+/// on), with the prompt back.
+#[test]
+fn ctrl_c_ends_a_followed_log_not_the_job() {
+    let mut s = boot_console(Firmware::Bios);
+    let out = run(&mut s, "job start --native -- spin");
+    assert!(out.iter().any(|l| l == "job 1 started"), "{out:?}");
+    s.send("job logs 1 --follow\r").expect("send");
+    // Following (the echo is back and nothing ends it by itself).
+    s.expect("job logs 1 --follow\r\n", common::REPLY).expect("the echo");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    s.send("\x03").expect("send Ctrl-C");
+    let text = s.expect(PROMPT, common::REPLY).expect("the prompt after Ctrl-C");
+    assert!(text.contains("^C"), "{text:?}");
+    let status = run(&mut s, "job status 1");
+    assert!(status.iter().any(|l| l.contains("RUNNING")), "{status:?}");
+}

@@ -813,7 +813,26 @@ fn job_logs(job_id: u64, stream: Stream, mut offset: u64, follow: bool) {
                 // At the current end of a live job's stream.
                 return printer.finish();
             }
+            if interrupted() {
+                printer.finish();
+                println!("^C");
+                return;
+            }
             sys::sleep_ms(FOLLOW_POLL_MS);
         }
     }
+}
+
+/// Whether Ctrl-C was typed (what else was typed meanwhile is dropped: a
+/// command's output is not an input line).
+fn interrupted() -> bool {
+    let mut buf = [0u8; 64];
+    let mut seen = false;
+    while let Ok(n) = sys::console_read(&mut buf, true) {
+        if n == 0 {
+            break;
+        }
+        seen |= buf[..n].contains(&0x03);
+    }
+    seen
 }
