@@ -204,6 +204,12 @@ fn exit_codes_retries_timeouts_and_stops_from_the_console() {
     let trainer = repo().join("tools/python/trainer.py");
     let t = trainer.display();
 
+    // A command that does not exist on the host: FAILED at once, saying why.
+    let missing = start(s, "-- /nonexistent/trainer --steps 1");
+    let j = wait_for(s, missing, "FAILED");
+    assert_eq!(j["termination_reason"], "spawn_failed", "{j}");
+    assert!(j["message"].as_str().is_some_and(|m| m.contains("No such file")), "{j}");
+
     let failed = start(s, &format!("-- python3 {t} --steps 1 --exit 3"));
     let j = wait_for(s, failed, "FAILED");
     assert_eq!(j["exit_code"], 3, "{j}");
