@@ -523,6 +523,9 @@ pub enum JobResponse {
         bytes: Vec<u8, LOG_CHUNK_MAX>,
         /// The job has ended and `bytes` reach the end of the stream.
         eof: bool,
+        /// When the first of `bytes` arrived (unix ms; the bridge's time
+        /// for a host job), if opsd still knows.
+        ts_ms: Option<u64>,
     },
     Ended(JobRecord),
 }
@@ -759,6 +762,7 @@ pub(crate) mod tests {
                 offset: u64::MAX,
                 bytes: full_bytes(),
                 eof: true,
+                ts_ms: Some(u64::MAX),
             }),
             Err(JobError::AlreadyEnded {
                 status: JobState::Succeeded,

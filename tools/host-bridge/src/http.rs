@@ -355,19 +355,35 @@ pub const LOGS_MAX: u64 = 1024 * 1024;
 /// How often a followed log asks opsd for more when it had nothing.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
+/// What [`read_logs`] read.
+struct LogRead {
+    /// Where the bytes start (later than asked if opsd dropped those).
+    start: u64,
+    bytes: Vec<u8>,
+    /// They reach the end of an ended job's stream.
+    eof: bool,
+    /// When the first byte arrived (unix ms), if opsd knows.
+    ts_ms: Option<u64>,
+}
+
 /// Up to `max` bytes of a stream from `offset` (several `Logs` calls of at
-/// most [`LOG_CHUNK_MAX`]): where they start (later than `offset` if opsd
-/// dropped the bytes asked for), the bytes, and whether they reach the end
-/// of an ended job's stream.
+/// most [`LOG_CHUNK_MAX`]).
 async fn read_logs(
     client: &ApiClient,
     job_id: u64,
     stream: Stream,
     offset: u64,
     max: u64,
-) -> Result<(u64, Vec<u8>, bool), ApiError> {
+) -> Result<LogRead, ApiError> {
     let mut start = None;
+    let mut first_ts = None;
     let mut bytes = Vec::new();
+    let read = |start: Option<u64>, bytes, eof, ts_ms| LogRead {
+        start: start.unwrap_or(offset),
+        bytes,
+        eof,
+        ts_ms,
+    };
     loop {
         let at = start.map_or(offset, |s: u64| s + bytes.len() as u64);
         let want = (max - bytes.len() as u64).min(LOG_CHUNK_MAX as u64) as u32;
@@ -377,19 +393,27 @@ async fn read_logs(
             offset: at,
             max: want,
         };
-        let (got_at, got, eof) = match client.call(request).await? {
-            JobResponse::Logs { offset, bytes, eof } => (offset, bytes, eof),
+        let (got_at, got, eof, ts_ms) = match client.call(request).await? {
+            JobResponse::Logs {
+                offset,
+                bytes,
+                eof,
+                ts_ms,
+            } => (offset, bytes, eof, ts_ms),
             other => return Err(unexpected(&other)),
         };
         match start {
-            None => start = Some(got_at),
+            None => {
+                start = Some(got_at);
+                first_ts = ts_ms;
+            }
             // opsd dropped bytes between two calls: what is kept follows.
-            Some(_) if got_at != at => return Ok((start.unwrap_or(at), bytes, false)),
+            Some(_) if got_at != at => return Ok(read(start, bytes, false, first_ts)),
             Some(_) => {}
         }
         bytes.extend_from_slice(&got);
         if eof || got.is_empty() || bytes.len() as u64 >= max {
-            return Ok((start.unwrap_or(offset), bytes, eof));
+            return Ok(read(start, bytes, eof, first_ts));
         }
     }
 }
@@ -408,7 +432,12 @@ async fn get_logs(
     let stream = query.stream.unwrap_or(Stream::Stdout);
     let offset = query.offset.unwrap_or(0);
     let max = query.max.unwrap_or(LOGS_DEFAULT_MAX).min(LOGS_MAX);
-    let (start, bytes, eof) = read_logs(&state.client, job_id, stream, offset, max).await?;
+    let LogRead {
+        start,
+        bytes,
+        eof,
+        ts_ms,
+    } = read_logs(&state.client, job_id, stream, offset, max).await?;
     let next = start + bytes.len() as u64;
     let mut response = if query.follow == Some(true) {
         let first = (bytes, eof, next);
@@ -429,14 +458,14 @@ async fn get_logs(
                 let mut at = next;
                 loop {
                     match read_logs(&client, job_id, stream, at, LOGS_DEFAULT_MAX).await {
-                        Ok((start, bytes, eof)) if !bytes.is_empty() => {
-                            let next = start + bytes.len() as u64;
-                            let rest = if eof { None } else { Some((Vec::new(), false, next)) };
-                            return Some((Ok(Bytes::from(bytes)), rest));
+                        Ok(r) if !r.bytes.is_empty() => {
+                            let next = r.start + r.bytes.len() as u64;
+                            let rest = if r.eof { None } else { Some((Vec::new(), false, next)) };
+                            return Some((Ok(Bytes::from(r.bytes)), rest));
                         }
-                        Ok((_, _, true)) | Err(_) => return None,
-                        Ok((start, _, false)) => {
-                            at = start.max(at);
+                        Ok(LogRead { eof: true, .. }) | Err(_) => return None,
+                        Ok(r) => {
+                            at = r.start.max(at);
                             tokio::time::sleep(FOLLOW_POLL).await;
                         }
                     }
@@ -452,6 +481,9 @@ async fn get_logs(
             "aether-log-eof",
             HeaderValue::from_static(if eof { "true" } else { "false" }),
         );
+        if let Some(ts) = ts_ms {
+            h.insert("aether-log-time", HeaderValue::from(ts));
+        }
         response
     };
     let h = response.headers_mut();

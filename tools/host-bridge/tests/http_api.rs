@@ -81,6 +81,8 @@ impl FakeOpsd {
                     offset: start as u64,
                     bytes: heapless::Vec::from_slice(&LOG[start..end]).unwrap(),
                     eof: end == LOG.len(),
+                    // Every byte arrived at its offset + 1000 ms.
+                    ts_ms: Some(1000 + start as u64),
                 })
             }
             JobRequest::Wait { .. } => Err(JobError::NoSuchJob),
@@ -294,6 +296,7 @@ fn every_documented_status_code() {
         Some(LOG.len().to_string().as_str())
     );
     assert_eq!(header(&headers, "aether-log-eof"), Some("true"));
+    assert_eq!(header(&headers, "aether-log-time"), Some("1006"), "the first byte's");
     let (_, headers, body) = request(&s, "GET", "/jobs/1/logs?max=5", t, b"");
     assert_eq!(
         (body.as_slice(), header(&headers, "aether-log-eof")),

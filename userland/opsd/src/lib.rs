@@ -586,11 +586,13 @@ impl Io {
     }
 
     /// Appends output at the end of a stream (native output has no offsets).
-    fn append(&mut self, job: &mut Job, stream: Stream, bytes: &[u8], now_ms: u64) {
+    /// Appends a chunk that arrived at `ts_ms` (the bridge's time for a
+    /// host job, opsd's for a native one).
+    fn append(&mut self, job: &mut Job, stream: Stream, bytes: &[u8], ts_ms: u64, now_ms: u64) {
         let cap = self.config.log_bytes_per_stream;
         let log = &mut job.logs[stream_index(stream)];
         let before = log.kept();
-        let dropped = log.append(bytes, cap);
+        let dropped = log.append(bytes, cap, ts_ms);
         let after = log.kept();
         self.log_bytes = self.log_bytes + after - before;
         self.stats.log_bytes_dropped += dropped as u64;
@@ -898,7 +900,13 @@ impl Jobs {
         let log = &job.logs[stream_index(stream)];
         let (offset, bytes) = log.read(offset, usize::try_from(max).unwrap_or(usize::MAX));
         let eof = !job.is_live() && offset + bytes.len() as u64 == log.end();
-        Ok(JobResponse::Logs { offset, bytes, eof })
+        let ts_ms = if bytes.is_empty() { None } else { log.time_at(offset) };
+        Ok(JobResponse::Logs {
+            offset,
+            bytes,
+            eof,
+            ts_ms,
+        })
     }
 
     /// A message from the bridge. A session `Hello` counts as
@@ -1025,7 +1033,7 @@ impl Jobs {
         if skip > 0 {
             io.stats.overlapping_chunks += 1;
         }
-        io.append(job, chunk.stream, &chunk.bytes[skip..], now_ms);
+        io.append(job, chunk.stream, &chunk.bytes[skip..], chunk.ts_ms, now_ms);
         self.enforce_log_budget();
     }
 
@@ -1185,7 +1193,7 @@ impl Jobs {
             self.io.stats.stale_messages += 1;
             return;
         }
-        self.io.append(job, stream, bytes, now_ms);
+        self.io.append(job, stream, bytes, now_ms, now_ms);
         self.enforce_log_budget();
     }
 

@@ -1,10 +1,14 @@
 //! One stream of one job: the newest bytes kept, offsets counted from the
-//! job's first byte.
+//! job's first byte, and when each chunk of them arrived.
 
 use alloc::collections::VecDeque;
 
 use aether_abi::job::LOG_CHUNK_MAX;
 use heapless::Vec;
+
+/// Arrival marks kept per stream, at most: beyond, the oldest go (the
+/// oldest bytes' times become unknown rather than memory growing).
+pub(crate) const MARKS_MAX: usize = 1024;
 
 /// A job's stdout or stderr as opsd keeps it: `kept` holds the bytes at
 /// `start..end` of the stream; everything before `start` was dropped (a
@@ -23,6 +27,10 @@ pub(crate) struct StreamLog {
     base: u64,
     /// The end a `LogResend` was asked for last (one per gap).
     pub(crate) asked_from: Option<u64>,
+    /// `(offset, ts_ms)`: the bytes from `offset` on (to the next mark)
+    /// arrived at `ts_ms`; one per appended chunk (chunks of the same
+    /// millisecond share one), in offset order.
+    marks: VecDeque<(u64, u64)>,
 }
 
 impl StreamLog {
@@ -56,9 +64,15 @@ impl StreamLog {
         self.asked_from = None;
     }
 
-    /// Appends at the end; then drops from the front beyond `cap` bytes.
-    /// Returns the bytes dropped.
-    pub(crate) fn append(&mut self, bytes: &[u8], cap: usize) -> usize {
+    /// Appends at the end a chunk that arrived at `ts_ms`; then drops from
+    /// the front beyond `cap` bytes. Returns the bytes dropped.
+    pub(crate) fn append(&mut self, bytes: &[u8], cap: usize, ts_ms: u64) -> usize {
+        if !bytes.is_empty() && self.marks.back().is_none_or(|&(_, t)| t != ts_ms) {
+            if self.marks.len() == MARKS_MAX {
+                self.marks.pop_front();
+            }
+            self.marks.push_back((self.end(), ts_ms));
+        }
         // Only the newest `cap` bytes of `bytes` can stay: the rest is
         // dropped without being copied in.
         let skip = bytes.len().saturating_sub(cap);
@@ -79,11 +93,20 @@ impl StreamLog {
         let n = n.min(self.kept.len());
         self.kept.drain(..n);
         self.start += n as u64;
+        // Marks of dropped bytes only (the one covering `start` stays).
+        while self.marks.get(1).is_some_and(|&(at, _)| at <= self.start) {
+            self.marks.pop_front();
+        }
         if self.kept.is_empty() {
             // Give the memory back (a cap or a budget emptied it).
             self.kept = VecDeque::new();
         }
         n
+    }
+
+    /// When the byte at `offset` arrived, if known (its mark is kept).
+    pub(crate) fn time_at(&self, offset: u64) -> Option<u64> {
+        self.marks.iter().rev().find(|&&(at, _)| at <= offset).map(|&(_, t)| t)
     }
 
     /// Up to `max` bytes (at most [`LOG_CHUNK_MAX`]) from `offset`: a read

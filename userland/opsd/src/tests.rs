@@ -195,7 +195,23 @@ impl H {
             },
             0,
         ) {
-            Ok(JobResponse::Logs { offset, bytes, eof }) => (offset, bytes.to_vec(), eof),
+            Ok(JobResponse::Logs { offset, bytes, eof, .. }) => (offset, bytes.to_vec(), eof),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The arrival time a `Logs` answer from `offset` gives.
+    fn log_time(&mut self, job_id: u64, stream: Stream, offset: u64) -> Option<u64> {
+        match self.reply(
+            JobRequest::Logs {
+                job_id,
+                stream,
+                offset,
+                max: 1,
+            },
+            0,
+        ) {
+            Ok(JobResponse::Logs { ts_ms, .. }) => ts_ms,
             other => panic!("{other:?}"),
         }
     }
@@ -1801,4 +1817,61 @@ fn a_spec_without_a_name_is_named_after_its_program() {
     spec.entrypoint[0] = heapless::String::try_from("/usr/bin/python3").unwrap();
     let id = h.start(spec, 0);
     assert_eq!(h.record(id).name, "python3");
+}
+
+#[test]
+fn every_chunk_keeps_its_arrival_time() {
+    let mut h = H::connected(Config {
+        log_bytes_per_stream: 10,
+        ..Config::default()
+    });
+    let id = h.start(host_spec("t"), 0);
+    h.link(started(id, 0), 0);
+    let timed = |offset, ts_ms, bytes: &[u8]| {
+        LinkMessage::Log(LogChunk {
+            job_id: id,
+            stream: Stream::Stdout,
+            offset,
+            ts_ms,
+            bytes: Vec::from_slice(bytes).unwrap(),
+        })
+    };
+    h.link(timed(0, 100, b"abc"), 1);
+    h.link(timed(3, 100, b"de"), 1);
+    h.link(timed(5, 250, b"fgh"), 2);
+    assert_eq!(h.log_time(id, Stream::Stdout, 0), Some(100));
+    assert_eq!(h.log_time(id, Stream::Stdout, 4), Some(100), "same ms: one mark");
+    assert_eq!(h.log_time(id, Stream::Stdout, 5), Some(250));
+    assert_eq!(h.log_time(id, Stream::Stdout, 7), Some(250));
+    // Beyond the end there are no bytes, so no time.
+    assert_eq!(h.log_time(id, Stream::Stdout, 8), None);
+    // Bytes dropped to the cap take their marks along, but the mark that
+    // covers the oldest byte kept stays.
+    h.link(timed(8, 400, b"ijklmn"), 3);
+    assert_eq!(h.jobs.log_range(id, Stream::Stdout), Some((4, 14)));
+    assert_eq!(
+        h.log_time(id, Stream::Stdout, 0),
+        Some(100),
+        "read from the oldest kept, byte 4"
+    );
+    assert_eq!(h.log_time(id, Stream::Stdout, 9), Some(400));
+    // Native output is stamped with opsd's clock.
+    let n = h.start(native_spec("n"), 0);
+    h.jobs.native_started(n, 1, 0);
+    h.jobs.native_output(n, Stream::Stdout, b"x", 777);
+    assert_eq!(h.log_time(n, Stream::Stdout, 0), Some(777));
+}
+
+#[test]
+fn arrival_marks_are_bounded() {
+    use crate::log::{MARKS_MAX, StreamLog};
+    let mut log = StreamLog::default();
+    let n = MARKS_MAX as u64 + 10;
+    for i in 0..n {
+        log.append(b"x", 1 << 20, 1000 + i);
+    }
+    // The oldest marks went: those bytes' times are unknown, not wrong.
+    assert_eq!(log.time_at(0), None);
+    assert_eq!(log.time_at(10), Some(1010));
+    assert_eq!(log.time_at(n - 1), Some(1000 + n - 1));
 }

@@ -792,7 +792,7 @@ fn job_logs(job_id: u64, stream: Stream, mut offset: u64, follow: bool) {
             max: LOG_CHUNK_MAX as u32,
         };
         let (at, bytes, eof) = match job_call(&request) {
-            Ok(JobResponse::Logs { offset, bytes, eof }) => (offset, bytes, eof),
+            Ok(JobResponse::Logs { offset, bytes, eof, .. }) => (offset, bytes, eof),
             Ok(_) => return job_error(JobFail::Sys(UNEXPECTED)),
             Err(e) => {
                 printer.finish();
