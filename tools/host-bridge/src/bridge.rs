@@ -32,7 +32,17 @@
 //! appends only at its end (a duplicate is dropped, a gap asked for once),
 //! so the log it assembles has every byte exactly once.
 
-use std::collections::{BTreeMap, VecDeque};
+//!
+//! # A restarted opsd
+//!
+//! opsd keeps no jobs across its own restarts yet (issue 5 stores them), and
+//! its job ids start at 1 again. So the supervisor records which opsd
+//! incarnation its jobs belong to (`StateFile::owner`); a session Hello
+//! from another incarnation makes every job it has an orphan: stopped (its
+//! own grace), never reported, forgotten once ended. A `Start` of the new
+//! opsd for an id an orphan still holds waits until that orphan has ended.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use aether_abi::job::{self as abi, JobReply, JobRequest, LOG_CHUNK_MAX, LogChunk, MetricValue, TerminationReason};
 use aether_abi::link::LinkMessage;
@@ -65,6 +75,10 @@ pub struct Bridge {
     next_api_id: u32,
     /// opsd's answers to `Api` requests, until taken.
     api_replies: Vec<(u32, JobReply)>,
+    /// Jobs of an earlier opsd incarnation: stopped, not reported.
+    orphans: BTreeSet<u64>,
+    /// Starts waiting for an orphan of the same id to end.
+    deferred: BTreeMap<u64, abi::JobSpec>,
     now_ms: u64,
 }
 
@@ -86,6 +100,8 @@ impl Bridge {
             to_forget: Vec::new(),
             next_api_id: 1,
             api_replies: Vec::new(),
+            orphans: BTreeSet::new(),
+            deferred: BTreeMap::new(),
             now_ms: 0,
         }
     }
@@ -148,11 +164,28 @@ impl Bridge {
     /// A message from opsd.
     fn handle(&mut self, msg: LinkMessage, warnings: &mut Vec<String>) {
         match msg {
+            LinkMessage::Start { job_id, spec } if self.orphans.contains(&job_id) => {
+                self.deferred.insert(job_id, *spec);
+            }
             LinkMessage::Start { job_id, spec } => self.start(job_id, &spec, warnings),
+            LinkMessage::Stop { job_id, .. } if self.deferred.remove(&job_id).is_some() => {
+                // Never started: stopped as it is.
+                self.outbox.push_back(LinkMessage::Exited {
+                    job_id,
+                    exit_code: None,
+                    signal: None,
+                    forced: false,
+                    ended_ms: self.now_ms,
+                    reason: TerminationReason::Stopped,
+                });
+            }
+            // An orphan of the same id stops on its own; not this job.
+            LinkMessage::Stop { job_id, .. } if self.orphans.contains(&job_id) => {}
             LinkMessage::Stop { job_id, grace_ms } => match self.supervisor.stop(job_id, u64::from(grace_ms)) {
                 Ok(()) | Err(Error::NotFound(_)) => {}
                 Err(e) => warnings.push(format!("stop of job {job_id}: {e}")),
             },
+            LinkMessage::LogResend { job_id, .. } if self.orphans.contains(&job_id) => {}
             LinkMessage::LogResend { job_id, stream, from } => {
                 let stream = from_abi_stream(stream);
                 if self.supervisor.status(job_id).is_none() {
@@ -169,11 +202,61 @@ impl Bridge {
                     });
                 }
             }
-            // The peer's session Hello: opsd reconciles by asking (Start
-            // again, LogResend, Stop again); nothing to do here.
-            LinkMessage::Hello { .. } => {}
+            // The peer's session Hello: the same opsd reconciles by asking
+            // (Start again, LogResend, Stop again); another one means the
+            // jobs here are orphans.
+            LinkMessage::Hello { incarnation, .. } => self.on_opsd(incarnation, warnings),
             LinkMessage::ApiReply { id, reply } => self.api_replies.push((id, *reply)),
             other => warnings.push(format!("unexpected message from opsd: {other:?}")),
+        }
+    }
+
+    /// A session with opsd `incarnation` began.
+    fn on_opsd(&mut self, incarnation: u64, warnings: &mut Vec<String>) {
+        match self.supervisor.owner() {
+            Some(owner) if owner != incarnation => {
+                let ids: Vec<u64> = self.supervisor.jobs().iter().map(|j| j.job_id).collect();
+                if !ids.is_empty() {
+                    warnings.push(format!(
+                        "opsd restarted: stopping the {} job(s) of its previous run",
+                        ids.len()
+                    ));
+                }
+                self.supervisor.stop_all();
+                for &id in &ids {
+                    self.orphans.insert(id);
+                    self.sent_upto.remove(&(id, Stream::Stdout));
+                    self.sent_upto.remove(&(id, Stream::Stderr));
+                }
+                self.to_forget.retain(|&(_, id)| !ids.contains(&id));
+                self.resends.retain(|r| !ids.contains(&r.job_id));
+                self.outbox.retain(|m| job_of(m).is_none_or(|id| !ids.contains(&id)));
+                // Ended ones go at once.
+                for id in ids {
+                    if self
+                        .supervisor
+                        .status(id)
+                        .is_some_and(|s| s.exit.is_some() || s.lost.is_some())
+                    {
+                        self.orphan_ended(id, warnings);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Err(e) = self.supervisor.set_owner(incarnation) {
+            warnings.push(format!("recording opsd's incarnation: {e}"));
+        }
+    }
+
+    /// An orphan ended: forgotten, and a Start that waited for its id runs.
+    fn orphan_ended(&mut self, job_id: u64, warnings: &mut Vec<String>) {
+        self.orphans.remove(&job_id);
+        if let Err(e) = self.supervisor.forget(job_id) {
+            warnings.push(format!("forgetting orphan job {job_id}: {e}"));
+        }
+        if let Some(spec) = self.deferred.remove(&job_id) {
+            self.start(job_id, &spec, warnings);
         }
     }
 
@@ -283,6 +366,19 @@ impl Bridge {
     }
 
     fn push_event(&mut self, event: Event, warnings: &mut Vec<String>) {
+        let orphan = match &event {
+            Event::Log { job_id, .. } | Event::Exited { job_id, .. } | Event::Lost { job_id, .. } => {
+                Some(*job_id).filter(|id| self.orphans.contains(id))
+            }
+            Event::Metric(p) => Some(p.job_id).filter(|id| self.orphans.contains(id)),
+            _ => None,
+        };
+        if let Some(id) = orphan {
+            if matches!(event, Event::Exited { .. } | Event::Lost { .. }) {
+                self.orphan_ended(id, warnings);
+            }
+            return;
+        }
         match event {
             Event::Log {
                 job_id,

@@ -13,6 +13,11 @@ pub const VERSION: u32 = 1;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StateFile {
     pub version: u32,
+    /// The incarnation of the opsd these jobs were started for (None until
+    /// one connected): a different one means opsd restarted and these
+    /// jobs are nobody's (docs/jobs.md, "Restarts").
+    #[serde(default)]
+    pub owner: Option<u64>,
     pub jobs: Vec<JobEntry>,
 }
 

@@ -198,6 +198,8 @@ pub struct Supervisor {
     state_dir: PathBuf,
     shim_exe: PathBuf,
     jobs: BTreeMap<u64, Job>,
+    /// The opsd incarnation the jobs belong to (kept in the state file).
+    owner: Option<u64>,
     /// Shims of failed starts, reaped in `poll`.
     spent: Vec<Child>,
     dirty: bool,
@@ -249,6 +251,7 @@ impl Supervisor {
             state_dir,
             shim_exe: shim_exe.into(),
             jobs: BTreeMap::new(),
+            owner: file.owner,
             spent: Vec::new(),
             dirty: true,
             _lock: lock,
@@ -417,6 +420,21 @@ impl Supervisor {
         asked
     }
 
+    /// The opsd incarnation the jobs belong to.
+    pub fn owner(&self) -> Option<u64> {
+        self.owner
+    }
+
+    /// Records the opsd incarnation the jobs belong to from now on.
+    pub fn set_owner(&mut self, owner: u64) -> Result<(), Error> {
+        if self.owner != Some(owner) {
+            self.owner = Some(owner);
+            self.dirty = true;
+            self.save()?;
+        }
+        Ok(())
+    }
+
     /// Jobs whose end has not been seen yet.
     pub fn live(&self) -> usize {
         self.jobs.values().filter(|j| j.entry.ended.is_none()).count()
@@ -496,6 +514,7 @@ impl Supervisor {
         }
         let file = StateFile {
             version: state::VERSION,
+            owner: self.owner,
             jobs: self.jobs.values().map(|j| j.entry.clone()).collect(),
         };
         atomic_write_json(&self.state_dir.join(state::STATE_FILE), &file)?;

@@ -114,6 +114,25 @@ impl Guest {
         }
     }
 
+    /// opsd restarted: a new endpoint (another incarnation) on the same
+    /// rings, knowing nothing.
+    fn restarted(dir: &TestDir, incarnation: u64) -> Guest {
+        let region = ShmRegion::open(&dir.region()).expect("map the region");
+        Guest {
+            pump: LinkPump::guest(region, incarnation),
+            bridge_incarnations: Vec::new(),
+            started: BTreeMap::new(),
+            running: BTreeSet::new(),
+            logs: HashMap::new(),
+            chunks: HashMap::new(),
+            duplicates: 0,
+            gaps_asked: HashSet::new(),
+            metrics: Vec::new(),
+            ended: BTreeMap::new(),
+            other: Vec::new(),
+        }
+    }
+
     fn send(&mut self, msg: LinkMessage) {
         self.pump.send(&msg).expect("the guest's window has room");
     }
@@ -393,4 +412,49 @@ fn a_restarted_bridge_re_adopts_the_job_and_no_log_byte_is_lost_or_duplicated() 
     run_until(&mut second, &mut guest, "the job to be forgotten", |_, b| {
         b.supervisor().status(3).is_none()
     });
+}
+
+#[test]
+fn the_jobs_of_a_restarted_opsd_are_stopped_and_their_ids_free_for_the_new_one() {
+    let dir = TestDir::new();
+    let mut guest = Guest::new(&dir);
+    let mut bridge = bridge(&dir, 1);
+    guest.send(LinkMessage::Start {
+        job_id: 1,
+        spec: Box::new(trainer(&["--steps", "100000", "--sleep", "0.02"])),
+    });
+    run_until(&mut bridge, &mut guest, "the first steps", |g, _| g.metrics.len() >= 2);
+    let old_pid = match &guest.started[&1] {
+        LinkMessage::Started { pid, .. } => *pid,
+        other => panic!("{other:?}"),
+    };
+    // opsd dies and a new one (ids from 1 again) starts a job 1 of its own.
+    drop(guest);
+    let mut guest = Guest::restarted(&dir, 0x6e58);
+    guest.send(LinkMessage::Start {
+        job_id: 1,
+        spec: Box::new(trainer(&["--steps", "3"])),
+    });
+    run_until(&mut bridge, &mut guest, "the new job 1's end", |g, _| {
+        g.ended.contains_key(&1)
+    });
+    // The old job 1 was stopped, not taken for the new one, and nothing of
+    // it reached the new opsd.
+    assert!(
+        procfs::stat(old_pid as i32).is_none_or(|s| s.is_dead()),
+        "the old job 1 still runs"
+    );
+    match &guest.started[&1] {
+        LinkMessage::Started { pid, .. } => assert_ne!(*pid, old_pid),
+        other => panic!("{other:?}"),
+    }
+    check_trainer_stdout(guest.log(1, Stream::Stdout), 3);
+    assert_contiguous(&guest, 1, Stream::Stdout);
+    match &guest.ended[&1] {
+        LinkMessage::Exited { exit_code, reason, .. } => {
+            assert_eq!((*exit_code, *reason), (Some(0), TerminationReason::Exited));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(guest.other.is_empty(), "{:?}", guest.other);
 }
