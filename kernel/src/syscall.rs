@@ -409,9 +409,11 @@ fn proc_request(request: ProcRequest) -> Result<alloc::boxed::Box<ProcResponse>>
             let (pid, pgid) = with(|k| k.spawn_with(me, &program, &list, priority, group, capture))?;
             ProcResponse::Spawned { pid, pgid }
         }
-        ProcRequest::ReadOutput { pid } => with(|k| k.read_output(me, pid))?,
+        ProcRequest::ReadOutput { pid } => return with(|k| k.read_output(me, pid)),
         ProcRequest::Wait { target, block: true } => return task::wait(target),
-        ProcRequest::Wait { target, block: false } => with(|k| k.try_wait(me, target))?.unwrap_or(ProcResponse::NotYet),
+        ProcRequest::Wait { target, block: false } => {
+            return Ok(with(|k| k.try_wait(me, target))?.unwrap_or_else(|| Box::new(ProcResponse::NotYet)));
+        }
         ProcRequest::Kill { target, grace_ms } => ProcResponse::KillStarted {
             members: with(|k| k.kill(target, grace_ms))?,
         },

@@ -19,16 +19,18 @@ fn spawn(program: &str, args: &[&str], priority: u8, group: GroupChoice) -> Resu
     task::spawn(program, args, priority, group).map_err(|e| format!("spawn {program}: {e}"))
 }
 
+// Answers stay in their boxes: a ProcResponse is several KiB, and the
+// kernel stacks are 64 KiB.
 fn wait_pid(pid: u32) -> Result<ExitRecord, alloc::string::String> {
-    match task::wait(WaitTarget::Process(pid)).map(|b| *b) {
-        Ok(ProcResponse::Exited(r)) => Ok(r),
+    match task::wait(WaitTarget::Process(pid)).as_deref() {
+        Ok(ProcResponse::Exited(r)) => Ok(*r),
         other => Err(format!("wait {pid}: {other:?}")),
     }
 }
 
 fn wait_group(pgid: u32) -> Result<(bool, Vec<ExitRecord>), alloc::string::String> {
-    match task::wait(WaitTarget::Group(pgid)).map(|b| *b) {
-        Ok(ProcResponse::GroupExited { forced, members, .. }) => Ok((forced, members.into_iter().collect())),
+    match task::wait(WaitTarget::Group(pgid)).as_deref() {
+        Ok(ProcResponse::GroupExited { forced, members, .. }) => Ok((*forced, members.iter().copied().collect())),
         other => Err(format!("wait group {pgid}: {other:?}")),
     }
 }
@@ -295,10 +297,10 @@ pub fn ring3_captured_output() -> TestResult {
     ensure!(r.status == ExitStatus::Exited(0), "hello: {:?}", r.status);
     let mut out = Vec::new();
     loop {
-        match task::with(|k| k.read_output(0, pid)) {
+        match task::with(|k| k.read_output(0, pid)).as_deref() {
             Ok(ProcResponse::Output { bytes, ended }) => {
-                out.extend_from_slice(&bytes);
-                if ended {
+                out.extend_from_slice(bytes);
+                if *ended {
                     break;
                 }
                 ensure!(!bytes.is_empty(), "no writer left but not ended");
@@ -334,10 +336,10 @@ pub fn ring3_captured_output() -> TestResult {
     let mut out = Vec::new();
     let (mut waited, mut full_seen) = (false, false);
     loop {
-        match task::with(|k| k.read_output(0, pid)) {
+        match task::with(|k| k.read_output(0, pid)).as_deref() {
             Ok(ProcResponse::Output { bytes, ended }) => {
-                out.extend_from_slice(&bytes);
-                if ended {
+                out.extend_from_slice(bytes);
+                if *ended {
                     break;
                 }
                 if !waited && !bytes.is_empty() {

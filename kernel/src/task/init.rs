@@ -57,7 +57,7 @@ pub fn run() {
             sleep_until(time::now_ns() + RESTART_PAUSE_NS);
             continue;
         }
-        match wait(WaitTarget::AnyChild).map(|b| *b) {
+        match wait(WaitTarget::AnyChild).as_deref() {
             Ok(ProcResponse::Exited(r)) => {
                 if let Some(i) = pids.iter().position(|p| *p == Some(r.pid)) {
                     log::warn!(

@@ -305,7 +305,10 @@ impl Kernel {
     /// `ReadOutput { pid }` by `caller`: the next captured bytes; `ended`
     /// once no live process writes to the capture and it is read out
     /// (then it is removed).
-    pub fn read_output(&mut self, caller: Pid, pid: Pid) -> Result<ProcResponse, Errno> {
+    ///
+    /// The answer is built in its box: a `ProcResponse` is several KiB, and
+    /// copies of it on a 64 KiB kernel stack add up.
+    pub fn read_output(&mut self, caller: Pid, pid: Pid) -> Result<Box<ProcResponse>, Errno> {
         let writers = self
             .tasks
             .values()
@@ -314,15 +317,23 @@ impl Kernel {
         if entry.owner != caller {
             return Err(Errno::NotPermitted);
         }
-        let mut page = [0u8; OUTPUT_PAGE];
-        let n = entry.bytes.read(&mut page, !writers);
-        let ended = !writers && entry.bytes.is_empty();
-        if ended {
+        let mut answer = Box::new(ProcResponse::Output {
+            bytes: heapless::Vec::new(),
+            ended: false,
+        });
+        let mut finished = false;
+        if let ProcResponse::Output { bytes, ended } = &mut *answer {
+            // The capacity is OUTPUT_PAGE: the resize cannot fail.
+            let _ = bytes.resize_default(OUTPUT_PAGE);
+            let n = entry.bytes.read(bytes, !writers);
+            bytes.truncate(n);
+            finished = !writers && entry.bytes.is_empty();
+            *ended = finished;
+        }
+        if finished {
             self.captures.remove(&pid);
         }
-        // At most OUTPUT_PAGE bytes by construction.
-        let bytes = heapless::Vec::from_slice(&page[..n]).map_err(|_| Errno::TooLarge)?;
-        Ok(ProcResponse::Output { bytes, ended })
+        Ok(answer)
     }
 
     /// Removes a zombie from the table.
@@ -343,7 +354,10 @@ impl Kernel {
 
     /// One non-blocking wait attempt: `Ok(Some(answer))`, `Ok(None)` (not
     /// yet) or an error (nothing to wait for).
-    pub fn try_wait(&mut self, waiter: Pid, target: WaitTarget) -> Result<Option<ProcResponse>, Errno> {
+    ///
+    /// Answers come boxed (a `ProcResponse` is several KiB; a group's is
+    /// filled in its box), so that no copy of one sits on a kernel stack.
+    pub fn try_wait(&mut self, waiter: Pid, target: WaitTarget) -> Result<Option<Box<ProcResponse>>, Errno> {
         match target {
             WaitTarget::Process(pid) => {
                 let t = self.tasks.get(&pid).ok_or(Errno::NoSuchProcess)?;
@@ -353,7 +367,7 @@ impl Kernel {
                 if t.is_alive() {
                     return Ok(None);
                 }
-                Ok(self.reap(pid).map(ProcResponse::Exited))
+                Ok(self.reap(pid).map(|r| Box::new(ProcResponse::Exited(r))))
             }
             WaitTarget::AnyChild => {
                 let mut has_child = false;
@@ -368,7 +382,7 @@ impl Kernel {
                     }
                 }
                 match zombie {
-                    Some(pid) => Ok(self.reap(pid).map(ProcResponse::Exited)),
+                    Some(pid) => Ok(self.reap(pid).map(|r| Box::new(ProcResponse::Exited(r)))),
                     None if has_child => Ok(None),
                     None => Err(Errno::NothingToWait),
                 }
@@ -386,20 +400,28 @@ impl Kernel {
                     .filter(|t| !t.is_alive() && t.pgid() == pgid && t.process.is_some())
                     .map(|t| t.id)
                     .collect();
-                let mut members = heapless::Vec::new();
-                let mut forced = false;
-                for pid in zombies {
-                    if let Some(r) = self.reap(pid) {
-                        forced |= r.forced;
-                        // The table holds at most GROUP_MAX live members, but
-                        // zombies can pile up beyond that: the oldest fit.
-                        let _ = members.push(r);
+                let mut answer = Box::new(ProcResponse::GroupExited {
+                    pgid,
+                    forced: false,
+                    members: heapless::Vec::new(),
+                });
+                let mut any = false;
+                if let ProcResponse::GroupExited { forced, members, .. } = &mut *answer {
+                    for pid in zombies {
+                        if let Some(r) = self.reap(pid) {
+                            *forced |= r.forced;
+                            // The table holds at most GROUP_MAX live members,
+                            // but zombies can pile up beyond that: the oldest
+                            // fit.
+                            let _ = members.push(r);
+                        }
                     }
+                    any = !members.is_empty();
                 }
-                if members.is_empty() {
+                if !any {
                     return Err(Errno::NothingToWait);
                 }
-                Ok(Some(ProcResponse::GroupExited { pgid, forced, members }))
+                Ok(Some(answer))
             }
         }
     }
@@ -564,7 +586,7 @@ pub fn wait(target: WaitTarget) -> Result<Box<ProcResponse>, Errno> {
         let r = with(|k| {
             let me = k.current;
             match k.try_wait(me, target) {
-                Ok(Some(answer)) => Some(Ok(Box::new(answer))),
+                Ok(Some(answer)) => Some(Ok(answer)),
                 Ok(None) => {
                     k.block_current(Block::Wait, None);
                     None
