@@ -39,6 +39,7 @@ const REQUIRED: &[&str] = &[
     "ring3_service_calls",
     "ring3_opsd_runs_native_jobs",
     "ring3_captured_output",
+    "kernel_stacks_keep_a_quarter_free",
     "ring3_bad_syscalls_are_errors",
     "ring3_fuzz_100k_syscalls",
     "ring3_spawn_and_kill_errors",

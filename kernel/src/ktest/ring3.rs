@@ -475,3 +475,25 @@ pub fn ring3_spawn_and_kill_errors() -> TestResult {
     );
     Ok(())
 }
+
+/// The deepest use of any kernel stack so far (every task that ended, and
+/// this test task's own) stays within three quarters of its 64 KiB: the
+/// rest is headroom for an interrupt landing at the deepest point. Run
+/// last, after the other tests have used their stacks.
+pub fn kernel_stacks_keep_a_quarter_free() -> TestResult {
+    use crate::mm::kstack::{STACK_BYTES, deepest_freed};
+    let own = task::with(|k| k.current_kstack_high_water());
+    let deepest = deepest_freed().max(own);
+    log::info!(
+        "kernel stacks: deepest use {} of {} KiB (this task {} KiB)",
+        deepest / 1024,
+        STACK_BYTES / 1024,
+        own / 1024
+    );
+    ensure!(deepest > 0, "no stack use measured (the test proves nothing)");
+    ensure!(
+        deepest <= STACK_BYTES * 3 / 4,
+        "a kernel stack was used {deepest} bytes deep, over 3/4 of {STACK_BYTES}"
+    );
+    Ok(())
+}

@@ -73,6 +73,11 @@ pub static ALL: &[Test] = &[
         "ring3_corrupt_compressed_programs_are_refused",
         ring3::ring3_corrupt_compressed_programs_are_refused,
     ),
+    // Last: after everything above has run on kernel stacks.
+    test(
+        "kernel_stacks_keep_a_quarter_free",
+        ring3::kernel_stacks_keep_a_quarter_free,
+    ),
     // Experiments, run by `cargo run --release --bin bench -- --link-probe`.
     opt_in("link_ivshmem_bandwidth", link_ivshmem_bandwidth),
     // Run by tests/link.rs, which plays the host side.

@@ -3,6 +3,7 @@
 //! is reported as a double fault) instead of corrupting a neighbour.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 use x86_64::VirtAddr;
@@ -18,6 +19,16 @@ const STRIDE: u64 = 32 * PAGE;
 /// Stack slots given back, reused first; `NEXT` hands out new ones.
 static FREE: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 static NEXT: Mutex<u64> = Mutex::new(0);
+/// The deepest use of any kernel stack freed so far, in bytes.
+static DEEPEST: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes in one kernel stack.
+pub const STACK_BYTES: u64 = STACK_PAGES * PAGE;
+
+/// The deepest use seen of any kernel stack freed so far (bytes).
+pub fn deepest_freed() -> u64 {
+    DEEPEST.load(Ordering::Relaxed)
+}
 
 /// A mapped kernel stack; unmapped and freed on drop.
 #[derive(Debug)]
@@ -57,6 +68,23 @@ impl KernelStack {
         self.base + STACK_PAGES * PAGE
     }
 
+    /// How deep this stack has been used (bytes): its frames are zeroed
+    /// when mapped, so the lowest non-zero word marks the deepest point.
+    pub fn high_water(&self) -> u64 {
+        let words = STACK_BYTES / 8;
+        for i in 0..words {
+            let addr = self.base + i * 8;
+            // SAFETY: `addr` is inside this stack's mapped pages (base ..
+            // base + STACK_BYTES), 8-byte aligned; a volatile read of a word
+            // the owning task may write concurrently only yields a value.
+            let word = unsafe { core::ptr::read_volatile(addr as *const u64) };
+            if word != 0 {
+                return STACK_BYTES - i * 8;
+            }
+        }
+        0
+    }
+
     /// Unmaps the first `mapped` pages and returns the slot.
     fn release(&self, mapped: u64) {
         for i in 0..mapped {
@@ -74,6 +102,7 @@ impl KernelStack {
 
 impl Drop for KernelStack {
     fn drop(&mut self) {
+        DEEPEST.fetch_max(self.high_water(), Ordering::Relaxed);
         self.release(STACK_PAGES);
     }
 }

@@ -133,6 +133,17 @@ static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
 /// it without the lock.
 static CURRENT_ABI_OK: AtomicBool = AtomicBool::new(false);
 
+impl Kernel {
+    /// How deep the running task's kernel stack has been used (bytes; 0
+    /// for a task on the boot stack).
+    pub fn current_kstack_high_water(&self) -> u64 {
+        self.tasks
+            .get(&self.current)
+            .and_then(|t| t.kstack.as_ref())
+            .map_or(0, KernelStack::high_water)
+    }
+}
+
 pub fn current_abi_ok() -> bool {
     CURRENT_ABI_OK.load(Ordering::Relaxed)
 }
