@@ -15,6 +15,8 @@ mod platform;
 
 // Everything above the base is safe code.
 #[forbid(unsafe_code)]
+mod block;
+#[forbid(unsafe_code)]
 mod config;
 #[forbid(unsafe_code)]
 mod klog;
@@ -107,6 +109,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     link::init();
     time::phase_done("link");
+    block::init();
+    time::phase_done("block");
     let ramdisk = boot_info
         .ramdisk_addr
         .into_option()

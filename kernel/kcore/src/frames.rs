@@ -217,9 +217,17 @@ impl<'a> FrameBitmap<'a> {
         if count == 0 || !align.is_power_of_two() {
             return None;
         }
+        // From PREFERRED_START up first, as `alloc` does, then from the
+        // bottom.
+        let preferred = (PREFERRED_START / FRAME_SIZE).max(self.layout.base_frame);
+        self.alloc_contiguous_from(preferred, count, align)
+            .or_else(|| self.alloc_contiguous_from(self.layout.base_frame, count, align))
+    }
+
+    fn alloc_contiguous_from(&mut self, first_frame: u64, count: u64, align: u64) -> Option<u64> {
         let frames = self.layout.frames;
         let base = self.layout.base_frame;
-        let mut start = (base.next_multiple_of(align)) - base;
+        let mut start = first_frame.next_multiple_of(align).checked_sub(base)?;
         while start + count <= frames {
             match (start..start + count).find(|&i| self.bit(i as usize)) {
                 None => {
@@ -361,6 +369,18 @@ mod tests {
             last < PREFERRED_START,
             "memory below 16 MiB is handed out last: {last:#x}"
         );
+    }
+
+    #[test]
+    fn contiguous_allocation_prefers_memory_above_16_mib_then_falls_back() {
+        let mut words = [0u64; 512];
+        let regions = [Region::new(MIB, 2 * MIB), Region::new(8 * MIB, 24 * MIB)];
+        let mut b = FrameBitmap::new(&mut words, regions.into_iter()).unwrap();
+        assert_eq!(b.alloc_contiguous(16, 1), Some(PREFERRED_START));
+        // 8 MiB no longer fits above 16 MiB (64 KiB of it is taken): found
+        // lower down.
+        let low = b.alloc_contiguous(2048, 1).unwrap();
+        assert!((8 * MIB..PREFERRED_START).contains(&low), "{low:#x}");
     }
 
     #[test]

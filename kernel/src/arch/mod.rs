@@ -21,3 +21,4 @@ pub mod pmtimer;
 pub mod power;
 pub mod serial;
 pub mod syscall;
+pub mod virtio;

@@ -7,6 +7,7 @@
 //! demonstrations) run only when named with `tests=`.
 
 mod ring3;
+mod storage;
 mod tests;
 
 use alloc::string::String;

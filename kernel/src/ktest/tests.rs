@@ -8,7 +8,7 @@ use kcore::clock;
 use x86_64::VirtAddr;
 use x86_64::structures::paging::{Page, PageTableFlags, Size4KiB};
 
-use super::{Test, TestResult, ensure, ring3};
+use super::{Test, TestResult, ensure, ring3, storage};
 use crate::arch::{cpu, idt, pit, pmtimer, serial};
 use crate::mm::{frames, heap, paging, phys};
 use crate::{platform, time};
@@ -80,6 +80,15 @@ pub static ALL: &[Test] = &[
     ),
     // Experiments, run by `cargo run --release --bin bench -- --link-probe`.
     opt_in("link_ivshmem_bandwidth", link_ivshmem_bandwidth),
+    // Run by tests/storage.rs, which attaches the disk image.
+    opt_in(
+        "virtio_blk_reads_writes_and_flushes",
+        storage::virtio_blk_reads_writes_and_flushes,
+    ),
+    opt_in(
+        "virtio_blk_read_only_refuses_writes",
+        storage::virtio_blk_read_only_refuses_writes,
+    ),
     // Run by tests/link.rs, which plays the host side.
     opt_in("link_host_echo", link_host_echo),
     // The harness's own demonstrations that failures are caught.

@@ -28,6 +28,9 @@ pub fn init<I: Iterator<Item = Region> + Clone>(usable: impl Fn() -> I) -> Resul
     let storage = unsafe { core::slice::from_raw_parts_mut(phys::to_virt(home.start) as *mut u64, layout.words) };
     let mut bitmap = FrameBitmap::new(storage, usable()).map_err(InitError::Frames)?;
     bitmap.reserve(home.start, home.start + bytes);
+    // Physical page 0 is never handed out: device drivers (virtio-drivers)
+    // and null checks take address 0 for "none".
+    bitmap.reserve(0, FRAME_SIZE);
     *FRAMES.lock() = Some(bitmap);
     Ok(())
 }
@@ -51,6 +54,26 @@ pub fn alloc_zeroed() -> Option<PhysFrame> {
         unsafe { words.add(i).write_volatile(0) };
     }
     Some(PhysFrame::containing_address(PhysAddr::new(addr)))
+}
+
+/// `count` physically contiguous frames, zero-filled (DMA buffers); the
+/// first one's physical address.
+pub fn alloc_contiguous_zeroed(count: u64) -> Option<u64> {
+    let addr = with(|b| b.alloc_contiguous(count, 1))??;
+    let words = phys::to_virt(addr) as *mut u64;
+    for i in 0..(count * FRAME_SIZE / 8) as usize {
+        // SAFETY: the frames were just allocated, so nothing else refers to
+        // them, and the offset mapping covers all RAM.
+        unsafe { words.add(i).write_volatile(0) };
+    }
+    Some(addr)
+}
+
+/// Returns `count` frames from [`alloc_contiguous_zeroed`] at `addr`.
+pub fn free_contiguous(addr: u64, count: u64) {
+    for i in 0..count {
+        let _ = with(|b| b.free(addr + i * FRAME_SIZE));
+    }
 }
 
 /// Returns a frame obtained from this module.

@@ -8,7 +8,7 @@ mod qemu;
 mod session;
 
 pub use ktest::{KtestReport, checked_cmdline, run_ktests, run_ktests_on};
-pub use qemu::{Cpu, Firmware, Images, Launch, Qemu, Serial, find_ovmf, link_device_args};
+pub use qemu::{Cpu, Firmware, Images, Launch, Qemu, Serial, blk_device_args, find_ovmf, link_device_args};
 pub use session::{Session, SessionError};
 
 use std::fmt;

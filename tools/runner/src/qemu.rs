@@ -83,6 +83,19 @@ pub fn link_device_args(mem_path: &Path, size_kib: u64) -> Vec<String> {
     ]
 }
 
+/// QEMU arguments for a disk: the raw image at `path` as a modern
+/// virtio-blk device (`disable-legacy=on`, docs/storage.md), written back
+/// to the file (`cache=writeback`, as the Linux baseline), or read-only.
+pub fn blk_device_args(path: &Path, read_only: bool) -> Vec<String> {
+    let ro = if read_only { ",readonly=on" } else { "" };
+    vec![
+        "-drive".into(),
+        format!("file={},format=raw,if=none,id=d0,cache=writeback{ro}", path.display()),
+        "-device".into(),
+        "virtio-blk-pci,drive=d0,disable-legacy=on".into(),
+    ]
+}
+
 const OVMF_CANDIDATES: &[&str] = &["/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
 
 /// OVMF firmware (`$AETHER_OVMF`, or Debian's package location).

@@ -1,0 +1,254 @@
+//! virtio devices through `virtio-drivers` (docs/storage.md): the HAL it
+//! needs (DMA memory, MMIO mappings, address translation), configuration
+//! space access for its PCI transport, and the virtio-blk device wrapped in
+//! a safe interface for `block`.
+//!
+//! DMA memory is physically contiguous frames reached through the
+//! physical-memory window; buffers handed to the device (`share`) must be
+//! physically contiguous too: `share` checks it and refuses (panics on) a
+//! buffer that is not, which would be a kernel bug (the block layer only
+//! passes [`DmaBuf`]s and the driver's own small headers).
+
+use core::ptr::NonNull;
+
+use kcore::pci::Address;
+use virtio_drivers::device::blk::VirtIOBlk;
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
+
+use super::pci;
+use crate::mm::{frames, paging, phys};
+
+/// The kernel's side of `virtio-drivers`.
+pub struct KernelHal;
+
+// SAFETY: `dma_alloc` returns zeroed, page-aligned, physically contiguous
+// frames owned by nobody else until `dma_dealloc`; `mmio_phys_to_virt`
+// maps the device registers uncached in a window nothing else uses; `share`
+// returns the physical address of a buffer that is physically contiguous
+// (checked) and stays mapped while the device uses it (the caller's
+// contract in `virtio-drivers`).
+unsafe impl Hal for KernelHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        match frames::alloc_contiguous_zeroed(pages as u64) {
+            Some(paddr) => match NonNull::new(phys::to_virt(paddr) as *mut u8) {
+                Some(vaddr) => (paddr, vaddr),
+                None => (0, NonNull::dangling()),
+            },
+            // `virtio-drivers` reads a 0 address as an allocation failure.
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
+        frames::free_contiguous(paddr, pages as u64);
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
+        // SAFETY: `virtio-drivers` passes a range inside a BAR the firmware
+        // assigned to the device: registers, not RAM.
+        match unsafe { paging::map_mmio(paddr, size as u64) } {
+            Ok(v) => NonNull::new(v as *mut u8).unwrap_or(NonNull::dangling()),
+            Err(e) => panic!("virtio: mapping BAR range {paddr:#x}+{size:#x}: {e:?}"),
+        }
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        let start = buffer.as_ptr() as *mut u8 as u64;
+        let len = buffer.len() as u64;
+        physically_contiguous(start, len)
+            .unwrap_or_else(|| panic!("virtio: buffer {start:#x}+{len:#x} is not physically contiguous"))
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// The physical address of `start..start + len` if it is mapped and
+/// physically contiguous.
+fn physically_contiguous(start: u64, len: u64) -> Option<u64> {
+    let first = paging::translate(start)?;
+    let page = PAGE_SIZE as u64;
+    let mut at = (start / page + 1) * page;
+    while at < start + len {
+        if paging::translate(at)? != first + (at - start) {
+            return None;
+        }
+        at += page;
+    }
+    Some(first)
+}
+
+/// PCI configuration mechanism #1 (`arch::pci`) for the transport.
+pub struct PortCam;
+
+impl PortCam {
+    fn address(df: DeviceFunction) -> Address {
+        Address {
+            bus: df.bus,
+            device: df.device,
+            function: df.function,
+        }
+    }
+}
+
+impl ConfigurationAccess for PortCam {
+    fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
+        pci::read(Self::address(df), u16::from(offset))
+    }
+
+    fn write_word(&mut self, df: DeviceFunction, offset: u8, data: u32) {
+        // SAFETY: the transport writes the command register and BARs of the
+        // virtio function it was given, as the virtio spec (4.1) describes.
+        unsafe { pci::write(Self::address(df), u16::from(offset), data) }
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        PortCam
+    }
+}
+
+/// Physically contiguous, zeroed memory for a device to read or write
+/// (whole 4 KiB frames), freed on drop.
+pub struct DmaBuf {
+    paddr: u64,
+    pages: usize,
+}
+
+impl DmaBuf {
+    pub fn new(bytes: usize) -> Option<DmaBuf> {
+        let pages = bytes.div_ceil(PAGE_SIZE).max(1);
+        let paddr = frames::alloc_contiguous_zeroed(pages as u64)?;
+        Some(DmaBuf { paddr, pages })
+    }
+
+    pub fn len(&self) -> usize {
+        self.pages * PAGE_SIZE
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the frames are ours (allocated in `new`, freed on drop),
+        // mapped through the physical window for their whole length.
+        unsafe { core::slice::from_raw_parts(phys::to_virt(self.paddr) as *const u8, self.len()) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
+        unsafe { core::slice::from_raw_parts_mut(phys::to_virt(self.paddr) as *mut u8, self.len()) }
+    }
+}
+
+impl Drop for DmaBuf {
+    fn drop(&mut self) {
+        frames::free_contiguous(self.paddr, self.pages as u64);
+    }
+}
+
+/// Why a virtio-blk device could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlkError {
+    NoDevice,
+    Transport,
+    Device,
+    /// An I/O request failed (the device said so, or it was malformed).
+    Io,
+    /// A write to a read-only device.
+    ReadOnly,
+    /// Out of the device's sectors, or a buffer that is not whole sectors.
+    BadRange,
+}
+
+/// A virtio-blk device (polled; one request at a time for now).
+pub struct VirtioBlk {
+    dev: VirtIOBlk<KernelHal, PciTransport>,
+}
+
+/// Sector size of the virtio-blk protocol.
+pub const SECTOR: usize = 512;
+
+impl VirtioBlk {
+    /// The first virtio-blk function on bus 0 (modern transport).
+    pub fn probe() -> Result<VirtioBlk, BlkError> {
+        let mut root = PciRoot::new(PortCam);
+        let function = pci::scan_bus0()
+            .into_iter()
+            .find(|f| {
+                f.header.vendor == 0x1af4
+                    && (f.header.device == 0x1042 || f.header.device == 0x1001)
+                    && f.header.kind == 0
+            })
+            .ok_or(BlkError::NoDevice)?;
+        let df = DeviceFunction {
+            bus: function.addr.bus,
+            device: function.addr.device,
+            function: function.addr.function,
+        };
+        // Memory decoding and bus mastering: SeaBIOS turns them on for the
+        // boot disk only (TOOLCHAIN.md).
+        let (_, command) = root.get_status_command(df);
+        root.set_command(
+            df,
+            command
+                | virtio_drivers::transport::pci::bus::Command::MEMORY_SPACE
+                | virtio_drivers::transport::pci::bus::Command::BUS_MASTER,
+        );
+        let transport = PciTransport::new::<KernelHal, PortCam>(&mut root, df).map_err(|_| BlkError::Transport)?;
+        if transport.device_type() != DeviceType::Block {
+            return Err(BlkError::NoDevice);
+        }
+        let dev = VirtIOBlk::<KernelHal, _>::new(transport).map_err(|e| {
+            log::warn!("virtio-blk: {e}");
+            BlkError::Device
+        })?;
+        Ok(VirtioBlk { dev })
+    }
+
+    /// Capacity in sectors.
+    pub fn sectors(&self) -> u64 {
+        self.dev.capacity()
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.dev.readonly()
+    }
+
+    fn check(&self, sector: u64, len: usize) -> Result<(), BlkError> {
+        let count = (len / SECTOR) as u64;
+        if len == 0 || !len.is_multiple_of(SECTOR) || sector.checked_add(count).is_none_or(|end| end > self.sectors()) {
+            return Err(BlkError::BadRange);
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes (whole sectors) from `sector`.
+    pub fn read(&mut self, sector: u64, buf: &mut DmaBuf, len: usize) -> Result<(), BlkError> {
+        if len > buf.len() {
+            return Err(BlkError::BadRange);
+        }
+        self.check(sector, len)?;
+        self.dev
+            .read_blocks(sector as usize, &mut buf.as_mut_slice()[..len])
+            .map_err(|_| BlkError::Io)
+    }
+
+    /// Writes `len` bytes (whole sectors) of `buf` at `sector`.
+    pub fn write(&mut self, sector: u64, buf: &DmaBuf, len: usize) -> Result<(), BlkError> {
+        if self.read_only() {
+            return Err(BlkError::ReadOnly);
+        }
+        if len > buf.len() {
+            return Err(BlkError::BadRange);
+        }
+        self.check(sector, len)?;
+        self.dev
+            .write_blocks(sector as usize, &buf.as_slice()[..len])
+            .map_err(|_| BlkError::Io)
+    }
+
+    /// Everything written so far is on stable storage when this returns.
+    pub fn flush(&mut self) -> Result<(), BlkError> {
+        self.dev.flush().map_err(|_| BlkError::Io)
+    }
+}

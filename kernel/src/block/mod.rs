@@ -1,0 +1,68 @@
+//! The block layer (docs/storage.md): one trait for block devices, and the
+//! machine's disk, found at boot. The page cache and the file system (next)
+//! sit on this trait, not on virtio.
+
+use spin::Mutex;
+
+use crate::arch::virtio::VirtioBlk;
+pub use crate::arch::virtio::{BlkError, DmaBuf, SECTOR};
+
+/// A device of 512-byte sectors. Buffers are [`DmaBuf`]s (the device
+/// reads and writes them directly); `len` is whole sectors.
+pub trait BlockDevice {
+    /// Capacity in sectors.
+    fn sectors(&self) -> u64;
+    fn read_only(&self) -> bool;
+    fn read(&mut self, sector: u64, buf: &mut DmaBuf, len: usize) -> Result<(), BlkError>;
+    /// [`BlkError::ReadOnly`] on a read-only device.
+    fn write(&mut self, sector: u64, buf: &DmaBuf, len: usize) -> Result<(), BlkError>;
+    /// Everything written before is on stable storage when this returns.
+    fn flush(&mut self) -> Result<(), BlkError>;
+}
+
+impl BlockDevice for VirtioBlk {
+    fn sectors(&self) -> u64 {
+        VirtioBlk::sectors(self)
+    }
+    fn read_only(&self) -> bool {
+        VirtioBlk::read_only(self)
+    }
+    fn read(&mut self, sector: u64, buf: &mut DmaBuf, len: usize) -> Result<(), BlkError> {
+        VirtioBlk::read(self, sector, buf, len)
+    }
+    fn write(&mut self, sector: u64, buf: &DmaBuf, len: usize) -> Result<(), BlkError> {
+        VirtioBlk::write(self, sector, buf, len)
+    }
+    fn flush(&mut self) -> Result<(), BlkError> {
+        VirtioBlk::flush(self)
+    }
+}
+
+/// The machine's disk, if it has one.
+static DISK: Mutex<Option<VirtioBlk>> = Mutex::new(None);
+
+/// Looks for a virtio-blk device (at boot). A machine without one is not an
+/// error: storage is then absent.
+pub fn init() {
+    match VirtioBlk::probe() {
+        Ok(dev) => {
+            log::info!(
+                "virtio-blk: {} MiB{}",
+                (dev.sectors() * SECTOR as u64) >> 20,
+                if dev.read_only() { ", read-only" } else { "" }
+            );
+            *DISK.lock() = Some(dev);
+        }
+        Err(BlkError::NoDevice) => {}
+        Err(e) => log::warn!("virtio-blk: {e:?}; no disk"),
+    }
+}
+
+/// Runs `f` on the disk; [`BlkError::NoDevice`] without one.
+pub fn with_disk<R>(f: impl FnOnce(&mut dyn BlockDevice) -> Result<R, BlkError>) -> Result<R, BlkError> {
+    let mut disk = DISK.lock();
+    match disk.as_mut() {
+        Some(dev) => f(dev),
+        None => Err(BlkError::NoDevice),
+    }
+}
