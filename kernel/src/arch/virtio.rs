@@ -11,8 +11,11 @@
 
 use core::ptr::NonNull;
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use kcore::pci::Address;
-use virtio_drivers::device::blk::VirtIOBlk;
+
+use virtio_drivers::device::blk::{BlkReq, BlkResp, RespStatus, VirtIOBlk};
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::{DeviceType, Transport};
@@ -124,6 +127,15 @@ impl DmaBuf {
         Some(DmaBuf { paddr, pages })
     }
 
+    /// A buffer the device fills before the kernel reads it: not cleared
+    /// (what it held is kernel memory, and only the kernel sees it before
+    /// the device overwrites it).
+    fn for_device_writes(bytes: usize) -> Option<DmaBuf> {
+        let pages = bytes.div_ceil(PAGE_SIZE).max(1);
+        let paddr = frames::alloc_contiguous(pages as u64)?;
+        Some(DmaBuf { paddr, pages })
+    }
+
     pub fn len(&self) -> usize {
         self.pages * PAGE_SIZE
     }
@@ -160,7 +172,27 @@ pub enum BlkError {
     BadRange,
 }
 
-/// A virtio-blk device (polled; one request at a time for now).
+/// A request header the device reads: 16-byte aligned, so that it never
+/// straddles a page (`share` needs it physically contiguous).
+#[repr(C, align(16))]
+#[derive(Default)]
+struct Header(BlkReq);
+
+/// One request of a stream: its buffer and status, owned by the stream
+/// while the device has them.
+struct Slot {
+    header: Box<Header>,
+    status: Box<BlkResp>,
+    buf: DmaBuf,
+    /// The device's token while in flight.
+    token: Option<u16>,
+    done: bool,
+    offset: u64,
+    len: usize,
+}
+
+/// A virtio-blk device (polled: blocking calls, and streams of many
+/// requests in flight).
 pub struct VirtioBlk {
     dev: VirtIOBlk<KernelHal, PciTransport>,
 }
@@ -250,5 +282,136 @@ impl VirtioBlk {
     /// Everything written so far is on stable storage when this returns.
     pub fn flush(&mut self) -> Result<(), BlkError> {
         self.dev.flush().map_err(|_| BlkError::Io)
+    }
+
+    /// Reads `bytes` from sector `start` with requests of `req_bytes`
+    /// (whole sectors), up to `depth` in flight, DMA into buffers of the
+    /// stream; `sink` gets each request's bytes (with their byte offset
+    /// from `start`) in order. Polls for completions.
+    pub fn read_stream(
+        &mut self,
+        start: u64,
+        bytes: u64,
+        req_bytes: usize,
+        depth: usize,
+        mut sink: impl FnMut(u64, &[u8]),
+    ) -> Result<(), BlkError> {
+        if req_bytes == 0 || !req_bytes.is_multiple_of(SECTOR) || depth == 0 || !bytes.is_multiple_of(SECTOR as u64) {
+            return Err(BlkError::BadRange);
+        }
+        self.check(start, SECTOR)?;
+        if start + bytes / SECTOR as u64 > self.sectors() {
+            return Err(BlkError::BadRange);
+        }
+        let mut slots: Vec<Slot> = Vec::new();
+        for _ in 0..depth {
+            slots.push(Slot {
+                header: Box::default(),
+                status: Box::default(),
+                buf: DmaBuf::for_device_writes(req_bytes).ok_or(BlkError::Device)?,
+                token: None,
+                done: false,
+                offset: 0,
+                len: 0,
+            });
+        }
+        let (mut next, mut delivered, mut head) = (0u64, 0u64, 0usize);
+        let result = loop {
+            // Submit into free slots, in order from the head.
+            let mut failed = false;
+            for k in 0..depth {
+                let i = (head + k) % depth;
+                let slot = &mut slots[i];
+                if slot.token.is_some() || slot.done || next >= bytes {
+                    continue;
+                }
+                let len = (bytes - next).min(req_bytes as u64) as usize;
+                let sector = start + next / SECTOR as u64;
+                // SAFETY: the header, buffer and status are the slot's own,
+                // heap- or DMA-allocated (they do not move), and not touched
+                // again until `complete_read_blocks` below returns them.
+                match unsafe {
+                    self.dev.read_blocks_nb(
+                        sector as usize,
+                        &mut slot.header.0,
+                        &mut slot.buf.as_mut_slice()[..len],
+                        &mut slot.status,
+                    )
+                } {
+                    Ok(token) => {
+                        slot.token = Some(token);
+                        slot.offset = next;
+                        slot.len = len;
+                        next += len as u64;
+                    }
+                    // No descriptors free: wait for completions.
+                    Err(virtio_drivers::Error::QueueFull) => break,
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                break Err(BlkError::Io);
+            }
+            // Completions.
+            if let Some(token) = self.dev.peek_used() {
+                let Some(slot) = slots.iter_mut().find(|s| s.token == Some(token)) else {
+                    break Err(BlkError::Device);
+                };
+                let len = slot.len;
+                // SAFETY: the same header, buffer and status as submitted
+                // with this token.
+                let r = unsafe {
+                    self.dev.complete_read_blocks(
+                        token,
+                        &slot.header.0,
+                        &mut slot.buf.as_mut_slice()[..len],
+                        &mut slot.status,
+                    )
+                };
+                slot.token = None;
+                if r.is_err() || slot.status.status() != RespStatus::OK {
+                    break Err(BlkError::Io);
+                }
+                slot.done = true;
+            }
+            // Hand over, in order.
+            while slots[head].done {
+                let slot = &mut slots[head];
+                sink(slot.offset, &slot.buf.as_slice()[..slot.len]);
+                delivered += slot.len as u64;
+                slot.done = false;
+                head = (head + 1) % depth;
+            }
+            if delivered >= bytes {
+                break Ok(());
+            }
+            core::hint::spin_loop();
+        };
+        // On an error, wait for what is in flight before the buffers go;
+        // a device that answers with a token not ours keeps them (leaked,
+        // never reused while it may still write them).
+        while slots.iter().any(|s| s.token.is_some()) {
+            if let Some(token) = self.dev.peek_used() {
+                let Some(slot) = slots.iter_mut().find(|s| s.token == Some(token)) else {
+                    core::mem::forget(slots);
+                    return Err(BlkError::Device);
+                };
+                let len = slot.len;
+                // SAFETY: as above.
+                let _ = unsafe {
+                    self.dev.complete_read_blocks(
+                        token,
+                        &slot.header.0,
+                        &mut slot.buf.as_mut_slice()[..len],
+                        &mut slot.status,
+                    )
+                };
+                slot.token = None;
+            }
+        }
+        result
     }
 }

@@ -66,3 +66,18 @@ pub fn with_disk<R>(f: impl FnOnce(&mut dyn BlockDevice) -> Result<R, BlkError>)
         None => Err(BlkError::NoDevice),
     }
 }
+
+/// Streams `bytes` of the disk from `start` (sectors) through `sink`, with
+/// `depth` requests of `req_bytes` in flight (docs/storage.md).
+pub fn read_stream(
+    start: u64,
+    bytes: u64,
+    req_bytes: usize,
+    depth: usize,
+    sink: impl FnMut(u64, &[u8]),
+) -> Result<(), BlkError> {
+    match DISK.lock().as_mut() {
+        Some(dev) => dev.read_stream(start, bytes, req_bytes, depth, sink),
+        None => Err(BlkError::NoDevice),
+    }
+}

@@ -11,11 +11,14 @@
 //! written and read by the guest, then checked from the host.
 //! `--jobs` instead measures the job runner through QEMU, opsd, the link
 //! and the real host bridge's HTTP API (see `jobs.rs`).
+//! `--storage` measures the block layer (see `storage.rs`); with `--linux`
+//! its figures are set beside the Linux guest's direct reads.
 //! `--linux` interleaves boots of the Linux baseline guest
 //! (../shared/bench/linux-guest/run.sh) and prints the ratio of medians for
 //! every figure both kernels report.
 
 mod jobs;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -199,6 +202,7 @@ fn main() -> ExitCode {
     let mut guest = false;
     let mut probe = false;
     let mut jobs = false;
+    let mut storage = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -213,6 +217,7 @@ fn main() -> ExitCode {
             "--guest" => guest = true,
             "--link-probe" => probe = true,
             "--jobs" => jobs = true,
+            "--storage" => storage = true,
             "-h" | "--help" => {
                 println!(
                     "usage: cargo run --release --bin bench -- [--runs N] [--linux] [--guest] | --link-probe | --jobs"
@@ -229,10 +234,27 @@ fn main() -> ExitCode {
         Ok(q) => q,
         Err(code) => return code,
     };
-    if probe || jobs {
+    if probe || jobs || storage {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/linux-guest/run.sh");
         let mut all = vec![];
+        let mut theirs = vec![];
         for i in 0..runs {
-            let result = if jobs { jobs::once(&qemu) } else { link_probe(&qemu) };
+            if storage && linux {
+                match linux_once(&script) {
+                    Ok(lines) => collect(&mut theirs, lines),
+                    Err(e) => {
+                        eprintln!("error: Linux baseline boot failed: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            let result = if jobs {
+                jobs::once(&qemu)
+            } else if storage {
+                storage::once(&qemu)
+            } else {
+                link_probe(&qemu)
+            };
             match result {
                 Ok(lines) => {
                     for (n, v, u) in &lines {
@@ -253,6 +275,21 @@ fn main() -> ExitCode {
                 v[0],
                 v[v.len() - 1],
                 v.len()
+            );
+        }
+        // The kernel's stream of 1 MiB requests beside Linux's 1 MiB
+        // O_DIRECT reads of the same disk (the user-space async path, with
+        // the Linux name, comes with the async IO syscalls).
+        let find = |set: &mut Vec<(String, String, Vec<f64>)>, n: &str| {
+            set.iter_mut().find(|(name, _, _)| name == n).map(|(_, _, v)| median(v))
+        };
+        if let (Some(a), Some(b)) = (
+            find(&mut all, "blk_seq_read_kernel_1m_q16"),
+            find(&mut theirs, "blk_seq_read_direct_c"),
+        ) {
+            println!(
+                "COMPARE blk_seq_read_kernel_1m_q16/linux_blk_seq_read_direct_c aether={a:.1} linux={b:.1} ratio={:.2}",
+                a / b
             );
         }
         return ExitCode::SUCCESS;
