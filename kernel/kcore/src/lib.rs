@@ -16,5 +16,7 @@ pub mod elf;
 pub mod frames;
 pub mod fwcfg;
 pub mod pci;
+pub mod readahead;
 pub mod rtc;
 pub mod sched;
+pub mod twoq;
