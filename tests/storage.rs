@@ -119,3 +119,77 @@ fn the_disk_works_under_uefi() {
     }
     assert_eq!(r.passed, ["virtio_blk_reads_writes_and_flushes"], "{}", r.output);
 }
+
+/// Boots the console with `image` attached; the output up to the prompt
+/// and the session.
+fn boot_console_with(image: &Path) -> (String, Session) {
+    let launch = Launch {
+        cpu: Default::default(),
+        extra: aetheros::runner::blk_device_args(image, false),
+        firmware: Firmware::Bios,
+        serial: Serial::Piped,
+        cmdline: BootArgs {
+            mode: Mode::Console,
+            on_panic: OnPanic::Exit,
+            log: LogLevel::Info,
+        }
+        .to_string(),
+    };
+    let qemu = Qemu::locate().unwrap_or_else(|e| panic!("{e}"));
+    let cmd = qemu
+        .command(&aetheros::images(), &launch)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut s = Session::spawn(cmd, LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let text = s
+        .expect(aether_abi::boot::PROMPT, LIMIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    (text, s)
+}
+
+fn flip(path: &Path, byte: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, byte).unwrap();
+    b[0] ^= 0x40;
+    f.write_all_at(&b, byte).unwrap();
+}
+
+#[test]
+fn a_fresh_file_system_mounts_a_damaged_one_uses_its_copy_and_a_ruined_one_is_refused() {
+    let path = std::env::temp_dir().join(format!("aether-fs-{}.img", std::process::id()));
+    let image = Image(path.clone());
+    aether_disk::mkfs(&image.0, 16 << 20).expect("mkfs");
+    let (text, s) = boot_console_with(&image.0);
+    drop(s);
+    assert!(
+        text.contains("disk: AetherOS file system v1, 4096 blocks (16 MiB)"),
+        "{text}"
+    );
+
+    // Block 0 damaged: mounted from the copy, with a warning.
+    flip(&image.0, 30);
+    let (text, s) = boot_console_with(&image.0);
+    drop(s);
+    assert!(text.contains("mounted from the superblock's copy"), "{text}");
+    assert!(text.contains("disk: AetherOS file system v1"), "{text}");
+
+    // Both damaged: refused with the reason, and the console works.
+    flip(&image.0, (16 << 20) - 4096 + 30);
+    let (text, mut s) = boot_console_with(&image.0);
+    assert!(
+        text.contains("disk: mount refused: block 0: superblock checksum"),
+        "{text}"
+    );
+    assert!(!text.contains("disk: AetherOS file system v1"), "{text}");
+    let out = s
+        .command("echo still here", aether_abi::boot::PROMPT, Duration::from_secs(10))
+        .expect("the console");
+    assert!(out.contains("still here"), "{out}");
+
+    // A disk that is not a file system at all.
+    drop(s);
+    let raw = Image::new("fs-raw");
+    let (text, _s) = boot_console_with(&raw.0);
+    assert!(text.contains("not an AetherOS file system"), "{text}");
+}

@@ -19,6 +19,8 @@ mod block;
 #[forbid(unsafe_code)]
 mod config;
 #[forbid(unsafe_code)]
+mod fs;
+#[forbid(unsafe_code)]
 mod klog;
 #[forbid(unsafe_code)]
 mod link;
@@ -110,6 +112,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     link::init();
     time::phase_done("link");
     block::init();
+    fs::init();
     time::phase_done("block");
     let ramdisk = boot_info
         .ramdisk_addr

@@ -249,6 +249,106 @@ impl Superblock {
     }
 }
 
+/// Why a file system cannot be laid out on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// Too small for the fixed regions and some data.
+    TooSmall { blocks: u64, needed: u64 },
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayoutError::TooSmall { blocks, needed } => {
+                write!(f, "{blocks} blocks are too few: at least {needed} are needed")
+            }
+        }
+    }
+}
+
+/// Bits of the free-space bitmap one bitmap block holds (after its
+/// header).
+pub const BITS_PER_BITMAP_BLOCK: u64 = ((BLOCK_SIZE - META_HEADER_LEN) * 8) as u64;
+
+/// The geometry `mkfs` gives a device of `total_blocks`: the journal
+/// (`journal_blocks`, shrunk to an eighth of a small disk), the bitmap for
+/// every block, an inode table for `inode_count` inodes, root inode 1.
+pub fn layout(
+    total_blocks: u64,
+    journal_blocks: u64,
+    inode_count: u64,
+    volume_id: [u8; 16],
+) -> Result<Superblock, LayoutError> {
+    let journal_blocks = journal_blocks.min(total_blocks / 8).max(8);
+    let inode_count = inode_count.max(INODES_PER_BLOCK).next_multiple_of(INODES_PER_BLOCK);
+    let bitmap_blocks = total_blocks.div_ceil(BITS_PER_BITMAP_BLOCK).max(1);
+    let inode_blocks = inode_count / INODES_PER_BLOCK;
+    // Block 0, the regions, 16 data blocks, the superblock's copy.
+    let needed = 1 + journal_blocks + bitmap_blocks + inode_blocks + 16 + 1;
+    if total_blocks < needed {
+        return Err(LayoutError::TooSmall {
+            blocks: total_blocks,
+            needed,
+        });
+    }
+    let journal = Extent {
+        start: 1,
+        blocks: journal_blocks,
+    };
+    let bitmap = Extent {
+        start: journal.start + journal.blocks,
+        blocks: bitmap_blocks,
+    };
+    let inode_table = Extent {
+        start: bitmap.start + bitmap.blocks,
+        blocks: inode_blocks,
+    };
+    let sb = Superblock {
+        total_blocks,
+        journal,
+        bitmap,
+        inode_table,
+        inode_count,
+        root_inode: 1,
+        checkpoint_seq: 0,
+        volume_id,
+        flags: FLAG_CLEAN,
+    };
+    // By construction; checked so that layout and decode never disagree.
+    debug_assert_eq!(sb.check_geometry(), Ok(()));
+    Ok(sb)
+}
+
+impl Superblock {
+    /// Whether block `b` belongs to a fixed region (superblock, journal,
+    /// bitmap, inode table, the superblock's copy): never free.
+    pub fn is_fixed(&self, b: u64) -> bool {
+        b < self.data_start() || b == self.copy_block()
+    }
+
+    /// The bitmap block holding block `b`'s bit, and the bit's index in it.
+    pub fn bitmap_position(&self, b: u64) -> (u64, usize) {
+        (
+            self.bitmap.start + b / BITS_PER_BITMAP_BLOCK,
+            (b % BITS_PER_BITMAP_BLOCK) as usize,
+        )
+    }
+}
+
+/// A bitmap block's bit (`bit` from [`Superblock::bitmap_position`]).
+pub fn bitmap_bit(block: &[u8; BLOCK_SIZE], bit: usize) -> bool {
+    block[META_HEADER_LEN + bit / 8] & (1 << (bit % 8)) != 0
+}
+
+pub fn set_bitmap_bit(block: &mut [u8; BLOCK_SIZE], bit: usize, used: bool) {
+    let byte = &mut block[META_HEADER_LEN + bit / 8];
+    if used {
+        *byte |= 1 << (bit % 8);
+    } else {
+        *byte &= !(1 << (bit % 8));
+    }
+}
+
 /// What kind of metadata a block holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
@@ -574,5 +674,27 @@ mod tests {
             MetaHeader::verify(&unknown, MetaKind::Bitmap, 5000),
             Err(MetaError::UnknownKind(99))
         );
+    }
+
+    #[test]
+    fn layout_fits_every_size_and_decodes_to_itself() {
+        for total in [1107u64, 2048, 65536, 1 << 20, (1 << 28) / 4096, 10_000_019] {
+            let sb = layout(total, 1024, 1024, [7; 16]).expect("fits");
+            assert_eq!(sb.check_geometry(), Ok(()));
+            assert_eq!(Superblock::decode(&sb.encode()), Ok(sb));
+            assert!(sb.bitmap.blocks * BITS_PER_BITMAP_BLOCK >= total);
+            assert!(sb.is_fixed(0) && sb.is_fixed(sb.copy_block()) && !sb.is_fixed(sb.data_start()));
+            let (blk, bit) = sb.bitmap_position(total - 1);
+            assert!(blk < sb.bitmap.start + sb.bitmap.blocks && bit < BITS_PER_BITMAP_BLOCK as usize);
+        }
+        assert!(matches!(
+            layout(50, 1024, 1024, [0; 16]),
+            Err(LayoutError::TooSmall { .. })
+        ));
+        let mut block = [0u8; BLOCK_SIZE];
+        set_bitmap_bit(&mut block, 77, true);
+        assert!(bitmap_bit(&block, 77) && !bitmap_bit(&block, 76));
+        set_bitmap_bit(&mut block, 77, false);
+        assert!(!bitmap_bit(&block, 77));
     }
 }
