@@ -82,7 +82,7 @@ fn the_guest_reads_every_sector_as_written_and_its_write_reaches_the_file() {
         panic!("{e}");
     }
     assert_eq!(r.passed, ["virtio_blk_reads_writes_and_flushes"], "{}", r.output);
-    assert!(r.output.contains("virtio-blk: 4 MiB"), "{}", r.output);
+    assert!(r.output.contains("virtio-blk: 4 MiB, MSI-X"), "{}", r.output);
     let bytes = std::fs::read(&image.0).expect("read the image");
     let at = WRITE_SECTOR as usize * SECTOR;
     let written = &bytes[at..at + SECTOR];

@@ -18,6 +18,10 @@ use super::{apic, gdt, pic};
 pub const PIC_BASE: u8 = 0x20;
 pub const IRQ_BASE: u8 = 0x30;
 pub const TIMER_VECTOR: u8 = 0x40;
+/// Message-signalled interrupts (MSI-X) use vectors from here.
+pub const MSI_BASE: u8 = 0x50;
+/// MSI vectors available.
+pub const MSI_VECTORS: u8 = 4;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
 /// A device interrupt source with a registrable handler.
@@ -27,6 +31,8 @@ pub enum Irq {
     Isa(u8),
     /// The local APIC timer.
     Timer,
+    /// A message-signalled interrupt, 0 .. [`MSI_VECTORS`].
+    Msi(u8),
 }
 
 impl Irq {
@@ -34,6 +40,7 @@ impl Irq {
         match self {
             Irq::Isa(n) => n as usize & 15,
             Irq::Timer => 16,
+            Irq::Msi(n) => 17 + (n % MSI_VECTORS) as usize,
         }
     }
 
@@ -41,14 +48,15 @@ impl Irq {
         match self {
             Irq::Isa(n) => IRQ_BASE + (n & 15),
             Irq::Timer => TIMER_VECTOR,
+            Irq::Msi(n) => MSI_BASE + n % MSI_VECTORS,
         }
     }
 }
 
-/// Registered handlers: ISA IRQs 0-15, then the timer.
-type HandlerTable = [Option<fn()>; 17];
+/// Registered handlers: ISA IRQs 0-15, the timer, the MSI vectors.
+type HandlerTable = [Option<fn()>; 17 + MSI_VECTORS as usize];
 
-static HANDLERS: Mutex<HandlerTable> = Mutex::new([None; 17]);
+static HANDLERS: Mutex<HandlerTable> = Mutex::new([None; 17 + MSI_VECTORS as usize]);
 static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 static USER_FAULT: Once<fn(UserFault) -> !> = Once::new();
@@ -135,6 +143,10 @@ irq_handlers!(
     isa14 = Irq::Isa(14),
     isa15 = Irq::Isa(15),
     timer = Irq::Timer,
+    msi0 = Irq::Msi(0),
+    msi1 = Irq::Msi(1),
+    msi2 = Irq::Msi(2),
+    msi3 = Irq::Msi(3),
 );
 
 extern "x86-interrupt" fn pic_spurious(_frame: InterruptStackFrame) {
@@ -278,6 +290,9 @@ pub fn init() {
             idt[IRQ_BASE + i as u8].set_handler_fn(h);
         }
         idt[TIMER_VECTOR].set_handler_fn(timer);
+        for (i, h) in [msi0, msi1, msi2, msi3].into_iter().enumerate() {
+            idt[MSI_BASE + i as u8].set_handler_fn(h);
+        }
         idt[SPURIOUS_VECTOR].set_handler_fn(apic_spurious);
         idt
     });

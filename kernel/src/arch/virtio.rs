@@ -10,10 +10,11 @@
 //! passes [`DmaBuf`]s and the driver's own small headers).
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use kcore::pci::Address;
+use kcore::pci::{Address, Bar, decode_bar};
 
 use virtio_drivers::device::blk::{BlkReq, BlkResp, RespStatus, VirtIOBlk};
 use virtio_drivers::transport::pci::PciTransport;
@@ -21,7 +22,7 @@ use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, P
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
-use super::pci;
+use super::{apic, idt, pci};
 use crate::mm::{frames, paging, phys};
 
 /// The kernel's side of `virtio-drivers`.
@@ -191,10 +192,106 @@ struct Slot {
     len: usize,
 }
 
-/// A virtio-blk device (polled: blocking calls, and streams of many
-/// requests in flight).
+/// A virtio-blk device: blocking calls (polled), and streams of many
+/// requests in flight whose waits sleep until the device's MSI-X
+/// interrupt when it has one.
 pub struct VirtioBlk {
     dev: VirtIOBlk<KernelHal, PciTransport>,
+    /// Completions are signalled by MSI-X vector [`BLK_MSI`].
+    msix: bool,
+}
+
+/// The MSI vector (of `idt::Irq::Msi`) of the disk's request queue.
+pub const BLK_MSI: u8 = 0;
+/// Interrupts taken on [`BLK_MSI`].
+static BLK_IRQS: AtomicU64 = AtomicU64::new(0);
+
+fn on_blk_irq() {
+    BLK_IRQS.fetch_add(1, Ordering::Release);
+}
+
+/// Interrupts of the disk's queue so far (a waiter reads it before
+/// checking for completions and sleeps only while it has not moved).
+pub fn blk_irqs() -> u64 {
+    BLK_IRQS.load(Ordering::Acquire)
+}
+
+/// Byte and word reads of configuration space (mechanism #1 reads dwords).
+fn cfg8(addr: Address, off: u16) -> u8 {
+    (pci::read(addr, off & !3) >> ((off & 3) * 8)) as u8
+}
+
+/// Points the device's queue 0 at MSI-X table entry 0, which delivers
+/// vector `MSI_BASE + BLK_MSI` to this CPU (PCI 3.0 §6.8.2; virtio 1.1
+/// §4.1.4.3 and §4.1.5.1.2). Without MSI-X the device would raise INTx,
+/// whose IOAPIC input on q35 depends on the chipset's PIRQ routing (ACPI
+/// `_PRT`), which we do not read. `virtio-drivers` leaves the vectors
+/// unset, so this runs after its set-up.
+fn enable_msix(addr: Address) -> Result<(), &'static str> {
+    if pci::read(addr, 4) >> 16 & 0x10 == 0 {
+        return Err("no capability list");
+    }
+    let (mut msix, mut common) = (None, None);
+    let mut ptr = u16::from(cfg8(addr, 0x34) & !3);
+    // At most 48 capabilities fit in the 192 bytes after the header.
+    for _ in 0..48 {
+        if ptr < 0x40 {
+            break;
+        }
+        match cfg8(addr, ptr) {
+            0x11 => msix = Some(ptr),
+            // A virtio vendor capability of type 1: the common config.
+            0x09 if cfg8(addr, ptr + 3) == 1 && common.is_none() => common = Some(ptr),
+            _ => {}
+        }
+        ptr = u16::from(cfg8(addr, ptr + 1) & !3);
+    }
+    let (cap, common) = (msix.ok_or("no MSI-X capability")?, common.ok_or("no common config")?);
+    let bars: [u32; 6] = core::array::from_fn(|i| pci::read(addr, 0x10 + 4 * i as u16));
+    let bar_addr = |index: u32| match decode_bar(&bars, index as usize) {
+        Some(Ok(Bar::Memory { addr, .. })) => Ok(addr),
+        _ => Err("a capability's BAR is not memory"),
+    };
+    let table = pci::read(addr, cap + 4);
+    let table_phys = bar_addr(table & 7)? + u64::from(table & !7);
+    // SAFETY: the MSI-X table: device registers in the BAR the capability
+    // names, 16 bytes per entry (entry 0 here).
+    let entry = unsafe { paging::map_mmio(table_phys, 16) }.map_err(|_| "mapping the MSI-X table")?;
+    let message = [
+        0xFEE0_0000 | u32::from(apic::id()) << 12,
+        0,
+        u32::from(idt::MSI_BASE + BLK_MSI),
+        0,
+    ];
+    for (i, word) in message.iter().enumerate() {
+        // SAFETY: inside the 16 bytes just mapped; MSI-X table entries are
+        // written as dwords.
+        unsafe { ((entry + 4 * i as u64) as *mut u32).write_volatile(*word) };
+    }
+    // Enable MSI-X (message control bit 15), unmask the function (bit 14).
+    let dword = pci::read(addr, cap);
+    let control = ((dword >> 16) as u16 | 0x8000) & !0x4000;
+    // SAFETY: the message control register of this device's MSI-X
+    // capability; the table entry it uses is programmed above.
+    unsafe { pci::write(addr, cap, (dword & 0xffff) | u32::from(control) << 16) };
+    let cfg_bar = u32::from(cfg8(addr, common + 4));
+    let cfg_phys = bar_addr(cfg_bar)? + u64::from(pci::read(addr, common + 8));
+    // SAFETY: the virtio common configuration structure (device registers,
+    // at least 0x38 bytes).
+    let cfg = unsafe { paging::map_mmio(cfg_phys, 0x38) }.map_err(|_| "mapping the common config")?;
+    // SAFETY: 16-bit registers of the common config, as virtio requires:
+    // config_msix_vector (0x10: none), queue_select (0x16), then
+    // queue_msix_vector (0x1a) of queue 0.
+    let vector = unsafe {
+        ((cfg + 0x10) as *mut u16).write_volatile(0xffff);
+        ((cfg + 0x16) as *mut u16).write_volatile(0);
+        ((cfg + 0x1a) as *mut u16).write_volatile(0);
+        ((cfg + 0x1a) as *const u16).read_volatile()
+    };
+    if vector != 0 {
+        return Err("the device refused the vector");
+    }
+    Ok(())
 }
 
 /// Sector size of the virtio-blk protocol.
@@ -234,7 +331,15 @@ impl VirtioBlk {
             log::warn!("virtio-blk: {e}");
             BlkError::Device
         })?;
-        Ok(VirtioBlk { dev })
+        idt::set_irq_handler(idt::Irq::Msi(BLK_MSI), on_blk_irq);
+        let msix = match enable_msix(function.addr) {
+            Ok(()) => true,
+            Err(why) => {
+                log::warn!("virtio-blk: {why}; completions are polled");
+                false
+            }
+        };
+        Ok(VirtioBlk { dev, msix })
     }
 
     /// Capacity in sectors.
@@ -244,6 +349,11 @@ impl VirtioBlk {
 
     pub fn read_only(&self) -> bool {
         self.dev.readonly()
+    }
+
+    /// Completions are signalled by MSI-X (else polled).
+    pub fn has_msix(&self) -> bool {
+        self.msix
     }
 
     fn check(&self, sector: u64, len: usize) -> Result<(), BlkError> {
@@ -288,6 +398,9 @@ impl VirtioBlk {
     /// (whole sectors), up to `depth` in flight, DMA into buffers of the
     /// stream; `sink` gets each request's bytes (with their byte offset
     /// from `start`) in order. Polls for completions.
+    /// `wait(seen)` is called when nothing is done: it may sleep until
+    /// [`blk_irqs`] moves past `seen` (the caller knows whether it can
+    /// sleep; it must return at once if the count moved already).
     pub fn read_stream(
         &mut self,
         start: u64,
@@ -295,6 +408,7 @@ impl VirtioBlk {
         req_bytes: usize,
         depth: usize,
         mut sink: impl FnMut(u64, &[u8]),
+        wait: &mut dyn FnMut(u64),
     ) -> Result<(), BlkError> {
         if req_bytes == 0 || !req_bytes.is_multiple_of(SECTOR) || depth == 0 || !bytes.is_multiple_of(SECTOR as u64) {
             return Err(BlkError::BadRange);
@@ -317,6 +431,9 @@ impl VirtioBlk {
         }
         let (mut next, mut delivered, mut head) = (0u64, 0u64, 0usize);
         let result = loop {
+            // Read before looking for completions: an interrupt after the
+            // look moves it, and the wait below returns at once.
+            let seen = blk_irqs();
             // Submit into free slots, in order from the head.
             let mut failed = false;
             for k in 0..depth {
@@ -356,7 +473,16 @@ impl VirtioBlk {
                 break Err(BlkError::Io);
             }
             // Completions.
-            if let Some(token) = self.dev.peek_used() {
+            let used = self.dev.peek_used();
+            if used.is_none() {
+                if self.msix {
+                    wait(seen);
+                } else {
+                    core::hint::spin_loop();
+                }
+                continue;
+            }
+            if let Some(token) = used {
                 let Some(slot) = slots.iter_mut().find(|s| s.token == Some(token)) else {
                     break Err(BlkError::Device);
                 };
@@ -388,7 +514,6 @@ impl VirtioBlk {
             if delivered >= bytes {
                 break Ok(());
             }
-            core::hint::spin_loop();
         };
         // On an error, wait for what is in flight before the buffers go;
         // a device that answers with a token not ours keeps them (leaked,

@@ -47,9 +47,10 @@ pub fn init() {
     match VirtioBlk::probe() {
         Ok(dev) => {
             log::info!(
-                "virtio-blk: {} MiB{}",
+                "virtio-blk: {} MiB{}, {}",
                 (dev.sectors() * SECTOR as u64) >> 20,
-                if dev.read_only() { ", read-only" } else { "" }
+                if dev.read_only() { ", read-only" } else { "" },
+                if dev.has_msix() { "MSI-X" } else { "polled" }
             );
             *DISK.lock() = Some(dev);
         }
@@ -77,7 +78,14 @@ pub fn read_stream(
     sink: impl FnMut(u64, &[u8]),
 ) -> Result<(), BlkError> {
     match DISK.lock().as_mut() {
-        Some(dev) => dev.read_stream(start, bytes, req_bytes, depth, sink),
+        // The waiting task sleeps until the disk interrupts (the lock stays
+        // held: one stream at a time until the page cache's request queue).
+        Some(dev) => dev.read_stream(start, bytes, req_bytes, depth, sink, &mut crate::task::wait_disk_irq),
         None => Err(BlkError::NoDevice),
     }
+}
+
+/// Interrupts the disk has signalled so far.
+pub fn interrupts() -> u64 {
+    crate::arch::virtio::blk_irqs()
 }

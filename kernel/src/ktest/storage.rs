@@ -85,6 +85,8 @@ pub fn virtio_blk_reads_writes_and_flushes() -> TestResult {
         block::read_stream(0, 1 << 40, 4096, 2, |_, _| {}) == Err(BlkError::BadRange),
         "a stream past the end"
     );
+    // The streams' waits slept until the device's interrupt.
+    ensure!(block::interrupts() > 0, "no disk interrupt arrived");
     block::with_disk(|d| {
         // Write, flush, read back.
         let bytes = buf.as_mut_slice();

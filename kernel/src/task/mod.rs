@@ -54,6 +54,8 @@ pub enum Block {
     Serve,
     /// A client waiting for a service's answer.
     Call,
+    /// Waiting for the disk's interrupt.
+    Disk,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -413,13 +415,42 @@ pub fn idle() -> ! {
     }
 }
 
-/// After every device interrupt: wake console readers if input arrived and
-/// preempt if the interrupted code may be (ring 3, or the idle task).
+/// The disk interrupt count when disk waiters were last woken.
+static DISK_WOKEN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Sleeps until the disk's interrupt count (`arch::virtio::blk_irqs`) moves
+/// past `seen`, for 10 ms at most (a lost interrupt costs a poll, not a
+/// hang). Returns at once if it has moved already, or before the scheduler
+/// runs.
+pub fn wait_disk_irq(seen: u64) {
+    if cpu::without_interrupts(|| KERNEL.lock().is_none()) {
+        return;
+    }
+    let deadline = time::now_ns() + 10_000_000;
+    let blocked = with(|k| {
+        if crate::arch::virtio::blk_irqs() != seen {
+            return false;
+        }
+        k.block_current(Block::Disk, Some(deadline));
+        true
+    });
+    if blocked {
+        schedule();
+    }
+}
+
+/// After every device interrupt: wake console readers if input arrived,
+/// disk waiters if the disk interrupted, and preempt if the interrupted
+/// code may be (ring 3, or the idle task).
 fn on_interrupt(from_user: bool) {
     let now = time::now_ns();
     let preempt = with(|k| {
         if serial::input_pending() {
             k.wake_all(Block::ConsoleRead);
+        }
+        let disk = crate::arch::virtio::blk_irqs();
+        if DISK_WOKEN.swap(disk, core::sync::atomic::Ordering::Relaxed) != disk {
+            k.wake_all(Block::Disk);
         }
         let cur_alive = k.tasks.get(&k.current).is_some_and(|t| t.state == State::Running);
         if !from_user && k.current != IDLE {
