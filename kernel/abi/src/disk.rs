@@ -20,29 +20,9 @@ const META_CRC_AT: usize = 24;
 /// Flag: the file system was unmounted cleanly.
 pub const FLAG_CLEAN: u32 = 1;
 
-const CRC32C_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { 0x82F6_3B78 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
 /// CRC-32C (Castagnoli, reflected), as iSCSI and ext4 use it.
 pub fn crc32c(bytes: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in bytes {
-        c = CRC32C_TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    !crate::crc::update(&crate::crc::CASTAGNOLI, !0, bytes.iter().copied())
 }
 
 /// A region of blocks: `start .. start + blocks`.
@@ -431,16 +411,14 @@ impl fmt::Display for MetaError {
 
 /// The block's checksum with its own CRC field taken as zero.
 fn meta_crc(block: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for (i, &b) in block.iter().enumerate() {
-        let b = if (META_CRC_AT..META_CRC_AT + 4).contains(&i) {
+    let masked = block.iter().enumerate().map(|(i, &b)| {
+        if (META_CRC_AT..META_CRC_AT + 4).contains(&i) {
             0
         } else {
             b
-        };
-        c = CRC32C_TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+        }
+    });
+    !crate::crc::update(&crate::crc::CASTAGNOLI, !0, masked)
 }
 
 impl MetaHeader {

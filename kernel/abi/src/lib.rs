@@ -8,6 +8,7 @@ extern crate alloc;
 
 pub mod boot;
 pub mod console;
+pub mod crc;
 pub mod disk;
 pub mod initrd;
 pub mod job;

@@ -134,29 +134,9 @@ pub enum LinkError {
     Decode,
 }
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0x04C11DB7, as zlib).
 pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in bytes {
-        c = CRC_TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    !crate::crc::update(&crate::crc::IEEE, !0, bytes.iter().copied())
 }
 
 /// COBS-encodes `buf[src..src + len]` into `buf[0..]` (returns the encoded

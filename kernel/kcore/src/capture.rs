@@ -149,16 +149,9 @@ mod tests {
 
     #[test]
     fn every_byte_arrives_once_in_order_whatever_the_sizes() {
-        // splitmix64: writes and reads of random sizes through a small
-        // capture; the output is the input with CR LF as LF.
-        let mut s = 7u64;
-        let mut next = move || {
-            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        // Writes and reads of random sizes through a small capture; the
+        // output is the input with CR LF as LF.
+        let mut next = crate::testing::splitmix(7);
         let input: std::vec::Vec<u8> = (0..20_000).map(|_| b"ab\r\n"[(next() % 4) as usize]).collect();
         let mut want = std::vec::Vec::new();
         let mut i = 0;

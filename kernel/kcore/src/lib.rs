@@ -20,3 +20,6 @@ pub mod readahead;
 pub mod rtc;
 pub mod sched;
 pub mod twoq;
+
+#[cfg(test)]
+mod testing;

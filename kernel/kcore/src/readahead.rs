@@ -151,14 +151,7 @@ mod tests {
 
     #[test]
     fn any_mix_of_reads_gets_a_range_covering_the_read_inside_the_file() {
-        let mut seed = 3u64;
-        let mut next = move || {
-            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        let mut next = crate::testing::splitmix(3);
         let mut ra = Readahead::new(4, 512);
         let file = 100_000;
         let mut page = 0;

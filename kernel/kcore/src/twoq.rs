@@ -301,14 +301,7 @@ mod tests {
 
     #[test]
     fn random_use_keeps_the_lists_consistent() {
-        let mut seed = 11u64;
-        let mut next = move || {
-            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        let mut next = crate::testing::splitmix(11);
         let mut q = TwoQ::new(64);
         for _ in 0..50_000 {
             let k = if next() % 3 == 0 { next() % 40 } else { next() % 5000 };

@@ -486,19 +486,7 @@ impl VirtioBlk {
                 let Some(slot) = slots.iter_mut().find(|s| s.token == Some(token)) else {
                     break Err(BlkError::Device);
                 };
-                let len = slot.len;
-                // SAFETY: the same header, buffer and status as submitted
-                // with this token.
-                let r = unsafe {
-                    self.dev.complete_read_blocks(
-                        token,
-                        &slot.header.0,
-                        &mut slot.buf.as_mut_slice()[..len],
-                        &mut slot.status,
-                    )
-                };
-                slot.token = None;
-                if r.is_err() || slot.status.status() != RespStatus::OK {
+                if !complete(&mut self.dev, slot, token) {
                     break Err(BlkError::Io);
                 }
                 slot.done = true;
@@ -524,19 +512,26 @@ impl VirtioBlk {
                     core::mem::forget(slots);
                     return Err(BlkError::Device);
                 };
-                let len = slot.len;
-                // SAFETY: as above.
-                let _ = unsafe {
-                    self.dev.complete_read_blocks(
-                        token,
-                        &slot.header.0,
-                        &mut slot.buf.as_mut_slice()[..len],
-                        &mut slot.status,
-                    )
-                };
-                slot.token = None;
+                complete(&mut self.dev, slot, token);
             }
         }
         result
     }
+}
+
+/// Takes a finished read back from the device; whether it succeeded.
+fn complete(dev: &mut VirtIOBlk<KernelHal, PciTransport>, slot: &mut Slot, token: u16) -> bool {
+    let len = slot.len;
+    // SAFETY: the same header, buffer and status as were submitted with
+    // this token (the slot keeps them until now).
+    let r = unsafe {
+        dev.complete_read_blocks(
+            token,
+            &slot.header.0,
+            &mut slot.buf.as_mut_slice()[..len],
+            &mut slot.status,
+        )
+    };
+    slot.token = None;
+    r.is_ok() && slot.status.status() == RespStatus::OK
 }
