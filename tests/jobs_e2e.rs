@@ -109,9 +109,28 @@ fn a_python_trainer_runs_on_the_host_from_the_console() {
     let trainer = repo().join("tools/python/trainer.py");
     let out = common::run(
         s,
-        &format!("job start -- python3 {} --steps 5 --sleep 0.05", trainer.display()),
+        &format!("job start -- python3 {} --steps 5 --sleep 0.2", trainer.display()),
     );
     assert!(out.iter().any(|l| l.contains("job 1 started")), "{out:?}");
+    // Followed from byte 6 (after "ready\n") while it runs: the console
+    // prints on until the job ends.
+    wait_for_output(s, 1, "ready");
+    let followed = s
+        .command("job logs 1 --offset 6 --follow", PROMPT, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let followed: Vec<&str> = followed
+        .split("\r\n")
+        .skip(1)
+        .filter(|l| !l.is_empty() && *l != PROMPT)
+        .collect();
+    assert!(
+        followed.first().is_some_and(|l| l.starts_with("step 1/5")),
+        "{followed:?}"
+    );
+    assert!(
+        followed.iter().any(|l| *l == "checkpoint written at step 5 (finished)"),
+        "{followed:?}"
+    );
     // Running on the host once the bridge is connected: wait for the end.
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
@@ -134,6 +153,9 @@ fn a_python_trainer_runs_on_the_host_from_the_console() {
     assert_eq!(status["latest_metrics"][0]["name"], "loss", "{status}");
     let logs = common::run(s, "job logs 1");
     assert!(logs.iter().any(|l| l.contains("step 5")), "{logs:?}");
+    // The followed lines are the log after its first line, exactly.
+    assert_eq!(logs[0], "ready");
+    assert_eq!(logs[1..], followed[..], "followed from an offset vs read after the end");
 }
 
 /// The console's `job status ID --json`, parsed.
