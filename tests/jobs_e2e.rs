@@ -128,7 +128,7 @@ fn a_python_trainer_runs_on_the_host_from_the_console() {
         "{followed:?}"
     );
     assert!(
-        followed.iter().any(|l| *l == "checkpoint written at step 5 (finished)"),
+        followed.contains(&"checkpoint written at step 5 (finished)"),
         "{followed:?}"
     );
     // Running on the host once the bridge is connected: wait for the end.
