@@ -7,7 +7,7 @@ use aether_abi::boot::{BootArgs, LogLevel, Mode, OnPanic};
 use aetheros::runner::{Firmware, Launch, Serial, checked_cmdline};
 
 const USAGE: &str = "\
-usage: cargo run [--release] -- [--uefi] [--test [NAMES]] [--log LEVEL] [--no-bridge]
+usage: cargo run [--release] -- [--uefi] [--test [NAMES]] [--log LEVEL] [--no-bridge] [--no-disk]
 
 Boots AetherOS under QEMU (TCG, q35) with the serial console on this
 terminal, with the host bridge beside it (host jobs, HTTP API on
@@ -19,6 +19,9 @@ off; Ctrl-A X quits QEMU at any time.
                   and exit with QEMU's pass/fail status
   --log LEVEL     kernel log level: error, warn, info (default), debug, trace
   --no-bridge     no host bridge (and no link device)
+  --no-disk       no disk (default: ~/.local/state/aetheros/disk.img, or
+                  $AETHER_DISK, made as an empty 256 MiB file system on
+                  first use)
   -h, --help      this text";
 
 struct Options {
@@ -26,6 +29,7 @@ struct Options {
     tests: Option<Option<String>>,
     log: LogLevel,
     no_bridge: bool,
+    no_disk: bool,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -34,6 +38,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
         tests: None,
         log: LogLevel::Info,
         no_bridge: false,
+        no_disk: false,
     };
     let mut args = args.peekable();
     while let Some(a) = args.next() {
@@ -41,6 +46,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--uefi" => o.firmware = Firmware::Uefi,
             "--bios" => o.firmware = Firmware::Bios,
             "--no-bridge" => o.no_bridge = true,
+            "--no-disk" => o.no_disk = true,
             "--test" => o.tests = Some(args.next_if(|n| !n.starts_with('-'))),
             "--log" => {
                 let level = args.next().ok_or("--log needs a level")?;
@@ -106,9 +112,25 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    // The console gets a disk too (docs/storage.md), made on first use.
+    let disk = if opts.tests.is_none() && !opts.no_disk {
+        match default_disk() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("AetherOS: no disk ({e})");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut extra = bridge.as_ref().map(HostBridge::qemu_args).unwrap_or_default();
+    if let Some((path, _)) = &disk {
+        extra.extend(aetheros::runner::blk_device_args(path, false));
+    }
     let launch = Launch {
         cpu: Default::default(),
-        extra: bridge.as_ref().map(HostBridge::qemu_args).unwrap_or_default(),
+        extra,
         firmware: opts.firmware,
         serial: Serial::Terminal,
         cmdline,
@@ -126,6 +148,13 @@ fn main() -> ExitCode {
     );
     if let Some(b) = &bridge {
         b.banner();
+    }
+    if let Some((path, made)) = &disk {
+        eprintln!(
+            "AetherOS: disk {}{}",
+            path.display(),
+            if *made { " (new: an empty file system)" } else { "" }
+        );
     }
     match cmd.status() {
         Ok(status) => match status.code() {
@@ -145,6 +174,25 @@ fn main() -> ExitCode {
             ExitCode::from(127)
         }
     }
+}
+
+/// The console's disk: `$AETHER_DISK` or `~/.local/state/aetheros/disk.img`,
+/// made as an empty 256 MiB file system (`tools/aether-disk`) when it does
+/// not exist. Whether it was just made.
+fn default_disk() -> Result<(std::path::PathBuf, bool), String> {
+    let path = match std::env::var_os("AETHER_DISK") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+            .join(".local/state/aetheros/disk.img"),
+    };
+    if path.exists() {
+        return Ok((path, false));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    aether_disk::mkfs(&path, 256 << 20).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((path, true))
 }
 
 /// The host bridge (`tools/host-bridge`) running beside QEMU for the
