@@ -347,17 +347,16 @@ fn a_trainer_started_over_http_runs_and_reports() {
     let (code, followed) = http(port, "GET", &format!("/jobs/{job_id}/logs?follow=true"), &token, "");
     assert_eq!(code, 200, "{followed}");
     assert!(followed.contains("step 3/3"), "{followed}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let record = loop {
-        let (code, body) = http(port, "GET", &format!("/jobs/{job_id}"), &token, "");
-        assert_eq!(code, 200, "{body}");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-        if v["status"] == "SUCCEEDED" || v["status"] == "FAILED" {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "the job did not end: {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    // It has ended (the followed log ended with it): waiting returns at once.
+    let (code, body) = http(
+        port,
+        "GET",
+        &format!("/jobs/{job_id}/wait?timeout_ms=60000"),
+        &token,
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let record: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(record["status"], "SUCCEEDED", "{record}");
     assert_eq!(record["exit_code"], 0, "{record}");
     assert_eq!(record["name"], "http-trainer", "{record}");
@@ -378,6 +377,26 @@ fn a_trainer_started_over_http_runs_and_reports() {
     assert_eq!(j["status"], "SUCCEEDED", "{j}");
     assert_eq!(http(port, "GET", "/jobs/999", &token, "").0, 404);
     assert_eq!(http(port, "POST", &format!("/jobs/{job_id}/stop"), &token, "").0, 409);
+    // Start and wait, as a script would: the wait returns with the end.
+    let spec = format!(
+        r#"{{"entrypoint": ["python3", "{}", "--steps", "2", "--sleep", "0.2"]}}"#,
+        trainer.display()
+    );
+    let second = post_job(port, &token, &spec, Instant::now() + Duration::from_secs(30));
+    let (code, body) = http(
+        port,
+        "GET",
+        &format!("/jobs/{second}/wait?timeout_ms=60000"),
+        &token,
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        (v["status"].as_str(), v["name"].as_str()),
+        (Some("SUCCEEDED"), Some("python3")),
+        "{v}"
+    );
 }
 
 #[test]

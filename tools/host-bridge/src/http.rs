@@ -235,6 +235,7 @@ pub fn router(client: ApiClient, token: &str) -> Router {
         .route("/jobs/{id}", get(get_job))
         .route("/jobs/{id}/stop", post(stop_job))
         .route("/jobs/{id}/logs", get(get_logs))
+        .route("/jobs/{id}/wait", get(wait_job))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
@@ -337,6 +338,48 @@ async fn stop_job(State(state): State<AppState>, path: IdPath) -> Result<Respons
         )
             .into_response()),
         other => Err(unexpected(&other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    timeout_ms: Option<u64>,
+}
+
+/// How long `wait` waits by default, and at most.
+pub const WAIT_DEFAULT_MS: u64 = 30_000;
+pub const WAIT_MAX_MS: u64 = 600_000;
+/// How often `wait` asks opsd.
+const WAIT_POLL: Duration = Duration::from_millis(100);
+
+/// The record once the job has ended (a final status: no retry follows),
+/// or, when `timeout_ms` passes first, the current one; the header
+/// `Aether-Job-Ended` says which.
+async fn wait_job(
+    State(state): State<AppState>,
+    path: IdPath,
+    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let job_id = job_id(path)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let timeout = Duration::from_millis(query.timeout_ms.unwrap_or(WAIT_DEFAULT_MS).min(WAIT_MAX_MS));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let record = match state.client.call(JobRequest::Status { job_id }).await? {
+            JobResponse::Status(record) => record,
+            other => return Err(unexpected(&other)),
+        };
+        let ended = record.status.is_terminal();
+        if ended || tokio::time::Instant::now() >= deadline {
+            let mut response = Json(record).into_response();
+            response.headers_mut().insert(
+                "aether-job-ended",
+                HeaderValue::from_static(if ended { "true" } else { "false" }),
+            );
+            return Ok(response);
+        }
+        tokio::time::sleep(WAIT_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
     }
 }
 

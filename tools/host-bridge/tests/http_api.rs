@@ -314,6 +314,19 @@ fn every_documented_status_code() {
     assert_eq!(request(&s, "GET", "/jobs/1/logs?offset=-1", t, b"").0, 400);
     assert_eq!(request(&s, "GET", "/jobs/42/logs", t, b"").0, 404);
 
+    // GET /jobs/{id}/wait: at once for an ended job; the current record
+    // after the timeout for a running one; 404; 400.
+    let (status, headers, body) = request(&s, "GET", "/jobs/1/wait", t, b"");
+    assert_eq!((status, header(&headers, "aether-job-ended")), (200, Some("true")));
+    assert_eq!(json(&body)["status"], "SUCCEEDED");
+    let t0 = std::time::Instant::now();
+    let (status, headers, body) = request(&s, "GET", "/jobs/2/wait?timeout_ms=300", t, b"");
+    assert_eq!((status, header(&headers, "aether-job-ended")), (200, Some("false")));
+    assert!(t0.elapsed() >= Duration::from_millis(300), "{:?}", t0.elapsed());
+    assert_ne!(json(&body)["status"], "SUCCEEDED");
+    assert_eq!(request(&s, "GET", "/jobs/42/wait", t, b"").0, 404);
+    assert_eq!(request(&s, "GET", "/jobs/1/wait?timeout_ms=soon", t, b"").0, 400);
+
     // /healthz needs no token.
     let (status, _, body) = request(&s, "GET", "/healthz", None, b"");
     assert_eq!(status, 200);
