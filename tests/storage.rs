@@ -193,3 +193,18 @@ fn a_fresh_file_system_mounts_a_damaged_one_uses_its_copy_and_a_ruined_one_is_re
     let (text, _s) = boot_console_with(&raw.0);
     assert!(text.contains("not an AetherOS file system"), "{text}");
 }
+
+#[test]
+fn two_kernel_tasks_read_through_the_request_queue_at_once() {
+    let image = Image::new("blk-queue");
+    let r = run("virtio_blk_request_queue_serves_two_readers", &image.0, true);
+    if let Err(e) = r.verdict() {
+        panic!("{e}");
+    }
+    assert_eq!(
+        r.passed,
+        ["virtio_blk_request_queue_serves_two_readers"],
+        "{}",
+        r.output
+    );
+}

@@ -13,6 +13,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use kcore::pci::{Address, Bar, decode_bar};
 
@@ -171,6 +172,8 @@ pub enum BlkError {
     ReadOnly,
     /// Out of the device's sectors, or a buffer that is not whole sectors.
     BadRange,
+    /// No room in the device's queue now (wait for completions).
+    QueueFull,
 }
 
 /// A request header the device reads: 16-byte aligned, so that it never
@@ -199,6 +202,20 @@ pub struct VirtioBlk {
     dev: VirtIOBlk<KernelHal, PciTransport>,
     /// Completions are signalled by MSI-X vector [`BLK_MSI`].
     msix: bool,
+    /// Queued reads (`submit_read`) the device has, by its token.
+    inflight: BTreeMap<u16, Queued>,
+    /// Queued reads that finished and were not taken yet, by request id.
+    finished: BTreeMap<u64, Result<DmaBuf, BlkError>>,
+    next_id: u64,
+}
+
+/// A queued read while the device has it.
+struct Queued {
+    id: u64,
+    header: Box<Header>,
+    status: Box<BlkResp>,
+    buf: DmaBuf,
+    len: usize,
 }
 
 /// The MSI vector (of `idt::Irq::Msi`) of the disk's request queue.
@@ -339,7 +356,13 @@ impl VirtioBlk {
                 false
             }
         };
-        Ok(VirtioBlk { dev, msix })
+        Ok(VirtioBlk {
+            dev,
+            msix,
+            inflight: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            next_id: 1,
+        })
     }
 
     /// Capacity in sectors.
@@ -394,6 +417,75 @@ impl VirtioBlk {
         self.dev.flush().map_err(|_| BlkError::Io)
     }
 
+    /// Queues a read of `len` bytes (whole sectors) from `sector` into
+    /// `buf` and returns its id at once; [`VirtioBlk::take`] gives the
+    /// buffer back once [`VirtioBlk::reap`] has seen it finish. `Err` with
+    /// the buffer back when the device's queue is full (reap and try again)
+    /// or the request is bad.
+    pub fn submit_read(&mut self, sector: u64, mut buf: DmaBuf, len: usize) -> Result<u64, (BlkError, DmaBuf)> {
+        if len > buf.len() {
+            return Err((BlkError::BadRange, buf));
+        }
+        if let Err(e) = self.check(sector, len) {
+            return Err((e, buf));
+        }
+        let mut header: Box<Header> = Box::default();
+        let mut status: Box<BlkResp> = Box::default();
+        // SAFETY: the header, buffer and status move into `inflight` below
+        // (boxes and DMA frames: their addresses do not change) and are not
+        // touched until `reap` completes the request.
+        let token = match unsafe {
+            self.dev.read_blocks_nb(
+                sector as usize,
+                &mut header.0,
+                &mut buf.as_mut_slice()[..len],
+                &mut status,
+            )
+        } {
+            Ok(token) => token,
+            Err(virtio_drivers::Error::QueueFull) => return Err((BlkError::QueueFull, buf)),
+            Err(_) => return Err((BlkError::Io, buf)),
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.inflight.insert(
+            token,
+            Queued {
+                id,
+                header,
+                status,
+                buf,
+                len,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Completes every queued read the device has finished.
+    pub fn reap(&mut self) {
+        while let Some(token) = self.dev.peek_used() {
+            let Some(mut q) = self.inflight.remove(&token) else {
+                // Not a queued read (a stream's, which reaps its own).
+                return;
+            };
+            let len = q.len;
+            // SAFETY: the same header, buffer and status as were submitted
+            // with this token.
+            let r = unsafe {
+                self.dev
+                    .complete_read_blocks(token, &q.header.0, &mut q.buf.as_mut_slice()[..len], &mut q.status)
+            };
+            let ok = r.is_ok() && q.status.status() == RespStatus::OK;
+            self.finished
+                .insert(q.id, if ok { Ok(q.buf) } else { Err(BlkError::Io) });
+        }
+    }
+
+    /// The result of queued read `id`, once reaped (then forgotten).
+    pub fn take(&mut self, id: u64) -> Option<Result<DmaBuf, BlkError>> {
+        self.finished.remove(&id)
+    }
+
     /// Reads `bytes` from sector `start` with requests of `req_bytes`
     /// (whole sectors), up to `depth` in flight, DMA into buffers of the
     /// stream; `sink` gets each request's bytes (with their byte offset
@@ -416,6 +508,11 @@ impl VirtioBlk {
         self.check(start, SECTOR)?;
         if start + bytes / SECTOR as u64 > self.sectors() {
             return Err(BlkError::BadRange);
+        }
+        // A stream reaps its own completions: not while queued reads are
+        // in flight (their tokens would be taken for the stream's).
+        if !self.inflight.is_empty() {
+            return Err(BlkError::QueueFull);
         }
         let mut slots: Vec<Slot> = Vec::new();
         for _ in 0..depth {

@@ -89,3 +89,62 @@ pub fn read_stream(
 pub fn interrupts() -> u64 {
     crate::arch::virtio::blk_irqs()
 }
+
+/// A queued read ([`submit_read`]), to [`wait`] for.
+#[must_use]
+pub struct Ticket(u64);
+
+/// Sleeps until the disk's next interrupt (or briefly yields without
+/// MSI-X), having seen interrupt count `seen`.
+fn wait_for_disk(seen: u64, msix: bool) {
+    if msix {
+        crate::task::wait_disk_irq(seen);
+    } else {
+        crate::task::sleep_until(crate::time::now_ns() + 100_000);
+    }
+}
+
+/// Queues a read of `len` bytes from `sector` into `buf` (whole sectors):
+/// the request goes to the device now, the caller goes on. When the
+/// device's queue is full, waits for room (completions by other waiters
+/// or by [`wait`]).
+pub fn submit_read(sector: u64, buf: DmaBuf, len: usize) -> Result<Ticket, BlkError> {
+    let mut buf = buf;
+    loop {
+        let seen = interrupts();
+        let (r, msix) = {
+            let mut disk = DISK.lock();
+            let dev = disk.as_mut().ok_or(BlkError::NoDevice)?;
+            dev.reap();
+            (dev.submit_read(sector, buf, len), dev.has_msix())
+        };
+        match r {
+            Ok(id) => return Ok(Ticket(id)),
+            Err((BlkError::QueueFull, back)) => {
+                buf = back;
+                wait_for_disk(seen, msix);
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// The buffer of a queued read once it has finished; the caller sleeps
+/// meanwhile, without holding the disk (other tasks queue and wait too).
+pub fn wait(ticket: Ticket) -> Result<DmaBuf, BlkError> {
+    loop {
+        // Read before reaping: an interrupt after the reap moves it, and
+        // the sleep below returns at once.
+        let seen = interrupts();
+        let (r, msix) = {
+            let mut disk = DISK.lock();
+            let dev = disk.as_mut().ok_or(BlkError::NoDevice)?;
+            dev.reap();
+            (dev.take(ticket.0), dev.has_msix())
+        };
+        if let Some(r) = r {
+            return r;
+        }
+        wait_for_disk(seen, msix);
+    }
+}

@@ -89,6 +89,10 @@ pub static ALL: &[Test] = &[
         "virtio_blk_read_only_refuses_writes",
         storage::virtio_blk_read_only_refuses_writes,
     ),
+    opt_in(
+        "virtio_blk_request_queue_serves_two_readers",
+        storage::virtio_blk_request_queue_serves_two_readers,
+    ),
     opt_in("blk_bench_seq_read", storage::blk_bench_seq_read),
     // Run by tests/link.rs, which plays the host side.
     opt_in("link_host_echo", link_host_echo),
