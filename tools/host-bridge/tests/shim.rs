@@ -51,7 +51,12 @@ fn sigterm_to_the_shim_stops_the_job_with_the_default_grace() {
     let mut shim = Command::new(SHIM)
         .args(["shim", "--grace-ms", "200", "--job-dir"])
         .arg(dir.path())
-        .args(["--", "sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; echo trapped; while :; do sleep 0.05; done",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -63,6 +68,19 @@ fn sigterm_to_the_shim_stops_the_job_with_the_default_grace() {
         panic!("{line}")
     };
     let _guard = KillOnDrop(info.clone());
+    // Only once the shell ignores SIGTERM (a stop before its `trap` would
+    // end it at once, which is not what this test is about).
+    let started = Instant::now();
+    while !std::fs::read(dir.path().join("stdout"))
+        .unwrap_or_default()
+        .starts_with(b"trapped")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the shell never trapped SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let t0 = Instant::now();
     // SAFETY: kill(2) takes integers only; the shim is our child, not yet reaped.
     assert_eq!(unsafe { libc::kill(info.shim_pid, libc::SIGTERM) }, 0);
