@@ -3,30 +3,20 @@
 //! through virtio-blk, write one sector and flush, and the host checks the
 //! sector in the file afterwards; attached read-only, writes are refused.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aether_abi::boot::{BootArgs, LogLevel, Mode, OnPanic};
-use aetheros::runner::{Firmware, KtestReport, Launch, Qemu, Serial, Session};
+use aetheros::runner::{Firmware, KtestReport, Session};
 
-const SECTOR: usize = 512;
+use aether_abi::ktest::storage::{SECTOR, WRITE_FILL, WRITE_SECTOR, WRITE_TAG, sector};
+
 /// 4 MiB.
 const SECTORS: u64 = 8192;
-/// Where the guest writes, and what (kernel/src/ktest/storage.rs).
-const WRITE_SECTOR: u64 = 2000;
-const WRITE_TAG: &[u8; 8] = b"GUESTWR1";
 const LIMIT: Duration = Duration::from_secs(90);
-
-fn sector(i: u64) -> [u8; SECTOR] {
-    let mut s = [0u8; SECTOR];
-    for (j, b) in s.iter_mut().enumerate() {
-        *b = ((i * 7 + j as u64) % 251) as u8;
-    }
-    s[..8].copy_from_slice(&i.to_le_bytes());
-    s[8..16].copy_from_slice(b"AETHBLK1");
-    s
-}
 
 /// A fresh image for one test (removed on drop).
 struct Image(PathBuf);
@@ -58,18 +48,11 @@ fn run_on(firmware: Firmware, test: &str, image: &Path, read_only: bool) -> Ktes
         on_panic: OnPanic::Exit,
         log: LogLevel::Info,
     };
-    let launch = Launch {
-        cpu: Default::default(),
-        extra: aetheros::runner::blk_device_args(image, read_only),
+    let s = common::boot_with_devices(
         firmware,
-        serial: Serial::Piped,
-        cmdline: args.to_string(),
-    };
-    let qemu = Qemu::locate().unwrap_or_else(|e| panic!("{e}"));
-    let cmd = qemu
-        .command(&aetheros::images(), &launch)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let s = Session::spawn(cmd, LIMIT).unwrap_or_else(|e| panic!("{e}"));
+        &args.to_string(),
+        aetheros::runner::blk_device_args(image, read_only),
+    );
     let (status, output) = s.wait(LIMIT).unwrap_or_else(|e| panic!("{e}"));
     KtestReport::parse(output, status.code())
 }
@@ -87,7 +70,7 @@ fn the_guest_reads_every_sector_as_written_and_its_write_reaches_the_file() {
     let at = WRITE_SECTOR as usize * SECTOR;
     let written = &bytes[at..at + SECTOR];
     assert_eq!(&written[..8], WRITE_TAG);
-    assert!(written[8..].iter().all(|&b| b == 0x5a));
+    assert!(written[8..].iter().all(|&b| b == WRITE_FILL));
     // Nothing else changed.
     for i in [0, 1, WRITE_SECTOR - 1, WRITE_SECTOR + 1, SECTORS - 1] {
         let at = i as usize * SECTOR;
@@ -123,23 +106,11 @@ fn the_disk_works_under_uefi() {
 /// Boots the console with `image` attached; the output up to the prompt
 /// and the session.
 fn boot_console_with(image: &Path) -> (String, Session) {
-    let launch = Launch {
-        cpu: Default::default(),
-        extra: aetheros::runner::blk_device_args(image, false),
-        firmware: Firmware::Bios,
-        serial: Serial::Piped,
-        cmdline: BootArgs {
-            mode: Mode::Console,
-            on_panic: OnPanic::Exit,
-            log: LogLevel::Info,
-        }
-        .to_string(),
-    };
-    let qemu = Qemu::locate().unwrap_or_else(|e| panic!("{e}"));
-    let cmd = qemu
-        .command(&aetheros::images(), &launch)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut s = Session::spawn(cmd, LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = common::boot_with_devices(
+        Firmware::Bios,
+        &common::console_cmdline(),
+        aetheros::runner::blk_device_args(image, false),
+    );
     let text = s
         .expect(aether_abi::boot::PROMPT, LIMIT)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -26,9 +26,14 @@ pub fn console_cmdline() -> String {
 
 /// Boots with `cmdline` (the raw fw_cfg string) and returns the session.
 pub fn boot_with(firmware: Firmware, cmdline: &str) -> Session {
+    boot_with_devices(firmware, cmdline, Vec::new())
+}
+
+/// [`boot_with`], with `extra` QEMU arguments (a disk, a link device).
+pub fn boot_with_devices(firmware: Firmware, cmdline: &str, extra: Vec<String>) -> Session {
     let launch = Launch {
         cpu: Default::default(),
-        extra: Vec::new(),
+        extra,
         firmware,
         serial: Serial::Piped,
         cmdline: cmdline.into(),

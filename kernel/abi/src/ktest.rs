@@ -133,3 +133,85 @@ mod tests {
         }
     }
 }
+
+/// The disk images of the storage tests (tests/storage.rs writes them, the
+/// kernel tests check them) and the page checksum of the storage benchmark
+/// (the kernel prints it, the bench recomputes it on the host).
+pub mod storage {
+    pub const SECTOR: usize = 512;
+    /// Where the read-write test writes, and what its sector starts with.
+    pub const WRITE_SECTOR: u64 = 2000;
+    pub const WRITE_TAG: &[u8; 8] = b"GUESTWR1";
+    /// The byte the rest of the written sector is filled with.
+    pub const WRITE_FILL: u8 = 0x5a;
+    /// Each sector of a test image starts with this after its number.
+    pub const TAG: &[u8; 8] = b"AETHBLK1";
+
+    /// Sector `i` of a test image: `i` (u64 LE), [`TAG`], then the bytes
+    /// `(i * 7 + j) % 251`.
+    pub fn sector(i: u64) -> [u8; SECTOR] {
+        let mut s = [0u8; SECTOR];
+        for (j, b) in s.iter_mut().enumerate() {
+            *b = ((i.wrapping_mul(7).wrapping_add(j as u64)) % 251) as u8;
+        }
+        s[..8].copy_from_slice(&i.to_le_bytes());
+        s[8..16].copy_from_slice(TAG);
+        s
+    }
+
+    /// A sparse checksum of a stream: FNV-1a over the first 8 bytes of
+    /// every 4 KiB page, with its offset (cheap under TCG; a misplaced,
+    /// missing or repeated page changes it).
+    pub struct PageSum(u64);
+
+    impl Default for PageSum {
+        fn default() -> Self {
+            PageSum(0xcbf2_9ce4_8422_2325)
+        }
+    }
+
+    impl PageSum {
+        /// Adds `bytes`, which sit at `offset` of the stream (a multiple of
+        /// 4 KiB).
+        pub fn add(&mut self, offset: u64, bytes: &[u8]) {
+            let mut at = 0;
+            while at + 8 <= bytes.len() {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&bytes[at..at + 8]);
+                let word = u64::from_le_bytes(word) ^ offset.wrapping_add(at as u64);
+                for b in word.to_le_bytes() {
+                    self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+                }
+                at += 4096;
+            }
+        }
+
+        pub fn value(&self) -> u64 {
+            self.0
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn sectors_name_themselves_and_page_sums_see_order() {
+            let s = sector(300);
+            assert_eq!((&s[..8], &s[8..16]), (&300u64.to_le_bytes()[..], &TAG[..]));
+            assert_ne!(sector(1), sector(2));
+            let (a, b) = ([1u8; 4096], [2u8; 4096]);
+            let mut one = PageSum::default();
+            one.add(0, &a);
+            one.add(4096, &b);
+            let mut two = PageSum::default();
+            two.add(0, &b);
+            two.add(4096, &a);
+            assert_ne!(one.value(), two.value());
+            // Whole stream at once or page by page: the same.
+            let mut whole = PageSum::default();
+            whole.add(0, &[a, b].concat());
+            assert_eq!(whole.value(), one.value());
+        }
+    }
+}

@@ -16,3 +16,6 @@ pub mod ktest;
 pub mod link;
 pub mod shm_ring;
 pub mod syscall;
+
+#[cfg(test)]
+mod testing;

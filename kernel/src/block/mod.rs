@@ -111,13 +111,7 @@ fn wait_for_disk(seen: u64, msix: bool) {
 pub fn submit_read(sector: u64, buf: DmaBuf, len: usize) -> Result<Ticket, BlkError> {
     let mut buf = buf;
     loop {
-        let seen = interrupts();
-        let (r, msix) = {
-            let mut disk = DISK.lock();
-            let dev = disk.as_mut().ok_or(BlkError::NoDevice)?;
-            dev.reap();
-            (dev.submit_read(sector, buf, len), dev.has_msix())
-        };
+        let (seen, r, msix) = reap_then(move |dev| dev.submit_read(sector, buf, len))?;
         match r {
             Ok(id) => return Ok(Ticket(id)),
             Err((BlkError::QueueFull, back)) => {
@@ -129,19 +123,24 @@ pub fn submit_read(sector: u64, buf: DmaBuf, len: usize) -> Result<Ticket, BlkEr
     }
 }
 
+/// Under the disk's lock: completes every finished queued read, then runs
+/// `f`. Returns the interrupt count read before the reap (to sleep on),
+/// `f`'s result and whether the disk has MSI-X.
+fn reap_then<R>(f: impl FnOnce(&mut VirtioBlk) -> R) -> Result<(u64, R, bool), BlkError> {
+    // Read before reaping: an interrupt after the reap moves it, and a
+    // sleep on it returns at once.
+    let seen = interrupts();
+    let mut disk = DISK.lock();
+    let dev = disk.as_mut().ok_or(BlkError::NoDevice)?;
+    dev.reap();
+    Ok((seen, f(dev), dev.has_msix()))
+}
+
 /// The buffer of a queued read once it has finished; the caller sleeps
 /// meanwhile, without holding the disk (other tasks queue and wait too).
 pub fn wait(ticket: Ticket) -> Result<DmaBuf, BlkError> {
     loop {
-        // Read before reaping: an interrupt after the reap moves it, and
-        // the sleep below returns at once.
-        let seen = interrupts();
-        let (r, msix) = {
-            let mut disk = DISK.lock();
-            let dev = disk.as_mut().ok_or(BlkError::NoDevice)?;
-            dev.reap();
-            (dev.take(ticket.0), dev.has_msix())
-        };
+        let (seen, r, msix) = reap_then(|dev| dev.take(ticket.0))?;
         if let Some(r) = r {
             return r;
         }

@@ -1,28 +1,22 @@
-//! Kernel tests of the block layer, run by tests/storage.rs with a disk
-//! image attached whose sector `i` starts with `i` (u64 LE) and the tag
-//! `AETHBLK1`, followed by the byte pattern `(i * 7 + j) % 251`.
+//! Kernel tests of the block layer, run by tests/storage.rs with a test
+//! image attached (`aether_abi::ktest::storage::sector`: every sector names
+//! itself).
 
 use alloc::format;
+
+use aether_abi::ktest::storage::{PageSum, WRITE_FILL, WRITE_SECTOR, WRITE_TAG, sector};
 
 use super::{TestResult, ensure};
 use crate::block::{self, BlkError, DmaBuf, SECTOR};
 
-/// Where the read-write test writes (the host checks it afterwards).
-pub const WRITE_SECTOR: u64 = 2000;
-pub const WRITE_TAG: &[u8; 8] = b"GUESTWR1";
-
+/// Checks sector `i` of the test image (`aether_abi::ktest::storage`).
 fn check_sector(bytes: &[u8], i: u64) -> TestResult {
-    ensure!(
-        bytes[..8] == i.to_le_bytes(),
-        "sector {i}: starts with {:?}",
-        &bytes[..8]
-    );
-    ensure!(&bytes[8..16] == b"AETHBLK1", "sector {i}: tag {:?}", &bytes[8..16]);
-    for (j, &b) in bytes.iter().enumerate().skip(16) {
-        let want = ((i * 7 + j as u64) % 251) as u8;
-        ensure!(b == want, "sector {i} byte {j}: {b:#x}, expected {want:#x}");
+    let want = sector(i);
+    match bytes.iter().zip(want.iter()).position(|(a, b)| a != b) {
+        None if bytes.len() == SECTOR => Ok(()),
+        None => Err(format!("sector {i}: {} bytes", bytes.len())),
+        Some(j) => Err(format!("sector {i} byte {j}: {:#x}, expected {:#x}", bytes[j], want[j])),
     }
-    Ok(())
 }
 
 pub fn virtio_blk_reads_writes_and_flushes() -> TestResult {
@@ -90,7 +84,7 @@ pub fn virtio_blk_reads_writes_and_flushes() -> TestResult {
     block::with_disk(|d| {
         // Write, flush, read back.
         let bytes = buf.as_mut_slice();
-        bytes[..SECTOR].fill(0x5a);
+        bytes[..SECTOR].fill(WRITE_FILL);
         bytes[..8].copy_from_slice(WRITE_TAG);
         d.write(WRITE_SECTOR, &buf, SECTOR)?;
         d.flush()?;
@@ -98,7 +92,7 @@ pub fn virtio_blk_reads_writes_and_flushes() -> TestResult {
         d.read(WRITE_SECTOR, &mut buf, SECTOR)?;
         let back = &buf.as_slice()[..SECTOR];
         ensure_blk(
-            &back[..8] == WRITE_TAG && back[8..].iter().all(|&b| b == 0x5a),
+            &back[..8] == WRITE_TAG && back[8..].iter().all(|&b| b == WRITE_FILL),
             "the sector written",
         )?;
         Ok(())
@@ -134,29 +128,6 @@ fn logged(message: alloc::string::String) -> BlkError {
     BlkError::Io
 }
 
-/// A sparse checksum of a stream: FNV-1a over the first 8 bytes of every
-/// 4 KiB page, with its offset (cheap under TCG; a misplaced, missing or
-/// repeated page changes it). tests/storage.rs and the bench compute the
-/// same over the image on the host.
-pub struct PageSum(u64);
-
-impl PageSum {
-    pub fn new() -> PageSum {
-        PageSum(0xcbf2_9ce4_8422_2325)
-    }
-
-    pub fn add(&mut self, offset: u64, bytes: &[u8]) {
-        let mut at = 0;
-        while at + 8 <= bytes.len() {
-            let word = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
-            for b in (word ^ (offset + at as u64)).to_le_bytes() {
-                self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-            }
-            at += 4096;
-        }
-    }
-}
-
 /// Benchmark (opt-in, `bench --storage`): the whole disk read as a stream
 /// of 1 MiB requests, 16 then 1 in flight, and of 64 KiB requests, 16 in
 /// flight; MiB/s, polled, no copy. Prints the page checksum of the first
@@ -170,13 +141,13 @@ pub fn blk_bench_seq_read() -> TestResult {
         ("blk_seq_read_kernel_1m_q1", 1 << 20, 1),
         ("blk_seq_read_kernel_64k_q16", 64 << 10, 16),
     ] {
-        let mut sum = PageSum::new();
+        let mut sum = PageSum::default();
         let t0 = crate::time::now_ns();
         block::read_stream(0, bytes, req, depth, |off, b| sum.add(off, b)).map_err(|e| format!("{name}: {e:?}"))?;
         let ns = crate::time::now_ns() - t0;
         let mib_s = (bytes as f64 / (1 << 20) as f64) / (ns as f64 / 1e9);
         log::info!("BENCH {name} {mib_s:.1} MiB/s");
-        log::info!("BLKSUM {name} {:016x} {bytes}", sum.0);
+        log::info!("BLKSUM {name} {:016x} {bytes}", sum.value());
     }
     Ok(())
 }

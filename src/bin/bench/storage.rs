@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aether_abi::boot::{BootArgs, LogLevel, Mode, OnPanic};
+use aether_abi::ktest::storage::PageSum;
 use aetheros::runner::{Firmware, Launch, Qemu, Serial, Session};
 
 const DISK_MIB: u64 = 256;
@@ -30,19 +31,11 @@ fn disk() -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// The guest's page checksum (kernel/src/ktest/storage.rs `PageSum`) of
-/// the first `bytes` of `data`.
+/// The guest's page checksum of the first `bytes` of `data`.
 fn page_sum(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut at = 0;
-    while at + 8 <= data.len() {
-        let word = u64::from_le_bytes(data[at..at + 8].try_into().unwrap_or_default());
-        for b in (word ^ at as u64).to_le_bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-        at += 4096;
-    }
-    h
+    let mut sum = PageSum::default();
+    sum.add(0, data);
+    sum.value()
 }
 
 /// One boot's figures.

@@ -428,7 +428,7 @@ async fn read_logs(
         ts_ms,
     };
     loop {
-        let at = start.map_or(offset, |s: u64| s + bytes.len() as u64);
+        let at = start.map_or(offset, |s: u64| s.saturating_add(bytes.len() as u64));
         let want = (max - bytes.len() as u64).min(LOG_CHUNK_MAX as u64) as u32;
         let request = JobRequest::Logs {
             job_id,
@@ -481,7 +481,7 @@ async fn get_logs(
         eof,
         ts_ms,
     } = read_logs(&state.client, job_id, stream, offset, max).await?;
-    let next = start + bytes.len() as u64;
+    let next = start.saturating_add(bytes.len() as u64);
     let mut response = if query.follow == Some(true) {
         let first = (bytes, eof, next);
         let client = state.client.clone();
@@ -502,7 +502,7 @@ async fn get_logs(
                 loop {
                     match read_logs(&client, job_id, stream, at, LOGS_DEFAULT_MAX).await {
                         Ok(r) if !r.bytes.is_empty() => {
-                            let next = r.start + r.bytes.len() as u64;
+                            let next = r.start.saturating_add(r.bytes.len() as u64);
                             let rest = if r.eof { None } else { Some((Vec::new(), false, next)) };
                             return Some((Ok(Bytes::from(r.bytes)), rest));
                         }

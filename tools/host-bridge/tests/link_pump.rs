@@ -99,25 +99,16 @@ impl Guest {
     fn new(dir: &TestDir) -> Guest {
         let region = ShmRegion::create(&dir.region(), REGION).expect("create the region");
         shm_ring::initialise(&region).expect("lay out the rings");
-        Guest {
-            pump: LinkPump::guest(region, 0x6e57),
-            bridge_incarnations: Vec::new(),
-            started: BTreeMap::new(),
-            running: BTreeSet::new(),
-            logs: HashMap::new(),
-            chunks: HashMap::new(),
-            duplicates: 0,
-            gaps_asked: HashSet::new(),
-            metrics: Vec::new(),
-            ended: BTreeMap::new(),
-            other: Vec::new(),
-        }
+        Guest::on(region, 0x6e57)
     }
 
     /// opsd restarted: a new endpoint (another incarnation) on the same
     /// rings, knowing nothing.
     fn restarted(dir: &TestDir, incarnation: u64) -> Guest {
-        let region = ShmRegion::open(&dir.region()).expect("map the region");
+        Guest::on(ShmRegion::open(&dir.region()).expect("map the region"), incarnation)
+    }
+
+    fn on(region: ShmRegion, incarnation: u64) -> Guest {
         Guest {
             pump: LinkPump::guest(region, incarnation),
             bridge_incarnations: Vec::new(),
