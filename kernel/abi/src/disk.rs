@@ -94,13 +94,15 @@ impl fmt::Display for SuperblockError {
     }
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+/// The little-endian field at `at` (within a block the caller has).
+pub fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut w = [0u8; 4];
     w.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(w)
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+/// The little-endian field at `at` (within a block the caller has).
+pub fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(w)
@@ -437,6 +439,19 @@ impl MetaHeader {
 
     /// Checks a block read from `number` that should be of `kind`.
     pub fn verify(block: &[u8], kind: MetaKind, number: u64) -> Result<MetaHeader, MetaError> {
+        let h = MetaHeader::verify_any(block, number)?;
+        if h.kind != kind {
+            return Err(MetaError::WrongKind {
+                expected: kind,
+                found: h.kind,
+            });
+        }
+        Ok(h)
+    }
+
+    /// Checks a block read from `number`, of whatever kind it says (a
+    /// journal's copy of one, before it is replayed).
+    pub fn verify_any(block: &[u8], number: u64) -> Result<MetaHeader, MetaError> {
         if block.len() != BLOCK_SIZE {
             return Err(MetaError::BadLength(block.len()));
         }
@@ -449,10 +464,7 @@ impl MetaHeader {
             return Err(MetaError::BadChecksum { stored, computed });
         }
         let raw = u16::from_le_bytes([block[4], block[5]]);
-        let found = MetaKind::from_u16(raw).ok_or(MetaError::UnknownKind(raw))?;
-        if found != kind {
-            return Err(MetaError::WrongKind { expected: kind, found });
-        }
+        let kind = MetaKind::from_u16(raw).ok_or(MetaError::UnknownKind(raw))?;
         let at = u64_at(block, 8);
         if at != number {
             return Err(MetaError::Misdirected {
@@ -461,7 +473,7 @@ impl MetaHeader {
             });
         }
         Ok(MetaHeader {
-            kind: found,
+            kind,
             block: at,
             seq: u64_at(block, 16),
         })

@@ -10,6 +10,7 @@ pub mod boot;
 pub mod console;
 pub mod crc;
 pub mod disk;
+pub mod fs;
 pub mod initrd;
 pub mod job;
 pub mod ktest;

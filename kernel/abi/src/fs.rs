@@ -1,0 +1,338 @@
+//! Files: the framed [`crate::syscall::nr::FS`] call (served by the kernel:
+//! the page cache and mmap are kernel business), its errors and records,
+//! shared by the kernel, the userland runtime and the host tool
+//! (docs/abi.md, "Files"; the on-disk side is [`crate::disk`]).
+//!
+//! Paths are absolute (`/data/train.bin`), components separated by `/`;
+//! a component is 1..=[`NAME_MAX`] bytes, not `.` or `..`, without NUL.
+//! Data moves between the file and the caller's own memory: `Read` and
+//! `Write` carry a user pointer and length, so a read is one copy from a
+//! cache page (or none, by DMA, for direct reads).
+
+use heapless::{String, Vec};
+use postcard::experimental::max_size::MaxSize;
+use serde::{Deserialize, Serialize};
+
+/// The longest name of one path component (the on-disk limit).
+pub const NAME_MAX: usize = 255;
+/// The longest path a request carries (two fit in one request: `Rename`).
+pub const PATH_MAX: usize = 400;
+/// Directory entries per `Readdir` answer.
+pub const DIR_PAGE: usize = 8;
+/// Files one process may have open at once.
+pub const OPEN_MAX: usize = 64;
+
+pub type Path = String<PATH_MAX>;
+
+/// `Open` flags.
+pub const O_READ: u32 = 1;
+pub const O_WRITE: u32 = 2;
+/// Create the file if it does not exist.
+pub const O_CREATE: u32 = 4;
+/// With `O_CREATE`: fail with [`FsError::Exists`] if it does.
+pub const O_EXCL: u32 = 8;
+/// Empty the file on open (needs `O_WRITE`).
+pub const O_TRUNC: u32 = 16;
+/// Every write goes to the end of the file.
+pub const O_APPEND: u32 = 32;
+/// Reads bypass the page cache (DMA into the caller's pages; offsets and
+/// lengths in whole 512-byte sectors).
+pub const O_DIRECT: u32 = 64;
+pub const O_ALL: u32 = 127;
+
+/// Why a file call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub enum FsError {
+    /// No disk, or its file system was not mounted (the log says why).
+    NoFileSystem,
+    NotFound,
+    Exists,
+    NotDir,
+    IsDir,
+    NotEmpty,
+    /// The disk is full (nothing already written is lost).
+    NoSpace,
+    /// The inode table is full.
+    NoInodes,
+    /// A read-only disk, or a file opened without `O_WRITE`.
+    ReadOnly,
+    /// A component longer than [`NAME_MAX`] or a path than [`PATH_MAX`].
+    NameTooLong,
+    /// A component that is empty, `.`, `..` or has a NUL; a relative path.
+    InvalidPath,
+    /// A file past the format's limits (extents, size).
+    FileTooLarge,
+    /// A metadata block failed its checks (the log names it).
+    Corrupt,
+    /// The device failed a request.
+    Io,
+    BadFd,
+    /// [`OPEN_MAX`] files already open.
+    TooManyOpen,
+    /// The file is open (unlink or rename over it), or a directory moved
+    /// into itself.
+    Busy,
+    InvalidArgument,
+}
+
+impl FsError {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FsError::NoFileSystem => "no file system mounted",
+            FsError::NotFound => "no such file or directory",
+            FsError::Exists => "file exists",
+            FsError::NotDir => "not a directory",
+            FsError::IsDir => "is a directory",
+            FsError::NotEmpty => "directory not empty",
+            FsError::NoSpace => "no space left on the disk",
+            FsError::NoInodes => "no free inodes",
+            FsError::ReadOnly => "read-only",
+            FsError::NameTooLong => "name too long",
+            FsError::InvalidPath => "invalid path",
+            FsError::FileTooLarge => "file too large",
+            FsError::Corrupt => "corrupt metadata",
+            FsError::Io => "I/O error",
+            FsError::BadFd => "bad file descriptor",
+            FsError::TooManyOpen => "too many open files",
+            FsError::Busy => "busy",
+            FsError::InvalidArgument => "invalid argument",
+        }
+    }
+}
+
+impl core::fmt::Display for FsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub enum FileKind {
+    File,
+    Dir,
+}
+
+/// What `stat` says of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct Stat {
+    pub ino: u64,
+    pub kind: FileKind,
+    pub size: u64,
+    /// Blocks allocated (4 KiB each).
+    pub blocks: u64,
+    pub links: u32,
+    /// Contiguous runs the data is stored in.
+    pub extents: u32,
+    /// Unix milliseconds.
+    pub mtime_ms: u64,
+    pub ctime_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct DirEntry {
+    pub name: String<NAME_MAX>,
+    pub ino: u64,
+    pub kind: FileKind,
+}
+
+/// The file system as a whole (`df`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct FsStat {
+    pub block_size: u32,
+    pub total_blocks: u64,
+    pub free_blocks: u64,
+    pub inodes: u64,
+    pub free_inodes: u64,
+    pub read_only: bool,
+}
+
+/// The page cache's counters since boot (`cache`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct CacheStats {
+    /// Pages held now, and the most it may hold.
+    pub pages: u64,
+    pub capacity: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Pages read ahead of the reader, and of those, how many were used
+    /// before being evicted (the rest were wasted).
+    pub readahead: u64,
+    pub readahead_used: u64,
+    pub readahead_wasted: u64,
+    pub evictions: u64,
+    /// Dirty pages now, and pages written back so far.
+    pub dirty: u64,
+    pub written_back: u64,
+    /// Device requests issued for reads, and their pages.
+    pub read_requests: u64,
+    pub read_pages: u64,
+}
+
+/// A request on [`crate::syscall::nr::FS`]. (Paths inline: a request is
+/// decoded once per call, and moved no further.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub enum FsRequest {
+    /// Flags `O_*`; the answer is [`FsResponse::Opened`].
+    Open {
+        path: Path,
+        flags: u32,
+    },
+    Close {
+        fd: u32,
+    },
+    /// Reads up to `len` bytes at `offset` (or the file position, which
+    /// then moves) into the caller's memory at `buf`:
+    /// [`FsResponse::Done`] with the count, 0 at the end of the file.
+    Read {
+        fd: u32,
+        offset: Option<u64>,
+        buf: u64,
+        len: u64,
+    },
+    /// Writes `len` bytes from `buf` at `offset` (or the position; the
+    /// end with `O_APPEND`): [`FsResponse::Done`].
+    Write {
+        fd: u32,
+        offset: Option<u64>,
+        buf: u64,
+        len: u64,
+    },
+    Stat {
+        path: Path,
+    },
+    Fstat {
+        fd: u32,
+    },
+    /// Entries of a directory from index `start`, [`DIR_PAGE`] at a time.
+    Readdir {
+        path: Path,
+        start: u32,
+    },
+    Mkdir {
+        path: Path,
+    },
+    /// A file or an empty directory.
+    Unlink {
+        path: Path,
+    },
+    /// Atomic: afterwards `to` names what `from` named (a file at `to` is
+    /// replaced), even across a power cut.
+    Rename {
+        from: Path,
+        to: Path,
+    },
+    /// The file's data and the metadata it needs are on the disk when this
+    /// returns.
+    Fsync {
+        fd: u32,
+    },
+    /// Everything written so far is on the disk when this returns.
+    Sync,
+    StatFs,
+    CacheStats,
+}
+
+/// The kernel's answer.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub enum FsResponse {
+    Opened {
+        fd: u32,
+        stat: Stat,
+    },
+    Done(u64),
+    Stat(Stat),
+    /// `next`: the index to ask for next, `None` at the end.
+    Dir {
+        entries: Vec<DirEntry, DIR_PAGE>,
+        next: Option<u32>,
+    },
+    FsStat(FsStat),
+    Cache(CacheStats),
+    Ok,
+    Err(FsError),
+}
+
+/// The most an encoded request / response may be.
+pub const FS_REQUEST_MAX: usize = <FsRequest as MaxSize>::POSTCARD_MAX_SIZE;
+pub const FS_RESPONSE_MAX: usize = <FsResponse as MaxSize>::POSTCARD_MAX_SIZE;
+const _: () = assert!(FS_REQUEST_MAX <= crate::syscall::REQUEST_MAX);
+
+/// Checks one path component.
+pub fn check_name(name: &[u8]) -> Result<(), FsError> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&0) || name.contains(&b'/') {
+        return Err(FsError::InvalidPath);
+    }
+    Ok(())
+}
+
+/// Splits an absolute path into its components (repeated `/` are one);
+/// `/` itself has none.
+pub fn components(path: &str) -> Result<impl Iterator<Item = &str>, FsError> {
+    if path.len() > PATH_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    let rest = path.strip_prefix('/').ok_or(FsError::InvalidPath)?;
+    for c in rest.split('/').filter(|c| !c.is_empty()) {
+        check_name(c.as_bytes())?;
+    }
+    Ok(rest.split('/').filter(|c| !c.is_empty()))
+}
+
+/// A path's parent and last component: `/a/b` -> (`/a`, `b`); `/` has
+/// none ([`FsError::InvalidPath`]).
+pub fn split_parent(path: &str) -> Result<(&str, &str), FsError> {
+    let _ = components(path)?;
+    let trimmed = path.trim_end_matches('/');
+    let at = trimmed.rfind('/').ok_or(FsError::InvalidPath)?;
+    let name = &trimmed[at + 1..];
+    if name.is_empty() {
+        return Err(FsError::InvalidPath);
+    }
+    let parent = if at == 0 { "/" } else { &trimmed[..at] };
+    Ok((parent, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_and_refuse_what_they_must() {
+        assert_eq!(components("/").unwrap().count(), 0);
+        assert_eq!(
+            components("//a///b/").unwrap().collect::<alloc::vec::Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(components("a/b").err(), Some(FsError::InvalidPath));
+        assert_eq!(components("/a/../b").err(), Some(FsError::InvalidPath));
+        assert_eq!(components("/a/./b").err(), Some(FsError::InvalidPath));
+        assert_eq!(components("/a\0").err(), Some(FsError::InvalidPath));
+        let long = alloc::format!("/{}", "x".repeat(256));
+        assert_eq!(components(&long).err(), Some(FsError::NameTooLong));
+        let ok = alloc::format!("/{}", "x".repeat(255));
+        assert_eq!(components(&ok).unwrap().count(), 1);
+        assert_eq!(split_parent("/a/b").unwrap(), ("/a", "b"));
+        assert_eq!(split_parent("/a/").unwrap(), ("/", "a"));
+        assert_eq!(split_parent("/").err(), Some(FsError::InvalidPath));
+        assert_eq!(split_parent("/a/..").err(), Some(FsError::InvalidPath));
+    }
+
+    #[test]
+    fn requests_round_trip_within_the_kernel_buffer() {
+        let long: Path = Path::try_from("/".repeat(PATH_MAX).as_str()).unwrap();
+        let req = FsRequest::Rename {
+            from: long.clone(),
+            to: long,
+        };
+        let mut buf = [0u8; crate::syscall::REQUEST_MAX];
+        let bytes = postcard::to_slice(&req, &mut buf).unwrap();
+        let back: FsRequest = postcard::from_bytes(bytes).unwrap();
+        assert_eq!(back, req);
+        assert!(postcard::from_bytes::<FsRequest>(&[0xff, 0xff]).is_err());
+    }
+}
