@@ -297,6 +297,69 @@ pub fn split_parent(path: &str) -> Result<(&str, &str), FsError> {
     Ok((parent, name))
 }
 
+/// The content checksum `probe` prints and the host tool computes for a
+/// file: a 64-bit multiply-xor hash over the bytes as little-endian words,
+/// the last partial word zero-padded, the length mixed in at the end. Cheap
+/// under TCG (one multiply per 8 bytes), and the same however the bytes
+/// are split into calls.
+#[derive(Clone, Debug)]
+pub struct Checksum {
+    h: u64,
+    len: u64,
+    tail: [u8; 8],
+    tail_len: usize,
+}
+
+impl Default for Checksum {
+    fn default() -> Self {
+        Checksum {
+            h: 0x243F_6A88_85A3_08D3,
+            len: 0,
+            tail: [0; 8],
+            tail_len: 0,
+        }
+    }
+}
+
+const MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Checksum {
+    fn word(&mut self, w: u64) {
+        self.h = (self.h ^ w).wrapping_mul(MIX).rotate_left(29);
+    }
+
+    pub fn add(&mut self, mut bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        if self.tail_len > 0 {
+            let take = (8 - self.tail_len).min(bytes.len());
+            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
+            self.tail_len += take;
+            bytes = &bytes[take..];
+            if self.tail_len < 8 {
+                return;
+            }
+            self.word(u64::from_le_bytes(self.tail));
+            self.tail_len = 0;
+        }
+        let (words, rest) = bytes.as_chunks::<8>();
+        for w in words {
+            self.word(u64::from_le_bytes(*w));
+        }
+        self.tail[..rest.len()].copy_from_slice(rest);
+        self.tail_len = rest.len();
+    }
+
+    pub fn value(&self) -> u64 {
+        let mut c = self.clone();
+        if c.tail_len > 0 {
+            c.tail[c.tail_len..].fill(0);
+            c.word(u64::from_le_bytes(c.tail));
+        }
+        c.word(c.len);
+        c.h
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +397,29 @@ mod tests {
         let back: FsRequest = postcard::from_bytes(bytes).unwrap();
         assert_eq!(back, req);
         assert!(postcard::from_bytes::<FsRequest>(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn the_checksum_does_not_depend_on_how_the_bytes_are_split() {
+        let data: alloc::vec::Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
+        let mut whole = Checksum::default();
+        whole.add(&data);
+        for split in [1, 3, 7, 8, 9, 500, 999] {
+            let mut parts = Checksum::default();
+            for chunk in data.chunks(split) {
+                parts.add(chunk);
+            }
+            assert_eq!(parts.value(), whole.value(), "split {split}");
+        }
+        // Length and content both count: a trailing zero changes it.
+        let mut longer = Checksum::default();
+        longer.add(&data);
+        longer.add(&[0]);
+        assert_ne!(longer.value(), whole.value());
+        let mut swapped = data.clone();
+        swapped.swap(0, 8);
+        let mut other = Checksum::default();
+        other.add(&swapped);
+        assert_ne!(other.value(), whole.value());
     }
 }
