@@ -144,8 +144,11 @@ fn a_fresh_file_system_mounts_a_damaged_one_uses_its_copy_and_a_ruined_one_is_re
     drop(s);
     assert!(text.contains("mounted from the superblock's copy"), "{text}");
     assert!(text.contains("disk: AetherOS file system v1"), "{text}");
+    // ...and block 0 rewritten from the copy.
+    aether_disk::check(&image.0).expect("block 0 repaired by the mount");
 
     // Both damaged: refused with the reason, and the console works.
+    flip(&image.0, 30);
     flip(&image.0, (16 << 20) - 4096 + 30);
     let (text, mut s) = boot_console_with(&image.0);
     assert!(

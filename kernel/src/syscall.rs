@@ -158,7 +158,8 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
             recv(a2, frame)
         }
         nr::PROC => framed_proc(a0, a1, a2, a3),
-        nr::JOB | nr::METRIC | nr::EVENT | nr::FS | nr::TEST_SERVICE => service_call(n, a0, a1, a2, a3),
+        nr::FS => framed_fs(a0, a1, a2, a3),
+        nr::JOB | nr::METRIC | nr::EVENT | nr::TEST_SERVICE => service_call(n, a0, a1, a2, a3),
         nr::SERVE_REGISTER => with(|k| k.serve_register(a0, a1 as usize, a2 as usize)).map(|()| 0),
         nr::SERVE_NEXT => serve_next(a0, a1, a2, a3, frame),
         nr::SERVE_REPLY => serve_reply(a0, a1, a2),
@@ -371,6 +372,27 @@ fn link_read(ptr: u64, cap: u64) -> Result<u64> {
     let n = crate::link::read(&mut buf[..cap]).map_err(|_| Errno::NoDevice)?;
     write_user(ptr, &buf[..n])?;
     Ok(n as u64)
+}
+
+/// Files: served by the kernel (`fs`), not a user server.
+fn framed_fs(req_ptr: u64, req_len: u64, resp_ptr: u64, resp_cap: u64) -> Result<u64> {
+    use aether_abi::fs::FS_RESPONSE_MAX;
+    if req_len > REQUEST_MAX as u64 {
+        return Err(Errno::TooLarge);
+    }
+    // Every answer fits: a call that took effect is never lost to a small
+    // buffer.
+    if resp_cap < FS_RESPONSE_MAX as u64 {
+        return Err(Errno::ResponseTooSmall);
+    }
+    check_user(resp_ptr, FS_RESPONSE_MAX, true)?;
+    let mut req = [0u8; REQUEST_MAX];
+    let req = &mut req[..req_len as usize];
+    read_user(req_ptr, req)?;
+    let mut out: Vec<u8> = vec![0u8; FS_RESPONSE_MAX];
+    let len = crate::fs::syscall(current_pid(), req, &mut out)?;
+    write_user(resp_ptr, &out[..len])?;
+    Ok(len as u64)
 }
 
 fn framed_proc(req_ptr: u64, req_len: u64, resp_ptr: u64, resp_cap: u64) -> Result<u64> {

@@ -35,10 +35,7 @@ pub const O_EXCL: u32 = 8;
 pub const O_TRUNC: u32 = 16;
 /// Every write goes to the end of the file.
 pub const O_APPEND: u32 = 32;
-/// Reads bypass the page cache (DMA into the caller's pages; offsets and
-/// lengths in whole 512-byte sectors).
-pub const O_DIRECT: u32 = 64;
-pub const O_ALL: u32 = 127;
+pub const O_ALL: u32 = 63;
 
 /// Why a file call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]

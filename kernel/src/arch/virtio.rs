@@ -132,7 +132,7 @@ impl DmaBuf {
     /// A buffer the device fills before the kernel reads it: not cleared
     /// (what it held is kernel memory, and only the kernel sees it before
     /// the device overwrites it).
-    fn for_device_writes(bytes: usize) -> Option<DmaBuf> {
+    pub fn for_device_writes(bytes: usize) -> Option<DmaBuf> {
         let pages = bytes.div_ceil(PAGE_SIZE).max(1);
         let paddr = frames::alloc_contiguous(pages as u64)?;
         Some(DmaBuf { paddr, pages })
@@ -387,28 +387,30 @@ impl VirtioBlk {
         Ok(())
     }
 
-    /// Reads `buf.len()` bytes (whole sectors) from `sector`.
-    pub fn read(&mut self, sector: u64, buf: &mut DmaBuf, len: usize) -> Result<(), BlkError> {
-        if len > buf.len() {
+    /// Reads `len` bytes (whole sectors) from `sector` into `buf` from byte
+    /// `at` on.
+    pub fn read(&mut self, sector: u64, buf: &mut DmaBuf, at: usize, len: usize) -> Result<(), BlkError> {
+        if at.checked_add(len).is_none_or(|end| end > buf.len()) {
             return Err(BlkError::BadRange);
         }
         self.check(sector, len)?;
         self.dev
-            .read_blocks(sector as usize, &mut buf.as_mut_slice()[..len])
+            .read_blocks(sector as usize, &mut buf.as_mut_slice()[at..at + len])
             .map_err(|_| BlkError::Io)
     }
 
-    /// Writes `len` bytes (whole sectors) of `buf` at `sector`.
-    pub fn write(&mut self, sector: u64, buf: &DmaBuf, len: usize) -> Result<(), BlkError> {
+    /// Writes `len` bytes (whole sectors) of `buf`, from byte `at`, at
+    /// `sector`.
+    pub fn write(&mut self, sector: u64, buf: &DmaBuf, at: usize, len: usize) -> Result<(), BlkError> {
         if self.read_only() {
             return Err(BlkError::ReadOnly);
         }
-        if len > buf.len() {
+        if at.checked_add(len).is_none_or(|end| end > buf.len()) {
             return Err(BlkError::BadRange);
         }
         self.check(sector, len)?;
         self.dev
-            .write_blocks(sector as usize, &buf.as_slice()[..len])
+            .write_blocks(sector as usize, &buf.as_slice()[at..at + len])
             .map_err(|_| BlkError::Io)
     }
 

@@ -13,9 +13,11 @@ pub trait BlockDevice {
     /// Capacity in sectors.
     fn sectors(&self) -> u64;
     fn read_only(&self) -> bool;
-    fn read(&mut self, sector: u64, buf: &mut DmaBuf, len: usize) -> Result<(), BlkError>;
-    /// [`BlkError::ReadOnly`] on a read-only device.
-    fn write(&mut self, sector: u64, buf: &DmaBuf, len: usize) -> Result<(), BlkError>;
+    /// `len` bytes from `sector` into `buf[at..]`.
+    fn read(&mut self, sector: u64, buf: &mut DmaBuf, at: usize, len: usize) -> Result<(), BlkError>;
+    /// `buf[at..at + len]` to `sector`; [`BlkError::ReadOnly`] on a
+    /// read-only device.
+    fn write(&mut self, sector: u64, buf: &DmaBuf, at: usize, len: usize) -> Result<(), BlkError>;
     /// Everything written before is on stable storage when this returns.
     fn flush(&mut self) -> Result<(), BlkError>;
 }
@@ -27,11 +29,11 @@ impl BlockDevice for VirtioBlk {
     fn read_only(&self) -> bool {
         VirtioBlk::read_only(self)
     }
-    fn read(&mut self, sector: u64, buf: &mut DmaBuf, len: usize) -> Result<(), BlkError> {
-        VirtioBlk::read(self, sector, buf, len)
+    fn read(&mut self, sector: u64, buf: &mut DmaBuf, at: usize, len: usize) -> Result<(), BlkError> {
+        VirtioBlk::read(self, sector, buf, at, len)
     }
-    fn write(&mut self, sector: u64, buf: &DmaBuf, len: usize) -> Result<(), BlkError> {
-        VirtioBlk::write(self, sector, buf, len)
+    fn write(&mut self, sector: u64, buf: &DmaBuf, at: usize, len: usize) -> Result<(), BlkError> {
+        VirtioBlk::write(self, sector, buf, at, len)
     }
     fn flush(&mut self) -> Result<(), BlkError> {
         VirtioBlk::flush(self)
@@ -120,6 +122,16 @@ pub fn submit_read(sector: u64, buf: DmaBuf, len: usize) -> Result<Ticket, BlkEr
             }
             Err((e, _)) => return Err(e),
         }
+    }
+}
+
+/// Queues a read like [`submit_read`], but does not wait for room: a full
+/// queue gives the buffer back (the caller starts it later).
+pub fn try_submit_read(sector: u64, buf: DmaBuf, len: usize) -> Result<Ticket, (BlkError, Option<DmaBuf>)> {
+    match reap_then(move |dev| dev.submit_read(sector, buf, len)) {
+        Ok((_, Ok(id), _)) => Ok(Ticket(id)),
+        Ok((_, Err((e, back)), _)) => Err((e, Some(back))),
+        Err(e) => Err((e, None)),
     }
 }
 

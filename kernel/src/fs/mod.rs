@@ -1,91 +1,499 @@
-//! The file system (docs/disk-format.md). So far: mounting checks the
-//! superblock (block 0, else its copy in the last block) and refuses a disk
-//! whose superblocks are both bad, with the reason, and the kernel goes on
-//! without storage.
+//! Files (docs/storage.md): the disk's file system (`aethfs`, mounted at
+//! boot; a disk that fails its checks is refused with the reason and the
+//! kernel runs on without it), the page cache in front of it, and the
+//! framed `FS` syscall. One lock (`STORAGE`) covers the file system, the
+//! cache and the open files; it is never held while waiting for a read to
+//! finish, and a task that finds it taken yields instead of spinning.
 
-use aether_abi::disk::{BLOCK_SIZE, Superblock, SuperblockError};
-use spin::Mutex;
+mod cache;
+mod store;
 
-use crate::block::{self, BlkError, DmaBuf, SECTOR};
+use aether_abi::fs::{
+    self as abi, DirEntry, FileKind, FsError, FsRequest, FsResponse, O_ALL, O_APPEND, O_CREATE, O_EXCL, O_READ,
+    O_TRUNC, O_WRITE, OPEN_MAX,
+};
+use aether_abi::syscall::{Errno, Pid, REQUEST_MAX};
+use aethfs::{Fs, MountError};
+use alloc::collections::BTreeMap;
+use kcore::readahead::Readahead;
+use spin::{Mutex, MutexGuard};
 
-/// The mounted file system's superblock.
-static MOUNTED: Mutex<Option<Superblock>> = Mutex::new(None);
+use cache::{Cache, FOLIO_BYTES, FOLIO_PAGES, Folio, State};
+use store::DiskStore;
 
-/// Why a disk was not mounted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MountError {
-    NoDisk,
-    Io(BlkError),
-    /// Block 0's superblock is bad, and so is (or for another size is) the
-    /// copy.
-    Refused {
-        first: SuperblockError,
-        copy: Option<SuperblockError>,
-    },
+/// Readahead windows, in folios (64 KiB): 128 KiB growing to 4 MiB.
+const RA_MIN: u64 = 2;
+const RA_MAX: u64 = 64;
+/// The most one read or write call moves (a longer one is short).
+const IO_MAX: u64 = 16 << 20;
+
+struct OpenFile {
+    ino: u64,
+    flags: u32,
+    pos: u64,
+    ra: Readahead,
 }
 
-const SECTORS_PER_BLOCK: u64 = (BLOCK_SIZE / SECTOR) as u64;
-
-fn read_block(n: u64, buf: &mut DmaBuf) -> Result<(), BlkError> {
-    block::with_disk(|d| d.read(n * SECTORS_PER_BLOCK, buf, BLOCK_SIZE))
+struct Storage {
+    fs: Fs<DiskStore>,
+    cache: Cache,
+    /// By (process, descriptor).
+    files: BTreeMap<(Pid, u32), OpenFile>,
 }
 
-/// Mounts the disk, if there is one (at boot).
-pub fn mount() -> Result<Superblock, MountError> {
-    let blocks = match block::with_disk(|d| Ok(d.sectors() / SECTORS_PER_BLOCK)) {
-        Ok(b) => b,
-        Err(BlkError::NoDevice) => return Err(MountError::NoDisk),
-        Err(e) => return Err(MountError::Io(e)),
-    };
-    let mut buf = DmaBuf::new(BLOCK_SIZE).ok_or(MountError::Io(BlkError::Device))?;
-    read_block(0, &mut buf).map_err(MountError::Io)?;
-    let sb = match Superblock::decode(buf.as_slice()) {
-        Ok(sb) => sb,
-        Err(first) => {
-            let copy = match blocks.checked_sub(1) {
-                Some(last) => {
-                    read_block(last, &mut buf).map_err(MountError::Io)?;
-                    match Superblock::decode(buf.as_slice()) {
-                        Ok(sb) if sb.copy_block() == last => {
-                            log::warn!("disk: block 0: {first}; mounted from the superblock's copy");
-                            Ok(sb)
-                        }
-                        Ok(_) => Err(None),
-                        Err(e) => Err(Some(e)),
-                    }
-                }
-                None => Err(None),
-            };
-            match copy {
-                Ok(sb) => sb,
-                Err(copy) => return Err(MountError::Refused { first, copy }),
-            }
+static STORAGE: Mutex<Option<Storage>> = Mutex::new(None);
+
+/// The storage lock; a task that finds it taken lets others run.
+fn lock() -> MutexGuard<'static, Option<Storage>> {
+    loop {
+        if let Some(g) = STORAGE.try_lock() {
+            return g;
+        }
+        crate::task::schedule();
+    }
+}
+
+fn with<R>(f: impl FnOnce(&mut Storage) -> Result<R, FsError>) -> Result<R, FsError> {
+    match lock().as_mut() {
+        Some(s) => f(s),
+        None => Err(FsError::NoFileSystem),
+    }
+}
+
+/// Folios the cache may hold: three quarters of the memory free at mount,
+/// less 16 MiB kept for everything else.
+fn cache_capacity() -> usize {
+    let f = crate::mm::frames::stats();
+    let spare = (f.free * 3 / 4).saturating_sub(4096);
+    ((spare / FOLIO_PAGES) as usize).max(64)
+}
+
+/// Mounts the disk, if there is one (at boot), and says how it went.
+pub fn init() {
+    let store = match DiskStore::open() {
+        Ok(s) => s,
+        Err(crate::block::BlkError::NoDevice) => return,
+        Err(e) => {
+            log::warn!("disk: mount refused: {e:?}");
+            return;
         }
     };
-    if sb.total_blocks > blocks {
-        return Err(MountError::Refused {
-            first: SuperblockError::BadGeometry("the file system is larger than the disk"),
-            copy: None,
-        });
+    match Fs::mount(store) {
+        Ok((fs, report)) => {
+            let sb = *fs.superblock();
+            if report.used_copy {
+                log::warn!("disk: block 0 was bad; mounted from the superblock's copy");
+            }
+            if let Some(n) = report.replayed {
+                log::info!("disk: journal: a committed transaction replayed ({n} blocks)");
+            }
+            let capacity = cache_capacity();
+            log::info!(
+                "disk: AetherOS file system v1, {} blocks ({} MiB), data from block {}{}; cache {} MiB",
+                sb.total_blocks,
+                (sb.total_blocks * 4096) >> 20,
+                sb.data_start(),
+                if fs.read_only() { ", read-only" } else { "" },
+                (capacity as u64 * FOLIO_BYTES) >> 20
+            );
+            *STORAGE.lock() = Some(Storage {
+                fs,
+                cache: Cache::new(capacity),
+                files: BTreeMap::new(),
+            });
+        }
+        Err(MountError::Superblock { first, copy: None }) => log::warn!("disk: mount refused: {first}"),
+        Err(e) => log::warn!("disk: mount refused: {e}"),
     }
-    *MOUNTED.lock() = Some(sb);
-    Ok(sb)
 }
 
-/// Mounts at boot and says how it went (never fatal).
-pub fn init() {
-    match mount() {
-        Ok(sb) => log::info!(
-            "disk: AetherOS file system v1, {} blocks ({} MiB), data from block {}",
-            sb.total_blocks,
-            (sb.total_blocks * BLOCK_SIZE as u64) >> 20,
-            sb.data_start()
-        ),
-        Err(MountError::NoDisk) => {}
-        Err(MountError::Io(e)) => log::warn!("disk: mount refused: reading the superblock: {e:?}"),
-        Err(MountError::Refused { first, copy }) => match copy {
-            Some(copy) => log::warn!("disk: mount refused: block 0: {first}; the copy: {copy}"),
-            None => log::warn!("disk: mount refused: {first}"),
-        },
+/// Why a call failed: the file system's answer, or the syscall's (a bad
+/// pointer, a malformed request).
+enum Fail {
+    Fs(FsError),
+    Sys(Errno),
+}
+
+impl From<FsError> for Fail {
+    fn from(e: FsError) -> Self {
+        Fail::Fs(e)
     }
+}
+
+impl From<Errno> for Fail {
+    fn from(e: Errno) -> Self {
+        Fail::Sys(e)
+    }
+}
+
+/// The `FS` syscall: a postcard [`FsRequest`] in, an [`FsResponse`] out.
+pub fn syscall(pid: Pid, req: &[u8], out: &mut [u8]) -> Result<usize, Errno> {
+    if req.len() > REQUEST_MAX {
+        return Err(Errno::TooLarge);
+    }
+    let request: FsRequest = aether_abi::syscall::decode(req)?;
+    let answer = match serve(pid, request) {
+        Ok(a) => a,
+        Err(Fail::Fs(e)) => FsResponse::Err(e),
+        Err(Fail::Sys(e)) => return Err(e),
+    };
+    Ok(aether_abi::syscall::encode(&answer, out)?.len())
+}
+
+fn serve(pid: Pid, request: FsRequest) -> Result<FsResponse, Fail> {
+    Ok(match request {
+        FsRequest::Open { path, flags } => open(pid, &path, flags)?,
+        FsRequest::Close { fd } => with(|s| s.files.remove(&(pid, fd)).map(|_| FsResponse::Ok).ok_or(FsError::BadFd))?,
+        FsRequest::Read { fd, offset, buf, len } => FsResponse::Done(read(pid, fd, offset, buf, len)?),
+        FsRequest::Write { fd, offset, buf, len } => FsResponse::Done(write(pid, fd, offset, buf, len)?),
+        FsRequest::Stat { path } => with(|s| {
+            let ino = s.fs.lookup(&path)?;
+            s.fs.stat(ino).map(FsResponse::Stat)
+        })?,
+        FsRequest::Fstat { fd } => with(|s| {
+            let ino = s.files.get(&(pid, fd)).ok_or(FsError::BadFd)?.ino;
+            s.fs.stat(ino).map(FsResponse::Stat)
+        })?,
+        FsRequest::Readdir { path, start } => with(|s| {
+            let ino = s.fs.lookup(&path)?;
+            let all = s.fs.readdir(ino)?;
+            let entries: heapless::Vec<DirEntry, { abi::DIR_PAGE }> =
+                all.iter().skip(start as usize).take(abi::DIR_PAGE).cloned().collect();
+            let next = start as usize + entries.len();
+            Ok(FsResponse::Dir {
+                next: (next < all.len()).then_some(next as u32),
+                entries,
+            })
+        })?,
+        FsRequest::Mkdir { path } => with(|s| {
+            s.sync_data()?;
+            s.fs.create(&path, FileKind::Dir).map(|_| FsResponse::Ok)
+        })?,
+        FsRequest::Unlink { path } => with(|s| {
+            let ino = s.fs.lookup(&path)?;
+            if s.is_open(ino) {
+                return Err(FsError::Busy);
+            }
+            s.sync_data()?;
+            s.fs.unlink(&path)?;
+            s.cache.drop_from(ino, 0);
+            Ok(FsResponse::Ok)
+        })?,
+        FsRequest::Rename { from, to } => with(|s| {
+            let replaced = s.fs.lookup(&to).ok();
+            if let Some(victim) = replaced
+                && s.fs.lookup(&from)? != victim
+                && s.is_open(victim)
+            {
+                return Err(FsError::Busy);
+            }
+            s.sync_data()?;
+            s.fs.rename(&from, &to)?;
+            if let Some(victim) = replaced
+                && s.fs.lookup(&to)? != victim
+            {
+                s.cache.drop_from(victim, 0);
+            }
+            Ok(FsResponse::Ok)
+        })?,
+        FsRequest::Fsync { fd } => with(|s| {
+            s.files.get(&(pid, fd)).ok_or(FsError::BadFd)?;
+            s.sync().map(|_| FsResponse::Ok)
+        })?,
+        FsRequest::Sync => with(|s| s.sync().map(|_| FsResponse::Ok))?,
+        FsRequest::StatFs => with(|s| Ok(FsResponse::FsStat(s.fs.statfs())))?,
+        FsRequest::CacheStats => with(|s| Ok(FsResponse::Cache(s.cache.stats())))?,
+    })
+}
+
+impl Storage {
+    /// Whether any live process has `ino` open (descriptors of processes
+    /// that have ended are dropped here).
+    fn is_open(&mut self, ino: u64) -> bool {
+        self.files
+            .retain(|(pid, _), _| crate::task::with(|k| k.process_alive(*pid)));
+        self.files.values().any(|f| f.ino == ino)
+    }
+
+    /// Dirty data to the disk, before any metadata that points at it is
+    /// committed (ordered data).
+    fn sync_data(&mut self) -> Result<(), FsError> {
+        self.cache.write_back(&mut self.fs)
+    }
+
+    /// Everything to the disk: data, then the metadata journal.
+    fn sync(&mut self) -> Result<(), FsError> {
+        self.sync_data()?;
+        self.fs.commit()
+    }
+}
+
+fn open(pid: Pid, path: &str, flags: u32) -> Result<FsResponse, Fail> {
+    if flags & !O_ALL != 0 || flags & (O_READ | O_WRITE) == 0 || (flags & O_TRUNC != 0 && flags & O_WRITE == 0) {
+        return Err(FsError::InvalidArgument.into());
+    }
+    Ok(with(|s| {
+        s.is_open(0);
+        if s.files.keys().filter(|(p, _)| *p == pid).count() >= OPEN_MAX {
+            return Err(FsError::TooManyOpen);
+        }
+        let ino = match s.fs.lookup(path) {
+            Ok(_) if flags & O_CREATE != 0 && flags & O_EXCL != 0 => return Err(FsError::Exists),
+            Ok(ino) => ino,
+            Err(FsError::NotFound) if flags & O_CREATE != 0 => {
+                s.sync_data()?;
+                s.fs.create(path, FileKind::File)?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut stat = s.fs.stat(ino)?;
+        if stat.kind == FileKind::Dir && flags & O_WRITE != 0 {
+            return Err(FsError::IsDir);
+        }
+        if flags & O_WRITE != 0 && s.fs.read_only() {
+            return Err(FsError::ReadOnly);
+        }
+        if flags & O_TRUNC != 0 && stat.size > 0 {
+            s.sync_data()?;
+            s.cache.drop_from(ino, 0);
+            s.fs.truncate(ino, 0)?;
+            stat = s.fs.stat(ino)?;
+        }
+        let fd = (0..OPEN_MAX as u32)
+            .find(|fd| !s.files.contains_key(&(pid, *fd)))
+            .ok_or(FsError::TooManyOpen)?;
+        s.files.insert(
+            (pid, fd),
+            OpenFile {
+                ino,
+                flags,
+                pos: 0,
+                ra: Readahead::new(RA_MIN, RA_MAX),
+            },
+        );
+        Ok(FsResponse::Opened { fd, stat })
+    })?)
+}
+
+fn user_write(va: u64, src: &[u8]) -> Result<(), Fail> {
+    crate::task::with(|k| match k.current_task_space() {
+        Some(space) => space.write(va, src).map_err(|_| Fail::Sys(Errno::BadAddress)),
+        None => Err(Fail::Sys(Errno::BadAddress)),
+    })
+}
+
+fn user_read(va: u64, dst: &mut [u8]) -> Result<(), Fail> {
+    crate::task::with(|k| match k.current_task_space() {
+        Some(space) => space.read(va, dst).map_err(|_| Fail::Sys(Errno::BadAddress)),
+        None => Err(Fail::Sys(Errno::BadAddress)),
+    })
+}
+
+fn user_check(va: u64, len: u64, write: bool) -> Result<(), Fail> {
+    crate::task::with(|k| match k.current_task_space() {
+        Some(space) => space
+            .check(va, len as usize, write)
+            .map_err(|_| Fail::Sys(Errno::BadAddress)),
+        None => Err(Fail::Sys(Errno::BadAddress)),
+    })
+}
+
+/// What one step of a read or write found.
+enum Step {
+    Done(u64),
+    /// The folio is being read: wait for it, then look again.
+    Wait(crate::block::Ticket, cache::Key),
+    /// Someone else waits for it, or the device's queue is full.
+    Retry,
+    End,
+}
+
+/// After a wait: the folio is filled (or, on a device error, dropped).
+fn complete(
+    s: &mut Storage,
+    key: cache::Key,
+    r: Result<crate::block::DmaBuf, crate::block::BlkError>,
+) -> Result<(), FsError> {
+    match r {
+        Ok(data) => {
+            s.cache.filled(key, data);
+            Ok(())
+        }
+        Err(_) => {
+            s.cache.drop_one(key);
+            Err(FsError::Io)
+        }
+    }
+}
+
+/// Waits for a folio's read (without the lock) and completes it.
+fn wait_for(ticket: crate::block::Ticket, key: cache::Key) -> Result<(), FsError> {
+    let r = crate::block::wait(ticket);
+    with(|s| complete(s, key, r))
+}
+
+fn read(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u64, Fail> {
+    let len = len.min(IO_MAX);
+    user_check(buf, len, true)?;
+    let mut done = 0u64;
+    let mut planned = false;
+    while done < len {
+        let step = {
+            let mut g = lock();
+            let s = g.as_mut().ok_or(FsError::NoFileSystem)?;
+            let of = s.files.get_mut(&(pid, fd)).ok_or(FsError::BadFd)?;
+            if of.flags & O_READ == 0 {
+                return Err(FsError::BadFd.into());
+            }
+            let ino = of.ino;
+            let pos = offset.unwrap_or(of.pos) + done;
+            let st = s.fs.stat(ino)?;
+            if st.kind == FileKind::Dir {
+                return Err(FsError::IsDir.into());
+            }
+            if pos >= st.size {
+                Step::End
+            } else {
+                let size = st.size;
+                let end = (pos + (len - done)).min(size);
+                let f = pos / FOLIO_BYTES;
+                if !planned {
+                    // The read's own folios and the readahead window, all
+                    // started now: many requests in flight.
+                    planned = true;
+                    let last = end.div_ceil(FOLIO_BYTES);
+                    let plan = of.ra.on_read(f, last - f, size.div_ceil(FOLIO_BYTES));
+                    for g in plan {
+                        if !s.cache.start_fill(&mut s.fs, ino, g, size, g >= last, false)? {
+                            break;
+                        }
+                    }
+                }
+                let key = (ino, f);
+                match s.cache.get_mut(&key) {
+                    None => {
+                        s.cache.stats.misses += 1;
+                        s.cache.start_fill(&mut s.fs, ino, f, size, false, true)?;
+                        Step::Done(0)
+                    }
+                    Some(Folio {
+                        state: State::Loading(t, _),
+                        ..
+                    }) => match t.take() {
+                        Some(ticket) => {
+                            s.cache.stats.misses += 1;
+                            Step::Wait(ticket, key)
+                        }
+                        None => Step::Retry,
+                    },
+                    Some(folio) => {
+                        let State::Ready(data) = &folio.state else {
+                            unreachable!()
+                        };
+                        let first_use = core::mem::take(&mut folio.ahead);
+                        let within = pos - f * FOLIO_BYTES;
+                        let take = (FOLIO_BYTES - within).min(end - pos);
+                        user_write(buf + done, &data.as_slice()[within as usize..(within + take) as usize])?;
+                        if first_use {
+                            s.cache.stats.readahead_used += 1;
+                        }
+                        s.cache.stats.hits += 1;
+                        s.cache.touch(key);
+                        Step::Done(take)
+                    }
+                }
+            }
+        };
+        match step {
+            Step::Done(n) => done += n,
+            Step::End => break,
+            Step::Retry => crate::task::schedule(),
+            Step::Wait(ticket, key) => wait_for(ticket, key)?,
+        }
+    }
+    if offset.is_none() {
+        with(|s| {
+            if let Some(of) = s.files.get_mut(&(pid, fd)) {
+                of.pos += done;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(done)
+}
+
+fn write(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u64, Fail> {
+    let len = len.min(IO_MAX);
+    user_check(buf, len, false)?;
+    // First the file covers the range: blocks allocated, the size grown
+    // (in the open transaction; the data follows into the cache).
+    let (ino, pos, end, old_size) = with(|s| {
+        let of = s.files.get(&(pid, fd)).ok_or(FsError::BadFd)?;
+        if of.flags & O_WRITE == 0 {
+            return Err(FsError::BadFd);
+        }
+        let (ino, flags, cur) = (of.ino, of.flags, of.pos);
+        let pos = if flags & O_APPEND != 0 {
+            s.fs.stat(ino)?.size
+        } else {
+            offset.unwrap_or(cur)
+        };
+        let end = pos.checked_add(len).ok_or(FsError::FileTooLarge)?;
+        let (old, _) = s.fs.extend(ino, end)?;
+        Ok((ino, pos, end, old.size))
+    })?;
+    let mut at = pos;
+    while at < end {
+        let f = at / FOLIO_BYTES;
+        let key = (ino, f);
+        let fstart = f * FOLIO_BYTES;
+        let fend = fstart + FOLIO_BYTES;
+        let step = {
+            let mut g = lock();
+            let s = g.as_mut().ok_or(FsError::NoFileSystem)?;
+            // Old bytes of this folio the write does not overwrite must be
+            // read first.
+            let covers_all = pos <= fstart && end >= fend.min(old_size);
+            s.cache.for_write(&mut s.fs, ino, f, old_size, covers_all)?;
+            match s.cache.get_mut(&key) {
+                Some(Folio {
+                    state: State::Loading(t, _),
+                    ..
+                }) => match t.take() {
+                    Some(ticket) => Step::Wait(ticket, key),
+                    None => Step::Retry,
+                },
+                Some(Folio {
+                    state: State::Ready(data),
+                    dirty,
+                    ..
+                }) => {
+                    let take = fend.min(end) - at;
+                    let within = (at - fstart) as usize;
+                    user_read(
+                        buf + (at - pos),
+                        &mut data.as_mut_slice()[within..within + take as usize],
+                    )?;
+                    *dirty = true;
+                    s.cache.touch(key);
+                    Step::Done(take)
+                }
+                None => return Err(FsError::Io.into()),
+            }
+        };
+        match step {
+            Step::Done(n) => at += n,
+            Step::Retry | Step::End => crate::task::schedule(),
+            Step::Wait(ticket, key) => wait_for(ticket, key)?,
+        }
+    }
+    if offset.is_none() {
+        with(|s| {
+            if let Some(of) = s.files.get_mut(&(pid, fd)) {
+                of.pos = end;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(len)
 }

@@ -27,7 +27,7 @@ pub fn virtio_blk_reads_writes_and_flushes() -> TestResult {
         ensure_blk(!d.read_only(), "a writable disk")?;
         // One sector, a 64 KiB run, and the last sector.
         for (start, count) in [(0u64, 1usize), (128, 128), (sectors - 1, 1)] {
-            d.read(start, &mut buf, count * SECTOR)?;
+            d.read(start, &mut buf, 0, count * SECTOR)?;
             for k in 0..count {
                 let bytes = &buf.as_slice()[k * SECTOR..(k + 1) * SECTOR];
                 check_sector(bytes, start + k as u64).map_err(logged)?;
@@ -35,17 +35,20 @@ pub fn virtio_blk_reads_writes_and_flushes() -> TestResult {
         }
         // Outside the device, not whole sectors, longer than the buffer.
         ensure_blk(
-            d.read(sectors, &mut buf, SECTOR) == Err(BlkError::BadRange),
+            d.read(sectors, &mut buf, 0, SECTOR) == Err(BlkError::BadRange),
             "a read past the end",
         )?;
         ensure_blk(
-            d.read(sectors - 1, &mut buf, 2 * SECTOR) == Err(BlkError::BadRange),
+            d.read(sectors - 1, &mut buf, 0, 2 * SECTOR) == Err(BlkError::BadRange),
             "a read across the end",
         )?;
-        ensure_blk(d.read(0, &mut buf, 100) == Err(BlkError::BadRange), "a partial sector")?;
-        ensure_blk(d.read(0, &mut buf, 0) == Err(BlkError::BadRange), "an empty read")?;
         ensure_blk(
-            d.read(0, &mut buf, 65 * 1024) == Err(BlkError::BadRange),
+            d.read(0, &mut buf, 0, 100) == Err(BlkError::BadRange),
+            "a partial sector",
+        )?;
+        ensure_blk(d.read(0, &mut buf, 0, 0) == Err(BlkError::BadRange), "an empty read")?;
+        ensure_blk(
+            d.read(0, &mut buf, 0, 65 * 1024) == Err(BlkError::BadRange),
             "a read beyond the buffer",
         )?;
         Ok(())
@@ -86,10 +89,10 @@ pub fn virtio_blk_reads_writes_and_flushes() -> TestResult {
         let bytes = buf.as_mut_slice();
         bytes[..SECTOR].fill(WRITE_FILL);
         bytes[..8].copy_from_slice(WRITE_TAG);
-        d.write(WRITE_SECTOR, &buf, SECTOR)?;
+        d.write(WRITE_SECTOR, &buf, 0, SECTOR)?;
         d.flush()?;
         buf.as_mut_slice()[..SECTOR].fill(0);
-        d.read(WRITE_SECTOR, &mut buf, SECTOR)?;
+        d.read(WRITE_SECTOR, &mut buf, 0, SECTOR)?;
         let back = &buf.as_slice()[..SECTOR];
         ensure_blk(
             &back[..8] == WRITE_TAG && back[8..].iter().all(|&b| b == WRITE_FILL),
@@ -104,9 +107,9 @@ pub fn virtio_blk_read_only_refuses_writes() -> TestResult {
     let mut buf = DmaBuf::new(4096).ok_or("no DMA memory")?;
     let r = block::with_disk(|d| {
         ensure_blk(d.read_only(), "a read-only disk")?;
-        d.read(5, &mut buf, SECTOR)?;
+        d.read(5, &mut buf, 0, SECTOR)?;
         check_sector(&buf.as_slice()[..SECTOR], 5).map_err(logged)?;
-        Ok(d.write(WRITE_SECTOR, &buf, SECTOR))
+        Ok(d.write(WRITE_SECTOR, &buf, 0, SECTOR))
     })
     .map_err(|e| format!("{e:?}"))?;
     ensure!(r == Err(BlkError::ReadOnly), "a write to a read-only disk: {r:?}");

@@ -111,6 +111,13 @@ impl Kernel {
         self.tasks.get(&pid)?.process.as_ref()
     }
 
+    /// Whether `pid` is a user process that has not ended.
+    pub fn process_alive(&self, pid: Pid) -> bool {
+        self.tasks
+            .get(&pid)
+            .is_some_and(|t| t.is_alive() && t.process.is_some())
+    }
+
     pub fn process_mut(&mut self, pid: Pid) -> Option<&mut Process> {
         self.tasks.get_mut(&pid)?.process.as_mut()
     }

@@ -107,6 +107,56 @@ pub const COMMANDS: &[Spec] = &[
         usage: "job wait ID [--json]",
         summary: "block until a job has ended, then print its status",
     },
+    Spec {
+        name: "ls",
+        usage: "ls [PATH] [--json]",
+        summary: "a directory's entries (default /): kind, size, name",
+    },
+    Spec {
+        name: "cat",
+        usage: "cat PATH",
+        summary: "print a file",
+    },
+    Spec {
+        name: "stat",
+        usage: "stat PATH [--json]",
+        summary: "a file's inode: kind, size, blocks, extents, times",
+    },
+    Spec {
+        name: "df",
+        usage: "df [--json]",
+        summary: "the disk's blocks and inodes, used and free",
+    },
+    Spec {
+        name: "cache",
+        usage: "cache [--json]",
+        summary: "the page cache: pages, hits, misses, readahead used/wasted, evictions, dirty",
+    },
+    Spec {
+        name: "mkdir",
+        usage: "mkdir PATH",
+        summary: "make a directory",
+    },
+    Spec {
+        name: "rm",
+        usage: "rm PATH",
+        summary: "remove a file or an empty directory",
+    },
+    Spec {
+        name: "mv",
+        usage: "mv FROM TO",
+        summary: "rename (atomically; a file at TO is replaced)",
+    },
+    Spec {
+        name: "write",
+        usage: "write [--append] PATH [TEXT..]",
+        summary: "write the text and a newline to a file (replacing it, or at its end), then fsync",
+    },
+    Spec {
+        name: "sync",
+        usage: "sync",
+        summary: "everything written so far to the disk",
+    },
 ];
 
 /// The words that may follow `job`.
@@ -272,6 +322,40 @@ pub enum Command<'a> {
     },
     /// `job start|ls|status|logs|stop|wait ...`: requests to opsd.
     Job(JobCommand<'a>),
+    Ls {
+        path: &'a str,
+        json: bool,
+    },
+    Cat {
+        path: &'a str,
+    },
+    Stat {
+        path: &'a str,
+        json: bool,
+    },
+    Df {
+        json: bool,
+    },
+    Cache {
+        json: bool,
+    },
+    Mkdir {
+        path: &'a str,
+    },
+    Rm {
+        path: &'a str,
+    },
+    Mv {
+        from: &'a str,
+        to: &'a str,
+    },
+    /// The text as typed after the path (inner spacing kept).
+    Write {
+        path: &'a str,
+        append: bool,
+        text: &'a str,
+    },
+    Sync,
 }
 
 /// What is wrong with an option's or a positional argument's value.
@@ -490,6 +574,89 @@ fn json_flag<'a>(command: &'static str, args: impl Iterator<Item = &'a str>) -> 
         }
     }
     Ok(json)
+}
+
+/// `PATH [--json]` (`PATH` optional when `default` is given).
+fn path_and_json<'a>(
+    command: &'static str,
+    default: Option<&'static str>,
+    args: impl Iterator<Item = &'a str>,
+) -> Result<(&'a str, bool), ParseError<'a>> {
+    let (mut path, mut json) = (None, false);
+    for a in args {
+        match a {
+            "--json" if !json => json = true,
+            _ if is_option(a) => return Err(ParseError::UnknownOption { command, option: a }),
+            _ if path.is_none() => path = Some(a),
+            _ => return Err(ParseError::UnexpectedArgument { command, argument: a }),
+        }
+    }
+    match path.or(default) {
+        Some(p) => Ok((p, json)),
+        None => Err(ParseError::Missing { command, what: "PATH" }),
+    }
+}
+
+/// Exactly `n` positionals, no options.
+fn positionals<'a, const N: usize>(
+    command: &'static str,
+    names: [&'static str; N],
+    args: impl Iterator<Item = &'a str>,
+) -> Result<[&'a str; N], ParseError<'a>> {
+    let mut out = [""; N];
+    let mut n = 0;
+    for a in args {
+        if is_option(a) {
+            return Err(ParseError::UnknownOption { command, option: a });
+        }
+        if n == N {
+            return Err(ParseError::UnexpectedArgument { command, argument: a });
+        }
+        out[n] = a;
+        n += 1;
+    }
+    if n < N {
+        return Err(ParseError::Missing {
+            command,
+            what: names[n],
+        });
+    }
+    Ok(out)
+}
+
+/// `write [--append] PATH [TEXT..]`: the text is the rest of the line
+/// after the path, as typed.
+fn parse_write(rest: &str) -> Result<Command<'_>, ParseError<'_>> {
+    const CMD: &str = "write";
+    let mut rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    let mut append = false;
+    let (path, text) = loop {
+        let (word, after) = rest.split_once(|c: char| c.is_ascii_whitespace()).unwrap_or((rest, ""));
+        match word {
+            "" => {
+                return Err(ParseError::Missing {
+                    command: CMD,
+                    what: "PATH",
+                });
+            }
+            "--append" if !append => append = true,
+            "--append" => {
+                return Err(ParseError::Duplicate {
+                    command: CMD,
+                    option: "--append",
+                });
+            }
+            w if is_option(w) => {
+                return Err(ParseError::UnknownOption {
+                    command: CMD,
+                    option: w,
+                });
+            }
+            w => break (w, after.trim_start_matches(|c: char| c.is_ascii_whitespace())),
+        }
+        rest = after.trim_start_matches(|c: char| c.is_ascii_whitespace());
+    };
+    Ok(Command::Write { path, append, text })
 }
 
 /// `-` followed by one or more digits: a negative number, not an option.
@@ -1114,6 +1281,20 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
             json: json_flag("events", args)?,
         }),
         "job" => parse_job(rest),
+        "ls" => path_and_json("ls", Some("/"), args).map(|(path, json)| Command::Ls { path, json }),
+        "cat" => positionals("cat", ["PATH"], args).map(|[path]| Command::Cat { path }),
+        "stat" => path_and_json("stat", None, args).map(|(path, json)| Command::Stat { path, json }),
+        "df" => Ok(Command::Df {
+            json: json_flag("df", args)?,
+        }),
+        "cache" => Ok(Command::Cache {
+            json: json_flag("cache", args)?,
+        }),
+        "mkdir" => positionals("mkdir", ["PATH"], args).map(|[path]| Command::Mkdir { path }),
+        "rm" => positionals("rm", ["PATH"], args).map(|[path]| Command::Rm { path }),
+        "mv" => positionals("mv", ["FROM", "TO"], args).map(|[from, to]| Command::Mv { from, to }),
+        "write" => parse_write(rest),
+        "sync" => positionals("sync", [], args).map(|[]| Command::Sync),
         other => Err(ParseError::Unknown(other)),
     }
 }
@@ -1130,6 +1311,75 @@ mod tests {
             Ok(c) => panic!("{line:?} parsed as {c:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn file_commands_parse_and_refuse_bad_arguments() {
+        assert_eq!(parse("ls"), Ok(Command::Ls { path: "/", json: false }));
+        assert_eq!(
+            parse("ls /data --json"),
+            Ok(Command::Ls {
+                path: "/data",
+                json: true
+            })
+        );
+        assert!(
+            err("ls /a /b").starts_with("ls: unexpected argument '/b'"),
+            "{}",
+            err("ls /a /b")
+        );
+        assert_eq!(parse("cat /f"), Ok(Command::Cat { path: "/f" }));
+        assert!(err("cat").starts_with("cat: missing PATH"), "{}", err("cat"));
+        assert!(
+            err("cat --x /f").starts_with("cat: unknown option '--x'"),
+            "{}",
+            err("cat --x /f")
+        );
+        assert_eq!(parse("stat /f --json"), Ok(Command::Stat { path: "/f", json: true }));
+        assert!(err("stat").starts_with("stat: missing PATH"), "{}", err("stat"));
+        assert_eq!(parse("mv /a /b"), Ok(Command::Mv { from: "/a", to: "/b" }));
+        assert!(err("mv /a").starts_with("mv: missing TO"), "{}", err("mv /a"));
+        assert!(
+            err("mv /a /b /c").starts_with("mv: unexpected argument '/c'"),
+            "{}",
+            err("mv /a /b /c")
+        );
+        assert_eq!(parse("sync"), Ok(Command::Sync));
+        assert!(
+            err("sync now").starts_with("sync: unexpected argument 'now'"),
+            "{}",
+            err("sync now")
+        );
+        assert_eq!(
+            parse("write /f  hello   world"),
+            Ok(Command::Write {
+                path: "/f",
+                append: false,
+                text: "hello   world"
+            })
+        );
+        assert_eq!(
+            parse("write --append /f x"),
+            Ok(Command::Write {
+                path: "/f",
+                append: true,
+                text: "x"
+            })
+        );
+        assert_eq!(
+            parse("write /f"),
+            Ok(Command::Write {
+                path: "/f",
+                append: false,
+                text: ""
+            })
+        );
+        assert!(err("write").starts_with("write: missing PATH"), "{}", err("write"));
+        assert!(
+            err("write --force /f").starts_with("write: unknown option '--force'"),
+            "{}",
+            err("write --force /f")
+        );
     }
 
     fn run_of(line: &str) -> Run<'_> {

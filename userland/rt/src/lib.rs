@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod args;
+pub mod fs;
 mod heap;
 pub mod io;
 pub mod proc;

@@ -8,6 +8,9 @@
 
 extern crate alloc;
 
+#[path = "console/files.rs"]
+mod files;
+
 use aether_abi::boot::{ConsoleReady, PROMPT};
 use aether_abi::console::{CommandHelp, MemReport, UptimeReport};
 use aether_abi::job::{
@@ -238,6 +241,16 @@ fn execute(line: &str) {
         Ok(Command::Watchdog { pgid, setting }) => watchdog(pgid, setting),
         Ok(Command::Events { json }) => events(json),
         Ok(Command::Job(cmd)) => job_command(&cmd),
+        Ok(Command::Ls { path, json }) => files::ls(path, json),
+        Ok(Command::Cat { path }) => files::cat(path),
+        Ok(Command::Stat { path, json }) => files::stat(path, json),
+        Ok(Command::Df { json }) => files::df(json),
+        Ok(Command::Cache { json }) => files::cache(json),
+        Ok(Command::Mkdir { path }) => files::mkdir(path),
+        Ok(Command::Rm { path }) => files::rm(path),
+        Ok(Command::Mv { from, to }) => files::mv(from, to),
+        Ok(Command::Write { path, append, text }) => files::write(path, append, text),
+        Ok(Command::Sync) => files::sync(),
         Err(e) => println!("error: {e}"),
     }
 }

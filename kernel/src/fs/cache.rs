@@ -1,0 +1,330 @@
+//! The page cache (docs/storage.md): file data in *folios* of 16 pages
+//! (64 KiB, physically contiguous, so one device request fills one), keyed
+//! by (inode, folio index), filled by DMA, replaced by 2Q (`kcore::twoq`:
+//! a sequential scan passes through without flushing what is used again).
+//! A folio being filled or dirty is pinned. Reads and writes of the cache
+//! happen under the storage lock; waiting for the device does not.
+
+use aether_abi::disk::BLOCK_SIZE;
+use aether_abi::fs::{CacheStats, FsError};
+use aethfs::Fs;
+use alloc::collections::BTreeMap;
+use kcore::twoq::TwoQ;
+
+use super::store::{DiskStore, SECTORS_PER_BLOCK};
+use crate::block::{self, BlkError, DmaBuf, Ticket};
+
+pub const FOLIO_PAGES: u64 = 16;
+pub const FOLIO_BYTES: u64 = FOLIO_PAGES * BLOCK_SIZE as u64;
+const BS: u64 = BLOCK_SIZE as u64;
+
+/// (inode, folio index in the file).
+pub type Key = (u64, u64);
+
+pub enum State {
+    Ready(DmaBuf),
+    /// A read is in flight; its ticket, until a waiter takes it (then
+    /// `None`: others wait for that waiter), and the file's size when it
+    /// started (what lies past it is zeroed when it lands).
+    Loading(Option<Ticket>, u64),
+}
+
+pub struct Folio {
+    pub state: State,
+    pub dirty: bool,
+    /// Brought in by readahead and not read yet.
+    pub ahead: bool,
+}
+
+pub struct Cache {
+    folios: BTreeMap<Key, Folio>,
+    policy: TwoQ<Key>,
+    pub stats: CacheStats,
+}
+
+/// Pages of file data folio `f` holds in a file of `size` bytes.
+pub fn folio_blocks(f: u64, size: u64) -> u64 {
+    size.div_ceil(BS).saturating_sub(f * FOLIO_PAGES).min(FOLIO_PAGES)
+}
+
+/// Zeroes what lies past the end of the file in a folio (a device block's
+/// bytes past the size are not the file's).
+pub fn zero_past_end(buf: &mut DmaBuf, f: u64, size: u64) {
+    let start = f * FOLIO_BYTES;
+    if size < start + FOLIO_BYTES {
+        let from = size.saturating_sub(start) as usize;
+        buf.as_mut_slice()[from..].fill(0);
+    }
+}
+
+impl Cache {
+    pub fn new(capacity_folios: usize) -> Cache {
+        Cache {
+            folios: BTreeMap::new(),
+            policy: TwoQ::new(capacity_folios),
+            stats: CacheStats {
+                capacity: capacity_folios as u64 * FOLIO_PAGES,
+                ..CacheStats::default()
+            },
+        }
+    }
+
+    pub fn get_mut(&mut self, key: &Key) -> Option<&mut Folio> {
+        self.folios.get_mut(key)
+    }
+
+    /// A use of a cached folio (the replacement policy's view).
+    pub fn touch(&mut self, key: Key) {
+        self.policy.access(key);
+    }
+
+    /// Counters now.
+    pub fn stats(&self) -> CacheStats {
+        let mut s = self.stats;
+        s.pages = self.folios.len() as u64 * FOLIO_PAGES;
+        s.dirty = self.folios.values().filter(|f| f.dirty).count() as u64 * FOLIO_PAGES;
+        s.evictions = self.policy.stats().evictions;
+        s
+    }
+
+    /// Evicts until one more folio fits; false if every folio is pinned.
+    fn make_room(&mut self) -> bool {
+        while self.policy.is_full() {
+            let folios = &self.folios;
+            let pinned = |k: &Key| {
+                folios
+                    .get(k)
+                    .is_some_and(|f| f.dirty || matches!(f.state, State::Loading(..)))
+            };
+            let Some(victim) = self.policy.victim(pinned) else {
+                return false;
+            };
+            if let Some(f) = self.folios.remove(&victim)
+                && f.ahead
+            {
+                self.stats.readahead_wasted += 1;
+            }
+        }
+        true
+    }
+
+    fn insert(&mut self, key: Key, folio: Folio) {
+        self.policy.insert(key);
+        self.folios.insert(key, folio);
+    }
+
+    /// A folio's buffer: the frames of a whole folio, from eviction if
+    /// memory is short. `None` when nothing can be evicted.
+    fn buffer(&mut self, zeroed: bool) -> Option<DmaBuf> {
+        if !self.make_room() {
+            return None;
+        }
+        let alloc = |z| {
+            if z {
+                DmaBuf::new(FOLIO_BYTES as usize)
+            } else {
+                DmaBuf::for_device_writes(FOLIO_BYTES as usize)
+            }
+        };
+        alloc(zeroed)
+    }
+
+    /// Starts reading folio `f` of `ino` (size `size`) ahead or for a
+    /// reader: one device request when its blocks are contiguous on the
+    /// disk, else read at once piece by piece. `Ok(false)`: the device's
+    /// queue is full (start it later); with `must`, waits for room instead.
+    pub fn start_fill(
+        &mut self,
+        fs: &mut Fs<DiskStore>,
+        ino: u64,
+        f: u64,
+        size: u64,
+        ahead: bool,
+        must: bool,
+    ) -> Result<bool, FsError> {
+        let key = (ino, f);
+        if self.folios.contains_key(&key) {
+            return Ok(true);
+        }
+        let blocks = folio_blocks(f, size);
+        if blocks == 0 {
+            return Ok(true);
+        }
+        let (dev, run) = fs.map(ino, f * FOLIO_PAGES)?.ok_or(FsError::Corrupt)?;
+        let mut buf = self.buffer(false).ok_or(FsError::Io)?;
+        if blocks < FOLIO_PAGES {
+            // The tail of the file: what the device does not fill.
+            buf.as_mut_slice()[(blocks * BS) as usize..].fill(0);
+        }
+        self.stats.read_requests += 1;
+        self.stats.read_pages += blocks;
+        if ahead {
+            self.stats.readahead += 1;
+        }
+        if run >= blocks {
+            let (sector, len) = (dev * SECTORS_PER_BLOCK, (blocks * BS) as usize);
+            let submitted = if must {
+                block::submit_read(sector, buf, len).map_err(|e| (e, None))
+            } else {
+                block::try_submit_read(sector, buf, len)
+            };
+            return match submitted {
+                Ok(ticket) => {
+                    self.insert(
+                        key,
+                        Folio {
+                            state: State::Loading(Some(ticket), size),
+                            dirty: false,
+                            ahead,
+                        },
+                    );
+                    Ok(true)
+                }
+                Err((BlkError::QueueFull, _)) => {
+                    self.stats.read_requests -= 1;
+                    self.stats.read_pages -= blocks;
+                    if ahead {
+                        self.stats.readahead -= 1;
+                    }
+                    Ok(false)
+                }
+                Err(_) => Err(FsError::Io),
+            };
+        }
+        // Across an extent boundary: each piece in turn.
+        let mut fb = 0;
+        while fb < blocks {
+            let (dev, run) = fs.map(ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
+            let n = run.min(blocks - fb);
+            block::with_disk(|d| d.read(dev * SECTORS_PER_BLOCK, &mut buf, (fb * BS) as usize, (n * BS) as usize))
+                .map_err(|_| FsError::Io)?;
+            fb += n;
+        }
+        zero_past_end(&mut buf, f, size);
+        self.insert(
+            key,
+            Folio {
+                state: State::Ready(buf),
+                dirty: false,
+                ahead,
+            },
+        );
+        Ok(true)
+    }
+
+    /// A folio to write into, read first where the write does not cover
+    /// what the file already holds (`old_size`), zero elsewhere.
+    pub fn for_write(
+        &mut self,
+        fs: &mut Fs<DiskStore>,
+        ino: u64,
+        f: u64,
+        old_size: u64,
+        covers_all: bool,
+    ) -> Result<(), FsError> {
+        let key = (ino, f);
+        if self.folios.contains_key(&key) {
+            return Ok(());
+        }
+        if folio_blocks(f, old_size) > 0 && !covers_all {
+            if !self.start_fill(fs, ino, f, old_size, false, false)? {
+                // The queue is full: read it now instead, piece by piece.
+                let mut buf = self.buffer(true).ok_or(FsError::Io)?;
+                let blocks = folio_blocks(f, old_size);
+                let mut fb = 0;
+                while fb < blocks {
+                    let (dev, run) = fs.map(ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
+                    let n = run.min(blocks - fb);
+                    block::with_disk(|d| {
+                        d.read(dev * SECTORS_PER_BLOCK, &mut buf, (fb * BS) as usize, (n * BS) as usize)
+                    })
+                    .map_err(|_| FsError::Io)?;
+                    fb += n;
+                }
+                zero_past_end(&mut buf, f, old_size);
+                self.insert(
+                    key,
+                    Folio {
+                        state: State::Ready(buf),
+                        dirty: false,
+                        ahead: false,
+                    },
+                );
+            }
+            return Ok(());
+        }
+        let buf = self.buffer(true).ok_or(FsError::Io)?;
+        self.insert(
+            key,
+            Folio {
+                state: State::Ready(buf),
+                dirty: false,
+                ahead: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Writes every dirty folio to its blocks (blocking writes, in order).
+    pub fn write_back(&mut self, fs: &mut Fs<DiskStore>) -> Result<(), FsError> {
+        let dirty: alloc::vec::Vec<Key> = self.folios.iter().filter(|(_, f)| f.dirty).map(|(k, _)| *k).collect();
+        for (ino, f) in dirty {
+            let size = fs.stat(ino)?.size;
+            let blocks = folio_blocks(f, size);
+            let Some(folio) = self.folios.get_mut(&(ino, f)) else {
+                continue;
+            };
+            let State::Ready(buf) = &folio.state else { continue };
+            let mut fb = 0;
+            while fb < blocks {
+                let (dev, run) = fs.map(ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
+                let n = run.min(blocks - fb);
+                block::with_disk(|d| d.write(dev * SECTORS_PER_BLOCK, buf, (fb * BS) as usize, (n * BS) as usize))
+                    .map_err(|_| FsError::Io)?;
+                fb += n;
+            }
+            folio.dirty = false;
+            self.stats.written_back += blocks;
+        }
+        Ok(())
+    }
+
+    /// A folio's read has landed.
+    pub fn filled(&mut self, key: Key, mut data: DmaBuf) {
+        if let Some(folio) = self.folios.get_mut(&key)
+            && let State::Loading(_, size) = folio.state
+        {
+            zero_past_end(&mut data, key.1, size);
+            folio.state = State::Ready(data);
+        }
+        // Otherwise it was dropped meanwhile (truncated): the buffer goes.
+    }
+
+    /// Forgets one folio (its read failed).
+    pub fn drop_one(&mut self, key: Key) {
+        self.folios.remove(&key);
+        self.policy.remove(&key);
+    }
+
+    /// Drops the folios of `ino` from folio `from` on (a file truncated or
+    /// removed: its blocks may go to another file).
+    pub fn drop_from(&mut self, ino: u64, from: u64) {
+        let keys: alloc::vec::Vec<Key> = self
+            .folios
+            .range((ino, from)..=(ino, u64::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            if let Some(Folio {
+                state: State::Loading(Some(ticket), _),
+                ..
+            }) = self.folios.remove(&k)
+            {
+                // Its buffer comes back to be freed (a waiter that took the
+                // ticket finds the folio gone and frees it itself).
+                let _ = block::wait(ticket);
+            }
+            self.policy.remove(&k);
+        }
+    }
+}
