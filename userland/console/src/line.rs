@@ -3,8 +3,9 @@
 //! CR or LF submits (a CR LF pair submits once). Escape sequences (arrow
 //! keys and the like) are swallowed whole instead of inserting garbage.
 
-/// Longest line the editor holds; input beyond it rings the bell.
-pub const MAX_LINE: usize = 256;
+/// Longest line the editor holds (room for `mv` with two paths of
+/// `aether_abi::fs::PATH_MAX`); input beyond it rings the bell.
+pub const MAX_LINE: usize = 1024;
 
 const BELL: &[u8] = b"\x07";
 const ERASE: &[u8] = b"\x08 \x08";
