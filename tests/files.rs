@@ -46,7 +46,10 @@ fn files_written_at_the_console_are_there_after_a_reboot_and_on_the_host() {
     let image = Image::new("reboot", 16);
     let mut s = boot(&image.0, false);
     assert!(run(&mut s, "mkdir /data").is_empty());
-    assert_eq!(run(&mut s, "write /data/notes first line"), ["11 bytes written to /data/notes"]);
+    assert_eq!(
+        run(&mut s, "write /data/notes first line"),
+        ["11 bytes written to /data/notes"]
+    );
     // The text is as typed after the path (inner spacing kept).
     assert_eq!(
         run(&mut s, "write --append /data/notes   second   line"),
@@ -57,9 +60,15 @@ fn files_written_at_the_console_are_there_after_a_reboot_and_on_the_host() {
     let ls = run(&mut s, "ls /data --json");
     assert_eq!(ls.len(), 1, "{ls:?}");
     let e = json(&ls[0]);
-    assert_eq!((e["name"].as_str(), e["kind"].as_str(), e["size"].as_u64()), (Some("kept"), Some("file"), Some(25)));
+    assert_eq!(
+        (e["name"].as_str(), e["kind"].as_str(), e["size"].as_u64()),
+        (Some("kept"), Some("file"), Some(25))
+    );
     let st = json(&run(&mut s, "stat /data/kept --json")[0]);
-    assert_eq!((st["size"].as_u64(), st["blocks"].as_u64(), st["extents"].as_u64()), (Some(25), Some(1), Some(1)));
+    assert_eq!(
+        (st["size"].as_u64(), st["blocks"].as_u64(), st["extents"].as_u64()),
+        (Some(25), Some(1), Some(1))
+    );
     let df = json(&run(&mut s, "df --json")[0]);
     assert_eq!(df["total_blocks"].as_u64(), Some(4096));
     let free_before = df["free_blocks"].as_u64().unwrap();

@@ -228,6 +228,9 @@ pub enum FsRequest {
     Sync,
     StatFs,
     CacheStats,
+    /// Writes back what is dirty, then empties the page cache (benchmarks
+    /// of cold reads; Linux's `drop_caches`).
+    DropCaches,
 }
 
 /// The kernel's answer.

@@ -1182,7 +1182,13 @@ impl<S: Store> Fs<S> {
             return Err(FsError::IsDir);
         }
         if size >= i.size {
-            return self.extend(ino, size).map(|_| ());
+            // Growing: the new bytes read as zeros, not as whatever the
+            // blocks last held (a deleted file's data).
+            let old = i.size;
+            self.extend(ino, size)?;
+            self.zero_tail(ino, old)?;
+            self.zero_blocks(ino, old.div_ceil(BS), size.div_ceil(BS))?;
+            return self.maybe_commit();
         }
         for run in i.cut(size.div_ceil(BS)) {
             self.free(run)?;
@@ -1191,6 +1197,38 @@ impl<S: Store> Fs<S> {
         i.mtime_ms = self.store.now_ms();
         self.put_inode(ino, Some(&mut i))?;
         self.maybe_commit()
+    }
+
+    /// Zeroes the bytes of the block holding byte `from` of `ino` from
+    /// there on (what a shrink left behind in a partial last block).
+    pub fn zero_tail(&mut self, ino: u64, from: u64) -> Result<(), FsError> {
+        if from.is_multiple_of(BS) {
+            return Ok(());
+        }
+        let (db, _) = self.inode(ino)?.map(from / BS).ok_or(FsError::Corrupt)?;
+        let mut block = [0u8; BLOCK_SIZE];
+        self.store.read(db, &mut block)?;
+        block[(from % BS) as usize..].fill(0);
+        self.store.write(db, &block)?;
+        Ok(())
+    }
+
+    /// Writes zeros to file blocks `[from, to)` of `ino` (blocks a file
+    /// grew by without data written to them).
+    pub fn zero_blocks(&mut self, ino: u64, from: u64, to: u64) -> Result<(), FsError> {
+        if self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let i = self.inode(ino)?;
+        let zeros = vec![0u8; 64 * BLOCK_SIZE];
+        let mut fb = from;
+        while fb < to {
+            let (db, run) = i.map(fb).ok_or(FsError::Corrupt)?;
+            let n = run.min(to - fb).min(64);
+            self.store.write_run(db, &zeros[..(n * BS) as usize])?;
+            fb += n;
+        }
+        Ok(())
     }
 
     /// The device block holding file block `fb` of `ino` and the length of

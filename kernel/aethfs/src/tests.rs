@@ -549,3 +549,26 @@ fn the_journal_alone_brings_back_a_commit() {
     assert!(report.replayed.is_none());
     assert_eq!(read_all(&mut fs, "/d/f"), b"");
 }
+
+/// A file grown by truncate reads zeros where it grew, never the bytes of
+/// a file deleted before (whose blocks it may get).
+#[test]
+fn growing_a_file_never_shows_old_data() {
+    let mut fs = fresh(2048);
+    let a = fs.create("/a", FileKind::File).unwrap();
+    let n = (fs.statfs().free_blocks - 8) * 4096;
+    fs.write(a, 0, &std::vec![0xAB; n as usize]).unwrap();
+    fs.commit().unwrap();
+    fs.unlink("/a").unwrap();
+    let b = fs.create("/b", FileKind::File).unwrap();
+    fs.write(b, 0, b"abc").unwrap();
+    // Shrink below a partial block, then grow past it.
+    fs.truncate(b, 2).unwrap();
+    fs.truncate(b, n).unwrap();
+    fs.commit().unwrap();
+    let mut buf = std::vec![0u8; n as usize];
+    assert_eq!(fs.read(b, 0, &mut buf).unwrap(), n as usize);
+    assert_eq!(&buf[..2], b"ab");
+    assert!(buf[2..].iter().all(|&x| x == 0), "stale bytes after a grow");
+    assert!(fs.check().is_empty());
+}

@@ -119,6 +119,9 @@ pub struct FrameBitmap<'a> {
     used: u64,
     /// Word index where the next search starts (next fit).
     hint: usize,
+    /// Frame number where the next contiguous search starts (next fit: a
+    /// cache allocating thousands of folios does not rescan what it took).
+    contig_hint: u64,
 }
 
 impl<'a> FrameBitmap<'a> {
@@ -141,6 +144,7 @@ impl<'a> FrameBitmap<'a> {
             total: 0,
             used: 0,
             hint: 0,
+            contig_hint: 0,
         };
         for r in regions {
             let (first, count) = r.frames();
@@ -217,10 +221,12 @@ impl<'a> FrameBitmap<'a> {
         if count == 0 || !align.is_power_of_two() {
             return None;
         }
-        // From PREFERRED_START up first, as `alloc` does, then from the
-        // bottom.
+        // From where the last one ended, then from PREFERRED_START up (as
+        // `alloc` does), then from the bottom.
         let preferred = (PREFERRED_START / FRAME_SIZE).max(self.layout.base_frame);
-        self.alloc_contiguous_from(preferred, count, align)
+        let hint = self.contig_hint.max(preferred);
+        self.alloc_contiguous_from(hint, count, align)
+            .or_else(|| self.alloc_contiguous_from(preferred, count, align))
             .or_else(|| self.alloc_contiguous_from(self.layout.base_frame, count, align))
     }
 
@@ -229,12 +235,18 @@ impl<'a> FrameBitmap<'a> {
         let base = self.layout.base_frame;
         let mut start = first_frame.next_multiple_of(align).checked_sub(base)?;
         while start + count <= frames {
+            // A whole word in use: past it at once.
+            if start.is_multiple_of(64) && self.words[start as usize / 64] == !0 {
+                start = (base + start + 64).next_multiple_of(align) - base;
+                continue;
+            }
             match (start..start + count).find(|&i| self.bit(i as usize)) {
                 None => {
                     for i in start..start + count {
                         self.set(i as usize);
                     }
                     self.used += count;
+                    self.contig_hint = base + start + count;
                     return Some((base + start) * FRAME_SIZE);
                 }
                 Some(busy) => start = (base + busy + 1).next_multiple_of(align) - base,
@@ -381,6 +393,25 @@ mod tests {
         // lower down.
         let low = b.alloc_contiguous(2048, 1).unwrap();
         assert!((8 * MIB..PREFERRED_START).contains(&low), "{low:#x}");
+    }
+
+    #[test]
+    fn contiguous_allocation_goes_on_from_the_last_and_wraps_to_freed_runs() {
+        let mut words = [0u64; 512];
+        let regions = [Region::new(16 * MIB, 17 * MIB)];
+        let mut b = FrameBitmap::new(&mut words, regions.into_iter()).unwrap();
+        // 256 frames: 16 runs of 16.
+        let runs: [u64; 16] = core::array::from_fn(|_| b.alloc_contiguous(16, 1).unwrap());
+        for w in runs.windows(2) {
+            assert_eq!(w[1], w[0] + 16 * FRAME_SIZE);
+        }
+        assert_eq!(b.alloc_contiguous(16, 1), None);
+        for i in 0..16 {
+            b.free(runs[3] + i * FRAME_SIZE).unwrap();
+        }
+        // Past the end there is nothing: the search wraps to the freed run.
+        assert_eq!(b.alloc_contiguous(16, 1), Some(runs[3]));
+        assert_eq!(b.stats().free, 0);
     }
 
     #[test]

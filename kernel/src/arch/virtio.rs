@@ -74,6 +74,11 @@ unsafe impl Hal for KernelHal {
 /// The physical address of `start..start + len` if it is mapped and
 /// physically contiguous.
 fn physically_contiguous(start: u64, len: u64) -> Option<u64> {
+    // DMA buffers live in the offset mapping: no page walk per page (a
+    // 1 MiB folio would take 256 of them, each a software walk under TCG).
+    if let Some(phys) = phys::window_to_phys(start, len) {
+        return Some(phys);
+    }
     let first = paging::translate(start)?;
     let page = PAGE_SIZE as u64;
     let mut at = (start / page + 1) * page;

@@ -1,20 +1,26 @@
-//! The page cache (docs/storage.md): file data in *folios* of 16 pages
-//! (64 KiB, physically contiguous, so one device request fills one), keyed
-//! by (inode, folio index), filled by DMA, replaced by 2Q (`kcore::twoq`:
-//! a sequential scan passes through without flushing what is used again).
-//! A folio being filled or dirty is pinned. Reads and writes of the cache
-//! happen under the storage lock; waiting for the device does not.
+//! The page cache (docs/storage.md): file data in *folios* of up to 256
+//! pages (1 MiB, physically contiguous, so one device request fills one;
+//! a file's last folio holds only the pages the file has), keyed by
+//! (inode, folio index), filled by DMA, replaced by 2Q (`kcore::twoq`: a
+//! sequential scan passes through without flushing what is used again). A
+//! folio being filled or dirty is pinned. The cache is used under the
+//! storage lock; waiting for the device happens without it.
+//!
+//! Why 1 MiB: under TCG each request costs an interrupt and a wake-up, so
+//! 64 KiB folios read a 256 MiB file at 210 MiB/s where 1 MiB ones keep the
+//! device busy (docs/benchmarks.md, "Files").
 
 use aether_abi::disk::BLOCK_SIZE;
 use aether_abi::fs::{CacheStats, FsError};
 use aethfs::Fs;
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 use kcore::twoq::TwoQ;
 
 use super::store::{DiskStore, SECTORS_PER_BLOCK};
 use crate::block::{self, BlkError, DmaBuf, Ticket};
 
-pub const FOLIO_PAGES: u64 = 16;
+pub const FOLIO_PAGES: u64 = 256;
 pub const FOLIO_BYTES: u64 = FOLIO_PAGES * BLOCK_SIZE as u64;
 const BS: u64 = BLOCK_SIZE as u64;
 
@@ -34,6 +40,8 @@ pub struct Folio {
     pub dirty: bool,
     /// Brought in by readahead and not read yet.
     pub ahead: bool,
+    /// Pages its buffer has.
+    pub pages: u64,
 }
 
 pub struct Cache {
@@ -47,14 +55,27 @@ pub fn folio_blocks(f: u64, size: u64) -> u64 {
     size.div_ceil(BS).saturating_sub(f * FOLIO_PAGES).min(FOLIO_PAGES)
 }
 
-/// Zeroes what lies past the end of the file in a folio (a device block's
-/// bytes past the size are not the file's).
+/// Zeroes what lies past the end of the file in a folio's buffer (a device
+/// block's bytes past the size are not the file's).
 pub fn zero_past_end(buf: &mut DmaBuf, f: u64, size: u64) {
-    let start = f * FOLIO_BYTES;
-    if size < start + FOLIO_BYTES {
-        let from = size.saturating_sub(start) as usize;
-        buf.as_mut_slice()[from..].fill(0);
+    let from = size.saturating_sub(f * FOLIO_BYTES) as usize;
+    if let Some(tail) = buf.as_mut_slice().get_mut(from..) {
+        tail.fill(0);
     }
+}
+
+/// Reads file blocks `[from, to)` of folio `f` into `buf`, piece by piece
+/// (blocking; for folios that cross an extent boundary).
+fn read_pieces(fs: &mut Fs<DiskStore>, ino: u64, f: u64, buf: &mut DmaBuf, from: u64, to: u64) -> Result<(), FsError> {
+    let mut fb = from;
+    while fb < to {
+        let (dev, run) = fs.map(ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
+        let n = run.min(to - fb);
+        block::with_disk(|d| d.read(dev * SECTORS_PER_BLOCK, buf, (fb * BS) as usize, (n * BS) as usize))
+            .map_err(|_| FsError::Io)?;
+        fb += n;
+    }
+    Ok(())
 }
 
 impl Cache {
@@ -81,8 +102,8 @@ impl Cache {
     /// Counters now.
     pub fn stats(&self) -> CacheStats {
         let mut s = self.stats;
-        s.pages = self.folios.len() as u64 * FOLIO_PAGES;
-        s.dirty = self.folios.values().filter(|f| f.dirty).count() as u64 * FOLIO_PAGES;
+        s.pages = self.folios.values().map(|f| f.pages).sum();
+        s.dirty = self.folios.values().filter(|f| f.dirty).map(|f| f.pages).sum();
         s.evictions = self.policy.stats().evictions;
         s
     }
@@ -108,31 +129,39 @@ impl Cache {
         true
     }
 
-    fn insert(&mut self, key: Key, folio: Folio) {
+    fn insert(&mut self, key: Key, state: State, pages: u64, ahead: bool) {
         self.policy.insert(key);
-        self.folios.insert(key, folio);
+        self.folios.insert(
+            key,
+            Folio {
+                state,
+                dirty: false,
+                ahead,
+                pages,
+            },
+        );
     }
 
-    /// A folio's buffer: the frames of a whole folio, from eviction if
-    /// memory is short. `None` when nothing can be evicted.
-    fn buffer(&mut self, zeroed: bool) -> Option<DmaBuf> {
+    /// A buffer of `pages` for a folio, making room first. Not cleared
+    /// when the device fills it all.
+    fn buffer(&mut self, pages: u64, zeroed: bool) -> Result<DmaBuf, FsError> {
         if !self.make_room() {
-            return None;
+            return Err(FsError::Io);
         }
-        let alloc = |z| {
-            if z {
-                DmaBuf::new(FOLIO_BYTES as usize)
-            } else {
-                DmaBuf::for_device_writes(FOLIO_BYTES as usize)
-            }
+        let bytes = (pages.max(1) * BS) as usize;
+        let buf = if zeroed {
+            DmaBuf::new(bytes)
+        } else {
+            DmaBuf::for_device_writes(bytes)
         };
-        alloc(zeroed)
+        buf.ok_or(FsError::Io)
     }
 
-    /// Starts reading folio `f` of `ino` (size `size`) ahead or for a
-    /// reader: one device request when its blocks are contiguous on the
-    /// disk, else read at once piece by piece. `Ok(false)`: the device's
-    /// queue is full (start it later); with `must`, waits for room instead.
+    /// Starts reading folio `f` of `ino` (size `size`), ahead of a reader
+    /// or for one: one device request when its blocks are contiguous on
+    /// the disk, else read at once piece by piece. `Ok(false)`: the
+    /// device's queue is full (start it later); with `must`, waits for
+    /// room instead.
     pub fn start_fill(
         &mut self,
         fs: &mut Fs<DiskStore>,
@@ -151,11 +180,7 @@ impl Cache {
             return Ok(true);
         }
         let (dev, run) = fs.map(ino, f * FOLIO_PAGES)?.ok_or(FsError::Corrupt)?;
-        let mut buf = self.buffer(false).ok_or(FsError::Io)?;
-        if blocks < FOLIO_PAGES {
-            // The tail of the file: what the device does not fill.
-            buf.as_mut_slice()[(blocks * BS) as usize..].fill(0);
-        }
+        let mut buf = self.buffer(blocks, false)?;
         self.stats.read_requests += 1;
         self.stats.read_pages += blocks;
         if ahead {
@@ -170,14 +195,7 @@ impl Cache {
             };
             return match submitted {
                 Ok(ticket) => {
-                    self.insert(
-                        key,
-                        Folio {
-                            state: State::Loading(Some(ticket), size),
-                            dirty: false,
-                            ahead,
-                        },
-                    );
+                    self.insert(key, State::Loading(Some(ticket), size), blocks, ahead);
                     Ok(true)
                 }
                 Err((BlkError::QueueFull, _)) => {
@@ -192,82 +210,54 @@ impl Cache {
             };
         }
         // Across an extent boundary: each piece in turn.
-        let mut fb = 0;
-        while fb < blocks {
-            let (dev, run) = fs.map(ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
-            let n = run.min(blocks - fb);
-            block::with_disk(|d| d.read(dev * SECTORS_PER_BLOCK, &mut buf, (fb * BS) as usize, (n * BS) as usize))
-                .map_err(|_| FsError::Io)?;
-            fb += n;
-        }
+        read_pieces(fs, ino, f, &mut buf, 0, blocks)?;
         zero_past_end(&mut buf, f, size);
-        self.insert(
-            key,
-            Folio {
-                state: State::Ready(buf),
-                dirty: false,
-                ahead,
-            },
-        );
+        self.insert(key, State::Ready(buf), blocks, ahead);
         Ok(true)
     }
 
-    /// A folio to write into, read first where the write does not cover
-    /// what the file already holds (`old_size`), zero elsewhere.
+    /// Makes folio `f` ready to take a write ending at byte `end` of the
+    /// file: read first where the write does not cover what the file held
+    /// (`old_size`; `covers_all`), zero elsewhere, and big enough.
     pub fn for_write(
         &mut self,
         fs: &mut Fs<DiskStore>,
         ino: u64,
         f: u64,
         old_size: u64,
+        end: u64,
         covers_all: bool,
     ) -> Result<(), FsError> {
         let key = (ino, f);
-        if self.folios.contains_key(&key) {
-            return Ok(());
-        }
-        if folio_blocks(f, old_size) > 0 && !covers_all {
-            if !self.start_fill(fs, ino, f, old_size, false, false)? {
-                // The queue is full: read it now instead, piece by piece.
-                let mut buf = self.buffer(true).ok_or(FsError::Io)?;
-                let blocks = folio_blocks(f, old_size);
-                let mut fb = 0;
-                while fb < blocks {
-                    let (dev, run) = fs.map(ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
-                    let n = run.min(blocks - fb);
-                    block::with_disk(|d| {
-                        d.read(dev * SECTORS_PER_BLOCK, &mut buf, (fb * BS) as usize, (n * BS) as usize)
-                    })
-                    .map_err(|_| FsError::Io)?;
-                    fb += n;
-                }
-                zero_past_end(&mut buf, f, old_size);
-                self.insert(
-                    key,
-                    Folio {
-                        state: State::Ready(buf),
-                        dirty: false,
-                        ahead: false,
-                    },
-                );
+        let need = folio_blocks(f, end);
+        if let Some(folio) = self.folios.get_mut(&key) {
+            // A file's last folio grows with it (to a whole folio at once:
+            // appends do not reallocate page by page).
+            if let State::Ready(buf) = &mut folio.state
+                && folio.pages < need
+            {
+                let mut bigger = DmaBuf::new(FOLIO_BYTES as usize).ok_or(FsError::Io)?;
+                let old = buf.as_slice().len();
+                bigger.as_mut_slice()[..old].copy_from_slice(buf.as_slice());
+                *buf = bigger;
+                folio.pages = FOLIO_PAGES;
             }
             return Ok(());
         }
-        let buf = self.buffer(true).ok_or(FsError::Io)?;
-        self.insert(
-            key,
-            Folio {
-                state: State::Ready(buf),
-                dirty: false,
-                ahead: false,
-            },
-        );
+        let held = folio_blocks(f, old_size);
+        let pages = if need > held { FOLIO_PAGES } else { need.max(held) };
+        let mut buf = self.buffer(pages, true)?;
+        if held > 0 && !covers_all {
+            read_pieces(fs, ino, f, &mut buf, 0, held)?;
+            zero_past_end(&mut buf, f, old_size);
+        }
+        self.insert(key, State::Ready(buf), pages, false);
         Ok(())
     }
 
     /// Writes every dirty folio to its blocks (blocking writes, in order).
     pub fn write_back(&mut self, fs: &mut Fs<DiskStore>) -> Result<(), FsError> {
-        let dirty: alloc::vec::Vec<Key> = self.folios.iter().filter(|(_, f)| f.dirty).map(|(k, _)| *k).collect();
+        let dirty: Vec<Key> = self.folios.iter().filter(|(_, f)| f.dirty).map(|(k, _)| *k).collect();
         for (ino, f) in dirty {
             let size = fs.stat(ino)?.size;
             let blocks = folio_blocks(f, size);
@@ -275,6 +265,7 @@ impl Cache {
                 continue;
             };
             let State::Ready(buf) = &folio.state else { continue };
+            let blocks = blocks.min(folio.pages);
             let mut fb = 0;
             while fb < blocks {
                 let (dev, run) = fs.map(ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
@@ -300,7 +291,20 @@ impl Cache {
         // Otherwise it was dropped meanwhile (truncated): the buffer goes.
     }
 
-    /// Forgets one folio (its read failed).
+    /// Forgets every folio that is neither dirty nor being read.
+    pub fn drop_clean(&mut self) {
+        let keys: Vec<Key> = self
+            .folios
+            .iter()
+            .filter(|(_, f)| !f.dirty && matches!(f.state, State::Ready(_)))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.drop_one(k);
+        }
+    }
+
+    /// Forgets one folio (its read failed, or it is stale).
     pub fn drop_one(&mut self, key: Key) {
         self.folios.remove(&key);
         self.policy.remove(&key);
@@ -309,7 +313,7 @@ impl Cache {
     /// Drops the folios of `ino` from folio `from` on (a file truncated or
     /// removed: its blocks may go to another file).
     pub fn drop_from(&mut self, ino: u64, from: u64) {
-        let keys: alloc::vec::Vec<Key> = self
+        let keys: Vec<Key> = self
             .folios
             .range((ino, from)..=(ino, u64::MAX))
             .map(|(k, _)| *k)

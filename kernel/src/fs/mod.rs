@@ -21,9 +21,9 @@ use spin::{Mutex, MutexGuard};
 use cache::{Cache, FOLIO_BYTES, FOLIO_PAGES, Folio, State};
 use store::DiskStore;
 
-/// Readahead windows, in folios (64 KiB): 128 KiB growing to 4 MiB.
+/// Readahead windows, in folios (1 MiB): 2 MiB growing to 16 MiB.
 const RA_MIN: u64 = 2;
-const RA_MAX: u64 = 64;
+const RA_MAX: u64 = 16;
 /// The most one read or write call moves (a longer one is short).
 const IO_MAX: u64 = 16 << 20;
 
@@ -65,7 +65,7 @@ fn with<R>(f: impl FnOnce(&mut Storage) -> Result<R, FsError>) -> Result<R, FsEr
 fn cache_capacity() -> usize {
     let f = crate::mm::frames::stats();
     let spare = (f.free * 3 / 4).saturating_sub(4096);
-    ((spare / FOLIO_PAGES) as usize).max(64)
+    ((spare / FOLIO_PAGES) as usize).max(8)
 }
 
 /// Mounts the disk, if there is one (at boot), and says how it went.
@@ -203,6 +203,11 @@ fn serve(pid: Pid, request: FsRequest) -> Result<FsResponse, Fail> {
         FsRequest::Sync => with(|s| s.sync().map(|_| FsResponse::Ok))?,
         FsRequest::StatFs => with(|s| Ok(FsResponse::FsStat(s.fs.statfs())))?,
         FsRequest::CacheStats => with(|s| Ok(FsResponse::Cache(s.cache.stats())))?,
+        FsRequest::DropCaches => with(|s| {
+            s.sync_data()?;
+            s.cache.drop_clean();
+            Ok(FsResponse::Ok)
+        })?,
     })
 }
 
@@ -219,6 +224,30 @@ impl Storage {
     /// committed (ordered data).
     fn sync_data(&mut self) -> Result<(), FsError> {
         self.cache.write_back(&mut self.fs)
+    }
+
+    /// A write at `pos` past the old end `old_size`: the bytes between read
+    /// as zeros. When the write starts in a later folio than the old end's,
+    /// the old last block's tail is zeroed (in the cache when that folio is
+    /// there, written back with it; else on the disk) and the whole blocks
+    /// up to the write's folio are zeroed on the disk. (The write's own
+    /// folio is zero past the old end already.)
+    fn zero_gap(&mut self, ino: u64, old_size: u64, pos: u64) -> Result<(), FsError> {
+        let (f_old, f_pos) = (old_size / FOLIO_BYTES, pos / FOLIO_BYTES);
+        if f_old == f_pos {
+            return Ok(());
+        }
+        match self.cache.get_mut(&(ino, f_old)) {
+            // Zero past the old end already (as every folio is).
+            Some(
+                folio @ Folio {
+                    state: State::Ready(_), ..
+                },
+            ) => folio.dirty = true,
+            _ => self.fs.zero_tail(ino, old_size)?,
+        }
+        let first = old_size.div_ceil(4096);
+        self.fs.zero_blocks(ino, first, (f_pos * FOLIO_PAGES).max(first))
     }
 
     /// Everything to the disk: data, then the metadata journal.
@@ -336,7 +365,10 @@ fn read(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u6
     let len = len.min(IO_MAX);
     user_check(buf, len, true)?;
     let mut done = 0u64;
-    let mut planned = false;
+    // The folios to have in flight: the read's own and the readahead
+    // window (planned once per call), started as the device has room.
+    let mut plan: Option<core::ops::Range<u64>> = None;
+    let mut last = 0;
     while done < len {
         let step = {
             let mut g = lock();
@@ -357,17 +389,17 @@ fn read(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u6
                 let size = st.size;
                 let end = (pos + (len - done)).min(size);
                 let f = pos / FOLIO_BYTES;
-                if !planned {
-                    // The read's own folios and the readahead window, all
-                    // started now: many requests in flight.
-                    planned = true;
-                    let last = end.div_ceil(FOLIO_BYTES);
-                    let plan = of.ra.on_read(f, last - f, size.div_ceil(FOLIO_BYTES));
-                    for g in plan {
-                        if !s.cache.start_fill(&mut s.fs, ino, g, size, g >= last, false)? {
-                            break;
-                        }
+                let todo = plan.get_or_insert_with(|| {
+                    last = end.div_ceil(FOLIO_BYTES);
+                    of.ra.on_read(f, last - f, size.div_ceil(FOLIO_BYTES))
+                });
+                // Top the device's queue up (a full queue: later).
+                while todo.start < todo.end {
+                    let g = todo.start;
+                    if !s.cache.start_fill(&mut s.fs, ino, g, size, g >= last, false)? {
+                        break;
                     }
+                    todo.start += 1;
                 }
                 let key = (ino, f);
                 match s.cache.get_mut(&key) {
@@ -393,7 +425,12 @@ fn read(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u6
                         let first_use = core::mem::take(&mut folio.ahead);
                         let within = pos - f * FOLIO_BYTES;
                         let take = (FOLIO_BYTES - within).min(end - pos);
-                        user_write(buf + done, &data.as_slice()[within as usize..(within + take) as usize])?;
+                        let Some(bytes) = data.as_slice().get(within as usize..(within + take) as usize) else {
+                            // Shorter than the file now (it grew): read it again.
+                            s.cache.drop_one(key);
+                            continue;
+                        };
+                        user_write(buf + done, bytes)?;
                         if first_use {
                             s.cache.stats.readahead_used += 1;
                         }
@@ -440,6 +477,9 @@ fn write(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u
         };
         let end = pos.checked_add(len).ok_or(FsError::FileTooLarge)?;
         let (old, _) = s.fs.extend(ino, end)?;
+        if pos > old.size {
+            s.zero_gap(ino, old.size, pos)?;
+        }
         Ok((ino, pos, end, old.size))
     })?;
     let mut at = pos;
@@ -454,7 +494,7 @@ fn write(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u
             // Old bytes of this folio the write does not overwrite must be
             // read first.
             let covers_all = pos <= fstart && end >= fend.min(old_size);
-            s.cache.for_write(&mut s.fs, ino, f, old_size, covers_all)?;
+            s.cache.for_write(&mut s.fs, ino, f, old_size, end, covers_all)?;
             match s.cache.get_mut(&key) {
                 Some(Folio {
                     state: State::Loading(t, _),

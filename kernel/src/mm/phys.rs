@@ -29,6 +29,14 @@ pub fn to_virt(phys: u64) -> u64 {
     offset() + phys
 }
 
+/// The physical address of `virt..virt + len` when the range lies in the
+/// offset mapping (physically contiguous by construction).
+pub fn window_to_phys(virt: u64, len: u64) -> Option<u64> {
+    let off = offset();
+    let phys = virt.checked_sub(off)?;
+    (off != 0 && phys.checked_add(len)? <= LIMIT.load(Ordering::Relaxed)).then_some(phys)
+}
+
 /// Read-only access to firmware-owned physical memory (ACPI tables): any
 /// range that touches usable RAM (which the kernel allocates and writes) is
 /// refused, so a corrupt table pointer cannot expose kernel memory.

@@ -214,3 +214,8 @@ pub fn cache_stats() -> Result<CacheStats, FsError> {
         _ => Err(FsError::InvalidArgument),
     }
 }
+
+/// Empties the page cache (what is dirty is written back first).
+pub fn drop_caches() -> Result<(), FsError> {
+    ok(request(&FsRequest::DropCaches)?)
+}

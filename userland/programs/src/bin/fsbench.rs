@@ -1,0 +1,68 @@
+//! `fsbench PATH`: file read benchmarks over PATH, as `BENCH <name> <value>
+//! <unit>` lines with the Linux guest baseline's names
+//! (`/work/shared/bench/linux-guest`), then `BENCH_DONE`:
+//!
+//! * `blk_seq_read_buffered_cold_dd`: the whole file by read() of 1 MiB
+//!   after the page cache was emptied (Linux: `dd bs=1M` after
+//!   `drop_caches`);
+//! * `blk_seq_read_buffered_hot_c`: the same again, from the cache.
+//!
+//! The bytes are not looked at (as Linux's `lbbench blkread`); `probe`
+//! checks them. A failure prints `BENCHERR <name> <what>` and the exit
+//! code is 1.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use aether_abi::fs::FsError;
+use aether_rt::fs::{self, File};
+use aether_rt::{Args, entry, println, sys};
+use alloc::vec;
+
+entry!(main);
+
+const CHUNK: usize = 1 << 20;
+
+fn main(args: Args) -> i32 {
+    let Some(path) = args.get(1) else {
+        println!("usage: fsbench PATH");
+        return 2;
+    };
+    let mut failed = false;
+    if let Err(e) = fs::drop_caches() {
+        println!("BENCHERR blk_seq_read_buffered_cold_dd drop_caches:{e:?}");
+        failed = true;
+    }
+    for name in ["blk_seq_read_buffered_cold_dd", "blk_seq_read_buffered_hot_c"] {
+        match read_all(path) {
+            Ok((bytes, ns)) => println!("BENCH {name} {} MiB/s", mib_per_s(bytes, ns)),
+            Err(e) => {
+                println!("BENCHERR {name} {e:?}");
+                failed = true;
+            }
+        }
+    }
+    println!("BENCH_DONE");
+    i32::from(failed)
+}
+
+/// MiB/s with one decimal.
+fn mib_per_s(bytes: u64, ns: u64) -> alloc::string::String {
+    let tenths = bytes as u128 * 10_000_000_000 / ns.max(1) as u128 / (1 << 20);
+    alloc::format!("{}.{}", tenths / 10, tenths % 10)
+}
+
+fn read_all(path: &str) -> Result<(u64, u64), FsError> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut bytes = 0;
+    let t0 = sys::clock_ns();
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => bytes += n as u64,
+        }
+    }
+    Ok((bytes, sys::clock_ns() - t0))
+}
