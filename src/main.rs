@@ -177,8 +177,11 @@ fn main() -> ExitCode {
 }
 
 /// The console's disk: `$AETHER_DISK` or `~/.local/state/aetheros/disk.img`,
-/// made as an empty 256 MiB file system (`tools/aether-disk`) when it does
-/// not exist. Whether it was just made.
+/// made when it does not exist as a 512 MiB file system (sparse) holding
+/// the 256 MiB sample dataset `/datasets/sample.bin` (`tools/aether-disk`).
+/// An existing disk that would not mount is attached as it is (never
+/// replaced: it may hold someone's data), with a warning saying how to get
+/// a fresh one. Whether it was just made.
 fn default_disk() -> Result<(std::path::PathBuf, bool), String> {
     let path = match std::env::var_os("AETHER_DISK") {
         Some(p) => std::path::PathBuf::from(p),
@@ -186,12 +189,19 @@ fn default_disk() -> Result<(std::path::PathBuf, bool), String> {
             .join(".local/state/aetheros/disk.img"),
     };
     if path.exists() {
+        if let Err(e) = aether_disk::mount(&path, false) {
+            eprintln!(
+                "warning: {} does not mount ({e}); the kernel will refuse it. Move it away to get a fresh disk.",
+                path.display()
+            );
+        }
         return Ok((path, false));
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    aether_disk::mkfs(&path, 256 << 20).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("making {} (512 MiB, with a 256 MiB sample dataset)...", path.display());
+    aether_disk::default_disk(&path, 512 << 20).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((path, true))
 }
 

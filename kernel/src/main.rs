@@ -113,6 +113,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     time::phase_done("link");
     block::init();
     fs::init();
+    arch::idt::set_user_page_fault_hook(fs::mmap::on_fault);
     time::phase_done("block");
     let ramdisk = boot_info
         .ramdisk_addr

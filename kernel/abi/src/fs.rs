@@ -37,6 +37,16 @@ pub const O_TRUNC: u32 = 16;
 pub const O_APPEND: u32 = 32;
 pub const O_ALL: u32 = 63;
 
+/// `Mmap` flags: pages may be written (anonymous memory, or a private
+/// file mapping: copy-on-write, the file never changes).
+pub const MAP_WRITE: u32 = 1;
+/// A private file mapping (writes, if allowed, go to copies). Without it a
+/// file mapping is shared and read-only: the page cache's own pages.
+pub const MAP_PRIVATE: u32 = 2;
+pub const MAP_ALL: u32 = 3;
+/// The most one mapping may be (1 GiB).
+pub const MAP_MAX: u64 = 1 << 30;
+
 /// Why a file call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 pub enum FsError {
@@ -163,6 +173,9 @@ pub struct CacheStats {
     /// Device requests issued for reads, and their pages.
     pub read_requests: u64,
     pub read_pages: u64,
+    /// Page faults of file mappings served, and the pages they mapped.
+    pub map_faults: u64,
+    pub mapped_pages: u64,
 }
 
 /// A request on [`crate::syscall::nr::FS`]. (Paths inline: a request is
@@ -231,6 +244,21 @@ pub enum FsRequest {
     /// Writes back what is dirty, then empties the page cache (benchmarks
     /// of cold reads; Linux's `drop_caches`).
     DropCaches,
+    /// Maps `len` bytes (rounded up to pages) of the file `fd` from
+    /// `offset` (a multiple of 4096), or anonymous zeroed memory when `fd`
+    /// is `None`; `MAP_*` flags. Pages come in on first touch (a file's
+    /// straight from the page cache, no copy).
+    Mmap {
+        fd: Option<u32>,
+        offset: u64,
+        len: u64,
+        flags: u32,
+    },
+    /// Unmaps a whole mapping (`addr` and `len` as `Mmap` gave and took).
+    Munmap {
+        addr: u64,
+        len: u64,
+    },
 }
 
 /// The kernel's answer.
@@ -250,6 +278,9 @@ pub enum FsResponse {
     },
     FsStat(FsStat),
     Cache(CacheStats),
+    Mapped {
+        addr: u64,
+    },
     Ok,
     Err(FsError),
 }

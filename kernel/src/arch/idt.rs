@@ -235,8 +235,35 @@ exception!(hv_injection, 28, "#HV hypervisor injection");
 exception!(vmm_communication, 29, "#VC VMM communication", error_code);
 exception!(security, 30, "#SX security", error_code);
 
+/// Serves a ring-3 page fault (demand paging of mappings): whether the
+/// access may be retried. Called with interrupts on (it may sleep).
+pub type PageFaultHook = fn(addr: u64, write: bool, present: bool) -> bool;
+
+static USER_PAGE_FAULT: spin::Once<PageFaultHook> = spin::Once::new();
+
+pub fn set_user_page_fault_hook(hook: PageFaultHook) {
+    USER_PAGE_FAULT.call_once(|| hook);
+}
+
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
     let cr2 = Cr2::read_raw();
+    if from_user(&frame)
+        && let Some(hook) = USER_PAGE_FAULT.get()
+    {
+        // On the process's kernel stack, as a syscall is: it may wait for
+        // the disk (kernel code is never preempted, so only its own sleep
+        // switches away).
+        x86_64::instructions::interrupts::enable();
+        let served = hook(
+            cr2,
+            code.contains(PageFaultErrorCode::CAUSED_BY_WRITE),
+            code.contains(PageFaultErrorCode::PROTECTION_VIOLATION),
+        );
+        x86_64::instructions::interrupts::disable();
+        if served {
+            return;
+        }
+    }
     fatal(14, "#PF page fault", Some(code.bits()), &frame, Some(cr2))
 }
 

@@ -147,6 +147,11 @@ impl DmaBuf {
         self.pages * PAGE_SIZE
     }
 
+    /// The physical address of its first byte (pages follow contiguously).
+    pub fn phys(&self) -> u64 {
+        self.paddr
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the frames are ours (allocated in `new`, freed on drop),
         // mapped through the physical window for their whole length.

@@ -42,6 +42,9 @@ pub struct Folio {
     pub ahead: bool,
     /// Pages its buffer has.
     pub pages: u64,
+    /// Pages of it mapped into processes: while any are, it is neither
+    /// evicted nor dropped, and its buffer never changes.
+    pub maps: u32,
 }
 
 pub struct Cache {
@@ -115,7 +118,7 @@ impl Cache {
             let pinned = |k: &Key| {
                 folios
                     .get(k)
-                    .is_some_and(|f| f.dirty || matches!(f.state, State::Loading(..)))
+                    .is_some_and(|f| f.dirty || f.maps > 0 || matches!(f.state, State::Loading(..)))
             };
             let Some(victim) = self.policy.victim(pinned) else {
                 return false;
@@ -138,6 +141,7 @@ impl Cache {
                 dirty: false,
                 ahead,
                 pages,
+                maps: 0,
             },
         );
     }
@@ -236,6 +240,10 @@ impl Cache {
             if let State::Ready(buf) = &mut folio.state
                 && folio.pages < need
             {
+                if folio.maps > 0 {
+                    // Its pages are mapped: the buffer cannot move.
+                    return Err(FsError::Busy);
+                }
                 let mut bigger = DmaBuf::new(FOLIO_BYTES as usize).ok_or(FsError::Io)?;
                 let old = buf.as_slice().len();
                 bigger.as_mut_slice()[..old].copy_from_slice(buf.as_slice());
@@ -296,12 +304,24 @@ impl Cache {
         let keys: Vec<Key> = self
             .folios
             .iter()
-            .filter(|(_, f)| !f.dirty && matches!(f.state, State::Ready(_)))
+            .filter(|(_, f)| !f.dirty && f.maps == 0 && matches!(f.state, State::Ready(_)))
             .map(|(k, _)| *k)
             .collect();
         for k in keys {
             self.drop_one(k);
         }
+    }
+
+    /// `n` more (or, negative, fewer) pages of folio `key` mapped.
+    pub fn pin(&mut self, key: Key, n: i64) {
+        if let Some(f) = self.folios.get_mut(&key) {
+            f.maps = (f.maps as i64 + n).max(0) as u32;
+        }
+    }
+
+    /// Whether any folio of `ino` is mapped.
+    pub fn mapped(&self, ino: u64) -> bool {
+        self.folios.range((ino, 0)..=(ino, u64::MAX)).any(|(_, f)| f.maps > 0)
     }
 
     /// Forgets one folio (its read failed, or it is stale).

@@ -6,6 +6,7 @@
 //! finish, and a task that finds it taken yields instead of spinning.
 
 mod cache;
+pub mod mmap;
 mod store;
 
 use aether_abi::fs::{
@@ -203,6 +204,13 @@ fn serve(pid: Pid, request: FsRequest) -> Result<FsResponse, Fail> {
         FsRequest::Sync => with(|s| s.sync().map(|_| FsResponse::Ok))?,
         FsRequest::StatFs => with(|s| Ok(FsResponse::FsStat(s.fs.statfs())))?,
         FsRequest::CacheStats => with(|s| Ok(FsResponse::Cache(s.cache.stats())))?,
+        FsRequest::Mmap { fd, offset, len, flags } => FsResponse::Mapped {
+            addr: mmap::mmap(pid, fd, offset, len, flags)?,
+        },
+        FsRequest::Munmap { addr, len } => {
+            mmap::munmap(pid, addr, len)?;
+            FsResponse::Ok
+        }
         FsRequest::DropCaches => with(|s| {
             s.sync_data()?;
             s.cache.drop_clean();
@@ -217,7 +225,7 @@ impl Storage {
     fn is_open(&mut self, ino: u64) -> bool {
         self.files
             .retain(|(pid, _), _| crate::task::with(|k| k.process_alive(*pid)));
-        self.files.values().any(|f| f.ino == ino)
+        self.files.values().any(|f| f.ino == ino) || mmap::maps_file(ino)
     }
 
     /// Dirty data to the disk, before any metadata that points at it is
@@ -283,6 +291,10 @@ fn open(pid: Pid, path: &str, flags: u32) -> Result<FsResponse, Fail> {
             return Err(FsError::ReadOnly);
         }
         if flags & O_TRUNC != 0 && stat.size > 0 {
+            // Mapped pages are the cache's: they cannot be taken away.
+            if mmap::maps_file(ino) || s.cache.mapped(ino) {
+                return Err(FsError::Busy);
+            }
             s.sync_data()?;
             s.cache.drop_from(ino, 0);
             s.fs.truncate(ino, 0)?;

@@ -59,6 +59,14 @@ pub enum AccessError {
     NotMapped,
 }
 
+/// A page taken out of (or found in) a space by [`AddressSpace::unmap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unmapped {
+    pub phys: u64,
+    pub owned: bool,
+    pub writable: bool,
+}
+
 pub struct AddressSpace {
     /// This space's own PML4; only its lower half is used (as the template
     /// `install` copies from).
@@ -141,20 +149,57 @@ impl AddressSpace {
 
     /// Maps a fresh zeroed frame at the page `va` for ring 3.
     pub fn map_zeroed(&mut self, va: u64, flags: Flags) -> Result<(), MapError> {
-        if !(USER_START..USER_END).contains(&va) || !va.is_multiple_of(PAGE) {
-            return Err(MapError::NotMapped);
-        }
-        let entry = (flags | Flags::USER).to_entry_flags()? | OWNED;
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
         if frames::stats().free <= KERNEL_RESERVE_FRAMES {
             return Err(MapError::OutOfFrames);
         }
         let frame = frames::alloc_zeroed().ok_or(MapError::OutOfFrames)?;
+        self.map_frame(va, frame, flags, true).inspect_err(|_| {
+            let _ = frames::free(frame);
+        })
+    }
+
+    /// Maps a fresh frame holding a copy of the page at physical `src` (a
+    /// private mapping's write to a page of the cache).
+    pub fn map_copy(&mut self, va: u64, src: u64, flags: Flags) -> Result<(), MapError> {
+        if frames::stats().free <= KERNEL_RESERVE_FRAMES {
+            return Err(MapError::OutOfFrames);
+        }
+        let frame = frames::alloc_contiguous(1).ok_or(MapError::OutOfFrames)?;
+        // SAFETY: the new frame is ours alone; `src` is a whole page of RAM
+        // (a cache page) seen through the physical window; no overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys::to_virt(src) as *const u8,
+                phys::to_virt(frame) as *mut u8,
+                PAGE as usize,
+            )
+        };
+        let frame = PhysFrame::containing_address(PhysAddr::new(frame));
+        self.map_frame(va, frame, flags, true).inspect_err(|_| {
+            let _ = frames::free(frame);
+        })
+    }
+
+    /// Maps the frame at physical `phys` at the page `va` for ring 3 without
+    /// owning it: it is not freed with the space (a page of the page cache,
+    /// pinned by the mapping that borrowed it).
+    pub fn map_borrowed(&mut self, va: u64, phys: u64, flags: Flags) -> Result<(), MapError> {
+        self.map_frame(va, PhysFrame::containing_address(PhysAddr::new(phys)), flags, false)
+    }
+
+    fn map_frame(&mut self, va: u64, frame: PhysFrame, flags: Flags, owned: bool) -> Result<(), MapError> {
+        if !(USER_START..USER_END).contains(&va) || !va.is_multiple_of(PAGE) {
+            return Err(MapError::NotMapped);
+        }
+        let mut entry = (flags | Flags::USER).to_entry_flags()?;
+        if owned {
+            entry |= OWNED;
+        }
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
         self.with_table(|t| {
-            // SAFETY: the frame is fresh and owned by this mapping only; the
-            // page is in the user half of a space that is not yet running
-            // code that could hold references into it (and user code holds
-            // no Rust references at all).
+            // SAFETY: the frame is the mapping's (fresh, or a pinned cache
+            // page); the page is in the user half, where user code holds no
+            // Rust references.
             match unsafe { t.map_to_with_table_flags(page, frame, entry, TABLE_FLAGS, &mut PageTableFrames) } {
                 // A new mapping of an unmapped page needs no flush (SDM Vol.
                 // 3A §4.10.4.3: not-present entries are not cached).
@@ -162,10 +207,7 @@ impl AddressSpace {
                     flush.ignore();
                     Ok(())
                 }
-                Err(e) => {
-                    let _ = frames::free(frame);
-                    Err(MapError::from(e))
-                }
+                Err(e) => Err(MapError::from(e)),
             }
         })?;
         self.ranges.add_page(va);
@@ -183,6 +225,39 @@ impl AddressSpace {
             }
         }
         Ok(())
+    }
+
+    /// Unmaps the page `va`: its frame and whether it was writable, or
+    /// `None` if nothing was mapped there. A frame the space owned is freed
+    /// (the caller gets `owned: true` and must not use it); a borrowed one
+    /// is the lender's again.
+    pub fn unmap(&mut self, va: u64) -> Option<Unmapped> {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::try_new(va).ok()?);
+        let (phys, flags) = self.lookup(va)?;
+        let owned = flags.contains(OWNED);
+        self.with_table(|t| t.unmap(page).map(|(_, flush)| flush.ignore()))
+            .ok()?;
+        if INSTALLED.lock().root == Some(self.root) {
+            tlb::flush(VirtAddr::new(va));
+        }
+        if owned {
+            let _ = frames::free(PhysFrame::containing_address(PhysAddr::new(phys)));
+        }
+        Some(Unmapped {
+            phys,
+            owned,
+            writable: flags.contains(PageTableFlags::WRITABLE),
+        })
+    }
+
+    /// What is mapped at the page `va`: its frame, whether it is writable
+    /// and whether the space owns it.
+    pub fn mapped(&mut self, va: u64) -> Option<Unmapped> {
+        self.lookup(va).map(|(phys, flags)| Unmapped {
+            phys,
+            owned: flags.contains(OWNED),
+            writable: flags.contains(PageTableFlags::WRITABLE),
+        })
     }
 
     /// The frame and flags of the page holding `va`.

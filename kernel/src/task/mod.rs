@@ -8,7 +8,7 @@
 //! arrived in ring 3 or in the idle task. See docs/processes.md.
 
 pub mod init;
-mod loader;
+pub mod loader;
 mod process;
 pub mod service;
 mod watchdog;

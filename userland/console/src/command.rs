@@ -129,8 +129,8 @@ pub const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "cache",
-        usage: "cache [--json]",
-        summary: "the page cache: pages, hits, misses, readahead used/wasted, evictions, dirty",
+        usage: "cache [--json] | cache --drop",
+        summary: "the page cache: pages, hits, misses, readahead used/wasted, evictions, dirty; --drop empties it",
     },
     Spec {
         name: "mkdir",
@@ -339,6 +339,8 @@ pub enum Command<'a> {
     Cache {
         json: bool,
     },
+    /// `cache --drop`.
+    DropCache,
     Mkdir {
         path: &'a str,
     },
@@ -1287,6 +1289,7 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
         "df" => Ok(Command::Df {
             json: json_flag("df", args)?,
         }),
+        "cache" if rest.split_ascii_whitespace().eq(["--drop"]) => Ok(Command::DropCache),
         "cache" => Ok(Command::Cache {
             json: json_flag("cache", args)?,
         }),
@@ -1345,6 +1348,8 @@ mod tests {
             err("mv /a /b /c")
         );
         assert_eq!(parse("sync"), Ok(Command::Sync));
+        assert_eq!(parse("cache --drop"), Ok(Command::DropCache));
+        assert!(err("cache --drop --json").starts_with("cache: unexpected argument '--drop'"));
         assert!(
             err("sync now").starts_with("sync: unexpected argument 'now'"),
             "{}",

@@ -4,8 +4,8 @@
 //! [`FsError::InvalidArgument`].
 
 use aether_abi::fs::{
-    CacheStats, DirEntry, FS_REQUEST_MAX, FS_RESPONSE_MAX, FsError, FsRequest, FsResponse, FsStat, O_APPEND, O_CREATE,
-    O_READ, O_TRUNC, O_WRITE, Path, Stat,
+    CacheStats, DirEntry, FS_REQUEST_MAX, FS_RESPONSE_MAX, FsError, FsRequest, FsResponse, FsStat, MAP_PRIVATE,
+    MAP_WRITE, O_APPEND, O_CREATE, O_READ, O_TRUNC, O_WRITE, Path, Stat,
 };
 use aether_abi::syscall::{self as abi, Errno, nr};
 use alloc::vec;
@@ -218,4 +218,82 @@ pub fn cache_stats() -> Result<CacheStats, FsError> {
 /// Empties the page cache (what is dirty is written back first).
 pub fn drop_caches() -> Result<(), FsError> {
     ok(request(&FsRequest::DropCaches)?)
+}
+
+/// A mapping (`mmap`), unmapped on drop.
+pub struct Mapping {
+    addr: u64,
+    len: usize,
+    writable: bool,
+}
+
+impl Mapping {
+    fn new(fd: Option<u32>, offset: u64, len: usize, flags: u32) -> Result<Mapping, FsError> {
+        let req = FsRequest::Mmap {
+            fd,
+            offset,
+            len: len as u64,
+            flags,
+        };
+        match request(&req)? {
+            FsResponse::Mapped { addr } => Ok(Mapping {
+                addr,
+                len,
+                writable: flags & MAP_WRITE != 0,
+            }),
+            _ => Err(FsError::InvalidArgument),
+        }
+    }
+
+    /// `len` bytes of `file` from `offset` (a multiple of 4096), shared and
+    /// read-only: the page cache's own pages.
+    pub fn file(file: &File, offset: u64, len: usize) -> Result<Mapping, FsError> {
+        Mapping::new(Some(file.fd), offset, len, 0)
+    }
+
+    /// A private, writable copy-on-write mapping of `file`.
+    pub fn file_private(file: &File, offset: u64, len: usize) -> Result<Mapping, FsError> {
+        Mapping::new(Some(file.fd), offset, len, MAP_PRIVATE | MAP_WRITE)
+    }
+
+    /// `len` bytes of zeroed memory.
+    pub fn anonymous(len: usize) -> Result<Mapping, FsError> {
+        Mapping::new(None, 0, len, MAP_WRITE)
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the kernel mapped `len` bytes at `addr` readable for this
+        // process until the `Munmap` in `drop`; nothing in this process
+        // writes them but through `as_mut_slice`, which takes `&mut self`.
+        unsafe { core::slice::from_raw_parts(self.addr as *const u8, self.len) }
+    }
+
+    /// `None` for a read-only mapping.
+    pub fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
+        // SAFETY: as in `as_slice`, mapped writable (`MAP_WRITE`), and
+        // `&mut self` makes the access unique.
+        self.writable
+            .then(|| unsafe { core::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        let _ = request(&FsRequest::Munmap {
+            addr: self.addr,
+            len: self.len as u64,
+        });
+    }
 }

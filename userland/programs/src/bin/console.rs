@@ -246,6 +246,7 @@ fn execute(line: &str) {
         Ok(Command::Stat { path, json }) => files::stat(path, json),
         Ok(Command::Df { json }) => files::df(json),
         Ok(Command::Cache { json }) => files::cache(json),
+        Ok(Command::DropCache) => files::drop_cache(),
         Ok(Command::Mkdir { path }) => files::mkdir(path),
         Ok(Command::Rm { path }) => files::rm(path),
         Ok(Command::Mv { from, to }) => files::mv(from, to),

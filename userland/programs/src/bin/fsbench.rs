@@ -5,7 +5,12 @@
 //! * `blk_seq_read_buffered_cold_dd`: the whole file by read() of 1 MiB
 //!   after the page cache was emptied (Linux: `dd bs=1M` after
 //!   `drop_caches`);
-//! * `blk_seq_read_buffered_hot_c`: the same again, from the cache.
+//! * `blk_seq_read_buffered_hot_c`: the same again, from the cache;
+//! * `mmap_file_cold` / `mmap_file_hot`: the first 64 MiB of the file
+//!   mapped, one byte read per 4 KiB page, after emptying the cache and
+//!   again (Linux's `mmap_vda_cold` / `_hot` map the device through its
+//!   page cache the same way), in MiB/s, then `_faults_per_s` and
+//!   `_faults` (a fault maps the 32 pages around it).
 //!
 //! The bytes are not looked at (as Linux's `lbbench blkread`); `probe`
 //! checks them. A failure prints `BENCHERR <name> <what>` and the exit
@@ -16,13 +21,15 @@
 extern crate alloc;
 
 use aether_abi::fs::FsError;
-use aether_rt::fs::{self, File};
+use aether_rt::fs::{self, File, Mapping};
 use aether_rt::{Args, entry, println, sys};
 use alloc::vec;
 
 entry!(main);
 
 const CHUNK: usize = 1 << 20;
+/// The mapping of the mmap figures (Linux's: 64 MiB).
+const MMAP_BYTES: usize = 64 << 20;
 
 fn main(args: Args) -> i32 {
     let Some(path) = args.get(1) else {
@@ -37,6 +44,26 @@ fn main(args: Args) -> i32 {
     for name in ["blk_seq_read_buffered_cold_dd", "blk_seq_read_buffered_hot_c"] {
         match read_all(path) {
             Ok((bytes, ns)) => println!("BENCH {name} {} MiB/s", mib_per_s(bytes, ns)),
+            Err(e) => {
+                println!("BENCHERR {name} {e:?}");
+                failed = true;
+            }
+        }
+    }
+    if let Err(e) = fs::drop_caches() {
+        println!("BENCHERR mmap_file_cold drop_caches:{e:?}");
+        failed = true;
+    }
+    for name in ["mmap_file_cold", "mmap_file_hot"] {
+        match touch_mapped(path, MMAP_BYTES) {
+            Ok((bytes, ns, faults)) => {
+                println!("BENCH {name} {} MiB/s", mib_per_s(bytes, ns));
+                println!(
+                    "BENCH {name}_faults_per_s {} faults/s",
+                    faults as u128 * 1_000_000_000 / ns.max(1) as u128
+                );
+                println!("BENCH {name}_faults {faults} faults");
+            }
             Err(e) => {
                 println!("BENCHERR {name} {e:?}");
                 failed = true;
@@ -65,4 +92,25 @@ fn read_all(path: &str) -> Result<(u64, u64), FsError> {
         }
     }
     Ok((bytes, sys::clock_ns() - t0))
+}
+
+/// Maps `len` bytes of the file and reads one byte of every page: bytes,
+/// ns and the mapping faults it took.
+fn touch_mapped(path: &str, len: usize) -> Result<(u64, u64, u64), FsError> {
+    let f = File::open(path)?;
+    let len = len.min(f.opened_stat().size as usize);
+    let faults0 = fs::cache_stats()?.map_faults;
+    let t0 = sys::clock_ns();
+    let map = Mapping::file(&f, 0, len)?;
+    let bytes = map.as_slice();
+    let mut sum = 0u8;
+    let mut at = 0;
+    while at < bytes.len() {
+        sum = sum.wrapping_add(bytes[at]);
+        at += 4096;
+    }
+    core::hint::black_box(sum);
+    let ns = sys::clock_ns() - t0;
+    drop(map);
+    Ok((len as u64, ns, fs::cache_stats()?.map_faults - faults0))
 }

@@ -1,11 +1,12 @@
-//! `probe PATH [--read] [--chunk KIB]`: reads a file and prints its
+//! `probe PATH [--read] [--mmap] [--chunk KIB]`: reads a file and prints its
 //! checksum (`aether_abi::fs::Checksum`, the one `aether-disk sum` prints
 //! on the host) and the throughput, one line per method:
 //!
 //! `probe read PATH: BYTES bytes, checksum HEX, MS ms, MIBS MiB/s`
 //!
 //! Methods: `--read` (read() through the page cache, in chunks of
-//! `--chunk` KiB, default 1024). With no method flag, every method runs.
+//! `--chunk` KiB, default 1024), `--mmap` (the whole file mapped: the
+//! cache's pages, no copy). With no method flag, every method runs.
 //! Exit 0 when every method read the whole file with the same checksum.
 #![no_std]
 #![no_main]
@@ -13,25 +14,27 @@
 extern crate alloc;
 
 use aether_abi::fs::Checksum;
-use aether_rt::fs::File;
+use aether_rt::fs::{File, Mapping};
 use aether_rt::{Args, entry, println, sys};
 use alloc::vec;
 
 entry!(main);
 
 fn usage() -> i32 {
-    println!("usage: probe PATH [--read] [--chunk KIB]");
+    println!("usage: probe PATH [--read] [--mmap] [--chunk KIB]");
     2
 }
 
 fn main(args: Args) -> i32 {
     let mut path = None;
     let mut read = false;
+    let mut mmap = false;
     let mut chunk_kib = 1024usize;
     let mut i = 1;
     while let Some(a) = args.get(i) {
         match a {
             "--read" => read = true,
+            "--mmap" => mmap = true,
             "--chunk" => {
                 i += 1;
                 match args.get(i).and_then(|v| v.parse::<usize>().ok()) {
@@ -51,10 +54,18 @@ fn main(args: Args) -> i32 {
         i += 1;
     }
     let Some(path) = path else { return usage() };
-    let all = !read;
+    let all = !read && !mmap;
     let mut sums = heapless::Vec::<u64, 4>::new();
     if read || all {
         match by_read(path, chunk_kib * 1024) {
+            Some(sum) => {
+                let _ = sums.push(sum);
+            }
+            None => return 1,
+        }
+    }
+    if mmap || all {
+        match by_mmap(path) {
             Some(sum) => {
                 let _ = sums.push(sum);
             }
@@ -110,5 +121,31 @@ fn by_read(path: &str, chunk: usize) -> Option<u64> {
         return None;
     }
     report("read", path, bytes, sum.value(), ns);
+    Some(sum.value())
+}
+
+fn by_mmap(path: &str) -> Option<u64> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            println!("error: probe: {path}: {e}");
+            return None;
+        }
+    };
+    let size = f.opened_stat().size;
+    let mut sum = Checksum::default();
+    let t0 = sys::clock_ns();
+    if size > 0 {
+        let map = match Mapping::file(&f, 0, size as usize) {
+            Ok(m) => m,
+            Err(e) => {
+                println!("error: probe: {path}: mmap: {e}");
+                return None;
+            }
+        };
+        sum.add(map.as_slice());
+    }
+    let ns = sys::clock_ns() - t0;
+    report("mmap", path, size, sum.value(), ns);
     Some(sum.value())
 }

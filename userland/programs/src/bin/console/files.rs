@@ -178,6 +178,13 @@ pub fn cache(json: bool) {
         "device reads: {} requests, {} pages; pages written back {}",
         c.read_requests, c.read_pages, c.written_back
     );
+    println!("mapping faults: {} ({} pages mapped)", c.map_faults, c.mapped_pages);
+}
+
+pub fn drop_cache() {
+    if let Err(e) = fs::drop_caches() {
+        println!("error: cache: {e}");
+    }
 }
 
 pub fn mkdir(path: &str) {
