@@ -43,7 +43,49 @@ pub const MAP_WRITE: u32 = 1;
 /// A private file mapping (writes, if allowed, go to copies). Without it a
 /// file mapping is shared and read-only: the page cache's own pages.
 pub const MAP_PRIVATE: u32 = 2;
-pub const MAP_ALL: u32 = 3;
+/// An anonymous mapping of physically contiguous memory the device can
+/// read into directly: the buffers of direct async reads (io_uring's
+/// registered buffers). At most [`DMA_MAP_MAX`]; mapped at once.
+pub const MAP_DMA: u32 = 4;
+pub const MAP_ALL: u32 = 7;
+/// The most one `MAP_DMA` mapping may be (16 MiB).
+pub const DMA_MAP_MAX: u64 = 16 << 20;
+
+/// Entries per `Submit` or `Complete` call.
+pub const AIO_BATCH: usize = 16;
+/// Requests a process may have in flight.
+pub const AIO_INFLIGHT_MAX: usize = 64;
+
+/// One async request (a submission queue entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct Sqe {
+    /// Given back in the completion.
+    pub user_data: u64,
+    pub op: AioOp,
+    pub fd: u32,
+    pub offset: u64,
+    /// The caller's memory: `len` bytes at `buf`.
+    pub buf: u64,
+    pub len: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub enum AioOp {
+    /// Through the page cache (done at once; the completion follows).
+    Read,
+    Write,
+    /// Bypasses the cache: the device writes the caller's memory. `offset`
+    /// and `len` in whole 512-byte sectors; into a `MAP_DMA` mapping the
+    /// device writes straight into it, elsewhere through a bounce buffer.
+    ReadDirect,
+}
+
+/// One completion: bytes moved, or why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct Cqe {
+    pub user_data: u64,
+    pub result: Result<u64, FsError>,
+}
 /// The most one mapping may be (1 GiB).
 pub const MAP_MAX: u64 = 1 << 30;
 
@@ -61,6 +103,8 @@ pub enum FsError {
     NoSpace,
     /// The inode table is full.
     NoInodes,
+    /// Out of memory for this request (buffers, mappings).
+    NoMemory,
     /// A read-only disk, or a file opened without `O_WRITE`.
     ReadOnly,
     /// A component longer than [`NAME_MAX`] or a path than [`PATH_MAX`].
@@ -93,6 +137,7 @@ impl FsError {
             FsError::NotEmpty => "directory not empty",
             FsError::NoSpace => "no space left on the disk",
             FsError::NoInodes => "no free inodes",
+            FsError::NoMemory => "out of memory",
             FsError::ReadOnly => "read-only",
             FsError::NameTooLong => "name too long",
             FsError::InvalidPath => "invalid path",
@@ -259,6 +304,17 @@ pub enum FsRequest {
         addr: u64,
         len: u64,
     },
+    /// Queues requests: [`FsResponse::Submitted`] with how many were taken
+    /// (the rest: the queue is full; a bad entry completes with its error).
+    Submit {
+        entries: Vec<Sqe, AIO_BATCH>,
+    },
+    /// Completions: waits until at least `min` are there (0: never waits;
+    /// no more than are pending), `timeout_ms` at most.
+    Complete {
+        min: u32,
+        timeout_ms: u32,
+    },
 }
 
 /// The kernel's answer.
@@ -280,6 +336,12 @@ pub enum FsResponse {
     Cache(CacheStats),
     Mapped {
         addr: u64,
+    },
+    Submitted(u32),
+    /// `pending`: requests still in flight or not yet collected.
+    Completions {
+        entries: Vec<Cqe, AIO_BATCH>,
+        pending: u32,
     },
     Ok,
     Err(FsError),

@@ -14,6 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use kcore::pci::{Address, Bar, decode_bar};
 
@@ -125,13 +126,44 @@ impl ConfigurationAccess for PortCam {
 pub struct DmaBuf {
     paddr: u64,
     pages: usize,
+    /// A view's length in bytes (0 for a buffer of whole pages).
+    view_len: usize,
+    /// Freed on drop (a view into another buffer is not).
+    owned: bool,
+    /// What a view keeps alive.
+    _parent: Option<Arc<DmaBuf>>,
 }
 
 impl DmaBuf {
     pub fn new(bytes: usize) -> Option<DmaBuf> {
         let pages = bytes.div_ceil(PAGE_SIZE).max(1);
         let paddr = frames::alloc_contiguous_zeroed(pages as u64)?;
-        Some(DmaBuf { paddr, pages })
+        Some(DmaBuf {
+            paddr,
+            pages,
+            view_len: 0,
+            owned: true,
+            _parent: None,
+        })
+    }
+
+    /// A view of `len` bytes of `parent` from byte `offset` (a direct read
+    /// into a process's registered buffer): it keeps `parent` alive, so the
+    /// frames outlive any request using the view, whatever happens to the
+    /// mapping. `None` when out of range.
+    pub fn view_of(parent: &Arc<DmaBuf>, offset: usize, len: usize) -> Option<DmaBuf> {
+        if len == 0 || offset.checked_add(len)? > parent.len() {
+            return None;
+        }
+        Some(DmaBuf {
+            paddr: parent.paddr + offset as u64,
+            // `len` from `paddr`: the slices of the view stay inside the
+            // parent (whole pages from an unaligned start would not).
+            pages: 0,
+            view_len: len,
+            owned: false,
+            _parent: Some(parent.clone()),
+        })
     }
 
     /// A buffer the device fills before the kernel reads it: not cleared
@@ -140,11 +172,21 @@ impl DmaBuf {
     pub fn for_device_writes(bytes: usize) -> Option<DmaBuf> {
         let pages = bytes.div_ceil(PAGE_SIZE).max(1);
         let paddr = frames::alloc_contiguous(pages as u64)?;
-        Some(DmaBuf { paddr, pages })
+        Some(DmaBuf {
+            paddr,
+            pages,
+            view_len: 0,
+            owned: true,
+            _parent: None,
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.pages * PAGE_SIZE
+        if self.owned {
+            self.pages * PAGE_SIZE
+        } else {
+            self.view_len
+        }
     }
 
     /// The physical address of its first byte (pages follow contiguously).
@@ -154,7 +196,10 @@ impl DmaBuf {
 
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the frames are ours (allocated in `new`, freed on drop),
-        // mapped through the physical window for their whole length.
+        // or a view's part of its parent's, which it keeps alive; mapped
+        // through the physical window for their whole length. (A parent
+        // with views is memory for a device and a process: the kernel
+        // takes no slices of it while they exist.)
         unsafe { core::slice::from_raw_parts(phys::to_virt(self.paddr) as *const u8, self.len()) }
     }
 
@@ -166,7 +211,9 @@ impl DmaBuf {
 
 impl Drop for DmaBuf {
     fn drop(&mut self) {
-        frames::free_contiguous(self.paddr, self.pages as u64);
+        if self.owned {
+            frames::free_contiguous(self.paddr, self.pages as u64);
+        }
     }
 }
 

@@ -148,6 +148,23 @@ fn reap_then<R>(f: impl FnOnce(&mut VirtioBlk) -> R) -> Result<(u64, R, bool), B
     Ok((seen, f(dev), dev.has_msix()))
 }
 
+/// The buffer of a queued read if it has finished, else the ticket back
+/// (never waits).
+pub fn poll(ticket: Ticket) -> Result<Result<DmaBuf, BlkError>, Ticket> {
+    match reap_then(|dev| dev.take(ticket.0)) {
+        Ok((_, Some(r), _)) => Ok(r),
+        Ok((_, None, _)) => Err(ticket),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// Sleeps until the disk interrupts after `seen` ([`interrupts`], read
+/// before the caller polled its tickets), or a short while without MSI-X.
+pub fn wait_any(seen: u64) {
+    let msix = DISK.lock().as_ref().is_some_and(|d| d.has_msix());
+    wait_for_disk(seen, msix);
+}
+
 /// The buffer of a queued read once it has finished; the caller sleeps
 /// meanwhile, without holding the disk (other tasks queue and wait too).
 pub fn wait(ticket: Ticket) -> Result<DmaBuf, BlkError> {

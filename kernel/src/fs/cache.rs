@@ -111,22 +111,28 @@ impl Cache {
         s
     }
 
+    /// Evicts the policy's victim among the folios neither dirty, mapped
+    /// nor being read: the pages it held, `None` if every folio is pinned.
+    fn evict_one(&mut self) -> Option<u64> {
+        let folios = &self.folios;
+        let pinned = |k: &Key| {
+            folios
+                .get(k)
+                .is_some_and(|f| f.dirty || f.maps > 0 || matches!(f.state, State::Loading(..)))
+        };
+        let victim = self.policy.victim(pinned)?;
+        let f = self.folios.remove(&victim)?;
+        if f.ahead {
+            self.stats.readahead_wasted += 1;
+        }
+        Some(f.pages)
+    }
+
     /// Evicts until one more folio fits; false if every folio is pinned.
     fn make_room(&mut self) -> bool {
         while self.policy.is_full() {
-            let folios = &self.folios;
-            let pinned = |k: &Key| {
-                folios
-                    .get(k)
-                    .is_some_and(|f| f.dirty || f.maps > 0 || matches!(f.state, State::Loading(..)))
-            };
-            let Some(victim) = self.policy.victim(pinned) else {
+            if self.evict_one().is_none() {
                 return false;
-            };
-            if let Some(f) = self.folios.remove(&victim)
-                && f.ahead
-            {
-                self.stats.readahead_wasted += 1;
             }
         }
         true
@@ -150,15 +156,35 @@ impl Cache {
     /// when the device fills it all.
     fn buffer(&mut self, pages: u64, zeroed: bool) -> Result<DmaBuf, FsError> {
         if !self.make_room() {
-            return Err(FsError::Io);
+            return Err(FsError::NoMemory);
         }
         let bytes = (pages.max(1) * BS) as usize;
-        let buf = if zeroed {
-            DmaBuf::new(bytes)
-        } else {
-            DmaBuf::for_device_writes(bytes)
+        let alloc = || {
+            if zeroed {
+                DmaBuf::new(bytes)
+            } else {
+                DmaBuf::for_device_writes(bytes)
+            }
         };
-        buf.ok_or(FsError::Io)
+        // Memory short (processes took it): the cache gives way first.
+        match alloc() {
+            Some(b) => Ok(b),
+            None if self.shrink(pages + FOLIO_PAGES) > 0 => alloc().ok_or(FsError::NoMemory),
+            None => Err(FsError::NoMemory),
+        }
+    }
+
+    /// Evicts clean, unpinned folios until `pages` pages are freed (or none
+    /// is left); the pages freed.
+    pub fn shrink(&mut self, pages: u64) -> u64 {
+        let mut freed = 0;
+        while freed < pages {
+            match self.evict_one() {
+                Some(p) => freed += p,
+                None => break,
+            }
+        }
+        freed
     }
 
     /// Starts reading folio `f` of `ino` (size `size`), ahead of a reader

@@ -12,12 +12,14 @@
 //! until the next sweep, which gives their pins back (its address space,
 //! gone with it, freed only the frames it owned).
 
-use aether_abi::fs::{FsError, MAP_ALL, MAP_MAX, MAP_PRIVATE, MAP_WRITE, O_READ};
+use aether_abi::fs::{DMA_MAP_MAX, FsError, MAP_ALL, MAP_DMA, MAP_MAX, MAP_PRIVATE, MAP_WRITE, O_READ};
 use aether_abi::syscall::Pid;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use spin::{Mutex, MutexGuard};
 
 use super::cache::{FOLIO_PAGES, Folio, Key, State};
+use crate::block::DmaBuf;
 use crate::mm::paging::Flags;
 
 /// Where a process's mappings start (far above its heap, below its stack).
@@ -41,6 +43,9 @@ struct Region {
     writable: bool,
     /// Cache pages mapped, by folio.
     pins: BTreeMap<Key, u32>,
+    /// A `MAP_DMA` mapping's frames (mapped at once; freed with it, or
+    /// after the last direct read into them).
+    dma: Option<Arc<DmaBuf>>,
 }
 
 #[derive(Default)]
@@ -76,6 +81,12 @@ pub fn maps_file(ino: u64) -> bool {
 /// Removes the regions of processes that have ended; their pins, for the
 /// cache to give back.
 pub fn sweep() -> alloc::vec::Vec<(Key, u32)> {
+    // First their requests in flight (a direct read may be filling a
+    // `MAP_DMA` region about to be freed).
+    let _ = super::with(|s| {
+        s.sweep_aio();
+        Ok(())
+    });
     let mut g = maps();
     let dead: alloc::vec::Vec<(Pid, u64)> = g
         .regions
@@ -113,6 +124,12 @@ pub fn mmap(pid: Pid, fd: Option<u32>, offset: u64, len: u64, flags: u32) -> Res
     }
     let writable = flags & MAP_WRITE != 0;
     let pages = len.div_ceil(PAGE);
+    if flags & MAP_DMA != 0 {
+        if fd.is_some() || !writable || len > DMA_MAP_MAX {
+            return Err(FsError::InvalidArgument);
+        }
+        return map_dma(pid, pages);
+    }
     let file = match fd {
         Some(fd) => {
             // A shared file mapping is the cache's pages: read-only.
@@ -142,13 +159,7 @@ pub fn mmap(pid: Pid, fd: Option<u32>, offset: u64, len: u64, flags: u32) -> Res
     };
     unpin_all(sweep());
     let mut g = maps();
-    let addr = *g.next.get(&pid).unwrap_or(&MMAP_BASE);
-    // A guard page between mappings.
-    let next = addr + (pages + 1) * PAGE;
-    if next > crate::task::loader::STACK_TOP / 2 {
-        return Err(FsError::InvalidArgument);
-    }
-    g.next.insert(pid, next);
+    let addr = reserve(&mut g, pid, pages)?;
     g.regions.insert(
         (pid, addr),
         Region {
@@ -156,21 +167,79 @@ pub fn mmap(pid: Pid, fd: Option<u32>, offset: u64, len: u64, flags: u32) -> Res
             file,
             writable,
             pins: BTreeMap::new(),
+            dma: None,
         },
     );
     Ok(addr)
 }
 
+/// Address space for `pages` more of `pid`'s mappings.
+fn reserve(g: &mut Maps, pid: Pid, pages: u64) -> Result<u64, FsError> {
+    let addr = *g.next.get(&pid).unwrap_or(&MMAP_BASE);
+    // A guard page between mappings.
+    let next = addr + (pages + 1) * PAGE;
+    if next > crate::task::loader::STACK_TOP / 2 {
+        return Err(FsError::InvalidArgument);
+    }
+    g.next.insert(pid, next);
+    Ok(addr)
+}
+
+/// A `MAP_DMA` mapping: contiguous zeroed frames, mapped writable now.
+fn map_dma(pid: Pid, pages: u64) -> Result<u64, FsError> {
+    unpin_all(sweep());
+    let buf = DmaBuf::new((pages * PAGE) as usize).ok_or(FsError::NoMemory)?;
+    let mut g = maps();
+    let addr = reserve(&mut g, pid, pages)?;
+    let phys = buf.phys();
+    let mapped = crate::task::with(|k| {
+        let space = k.current_task_space().ok_or(FsError::Io)?;
+        for i in 0..pages {
+            if space
+                .map_borrowed(addr + i * PAGE, phys + i * PAGE, Flags::WRITABLE)
+                .is_err()
+            {
+                for j in 0..i {
+                    space.unmap(addr + j * PAGE);
+                }
+                return Err(FsError::NoMemory);
+            }
+        }
+        Ok(())
+    });
+    mapped?;
+    g.regions.insert(
+        (pid, addr),
+        Region {
+            pages,
+            file: None,
+            writable: true,
+            pins: BTreeMap::new(),
+            dma: Some(Arc::new(buf)),
+        },
+    );
+    Ok(addr)
+}
+
+/// A view of `buf..buf + len` of `pid` when it lies in one `MAP_DMA`
+/// mapping (a direct read may go straight into it).
+pub fn dma_view(pid: Pid, buf: u64, len: u64) -> Option<DmaBuf> {
+    let g = maps();
+    let ((_, start), r) = g.regions.range((pid, 0)..=(pid, buf)).next_back()?;
+    DmaBuf::view_of(r.dma.as_ref()?, (buf - start) as usize, len as usize)
+}
+
 /// `Munmap` of a whole mapping.
 pub fn munmap(pid: Pid, addr: u64, len: u64) -> Result<(), FsError> {
-    let region = {
-        let mut g = maps();
-        match g.regions.get(&(pid, addr)) {
-            Some(r) if r.pages == len.div_ceil(PAGE) => {}
-            _ => return Err(FsError::InvalidArgument),
-        }
-        g.regions.remove(&(pid, addr)).ok_or(FsError::InvalidArgument)?
+    let dma = match maps().regions.get(&(pid, addr)) {
+        Some(r) if r.pages == len.div_ceil(PAGE) => r.dma.is_some(),
+        _ => return Err(FsError::InvalidArgument),
     };
+    // Direct reads still filling it: not yet.
+    if dma && super::with(|s| Ok(s.aio_busy(pid))).unwrap_or(false) {
+        return Err(FsError::Busy);
+    }
+    let region = maps().regions.remove(&(pid, addr)).ok_or(FsError::InvalidArgument)?;
     crate::task::with(|k| {
         if let Some(space) = k.current_task_space() {
             for i in 0..region.pages {

@@ -5,6 +5,7 @@
 //! cache and the open files; it is never held while waiting for a read to
 //! finish, and a task that finds it taken yields instead of spinning.
 
+mod aio;
 mod cache;
 pub mod mmap;
 mod store;
@@ -40,6 +41,8 @@ struct Storage {
     cache: Cache,
     /// By (process, descriptor).
     files: BTreeMap<(Pid, u32), OpenFile>,
+    /// Each process's async queues.
+    aio: BTreeMap<Pid, aio::Aio>,
 }
 
 static STORAGE: Mutex<Option<Storage>> = Mutex::new(None);
@@ -67,6 +70,16 @@ fn cache_capacity() -> usize {
     let f = crate::mm::frames::stats();
     let spare = (f.free * 3 / 4).saturating_sub(4096);
     ((spare / FOLIO_PAGES) as usize).max(8)
+}
+
+/// The frame allocator's reclaimer: clean cache folios go (unless the
+/// storage lock is held: the allocation is then the cache's own, which
+/// shrinks itself).
+fn reclaim(frames: u64) -> u64 {
+    match STORAGE.try_lock() {
+        Some(mut g) => g.as_mut().map_or(0, |s| s.cache.shrink(frames)),
+        None => 0,
+    }
 }
 
 /// Mounts the disk, if there is one (at boot), and says how it went.
@@ -97,10 +110,12 @@ pub fn init() {
                 if fs.read_only() { ", read-only" } else { "" },
                 (capacity as u64 * FOLIO_BYTES) >> 20
             );
+            crate::mm::frames::set_reclaim(reclaim);
             *STORAGE.lock() = Some(Storage {
                 fs,
                 cache: Cache::new(capacity),
                 files: BTreeMap::new(),
+                aio: BTreeMap::new(),
             });
         }
         Err(MountError::Superblock { first, copy: None }) => log::warn!("disk: mount refused: {first}"),
@@ -211,6 +226,8 @@ fn serve(pid: Pid, request: FsRequest) -> Result<FsResponse, Fail> {
             mmap::munmap(pid, addr, len)?;
             FsResponse::Ok
         }
+        FsRequest::Submit { entries } => aio::submit(pid, &entries)?,
+        FsRequest::Complete { min, timeout_ms } => aio::complete(pid, min, timeout_ms)?,
         FsRequest::DropCaches => with(|s| {
             s.sync_data()?;
             s.cache.drop_clean();

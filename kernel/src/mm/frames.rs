@@ -35,6 +35,30 @@ pub fn init<I: Iterator<Item = Region> + Clone>(usable: impl Fn() -> I) -> Resul
     Ok(())
 }
 
+/// Gives memory back under pressure (the page cache's clean folios):
+/// asked for at least `frames`, it returns how many it freed.
+pub type Reclaim = fn(frames: u64) -> u64;
+
+static RECLAIM: spin::Once<Reclaim> = spin::Once::new();
+
+pub fn set_reclaim(f: Reclaim) {
+    RECLAIM.call_once(|| f);
+}
+
+/// Asks the reclaimer for `frames` (0 if there is none, or it is busy).
+pub fn reclaim(frames: u64) -> u64 {
+    RECLAIM.get().map_or(0, |f| f(frames))
+}
+
+/// `alloc`, and once more after a reclaim of `want` frames if it failed.
+fn alloc_or_reclaim(want: u64, alloc: impl Fn(&mut FrameBitmap<'static>) -> Option<u64>) -> Option<u64> {
+    match with(&alloc)? {
+        Some(a) => Some(a),
+        None if reclaim(want) > 0 => with(&alloc)?,
+        None => None,
+    }
+}
+
 fn with<R>(f: impl FnOnce(&mut FrameBitmap<'static>) -> R) -> Option<R> {
     x86_64::instructions::interrupts::without_interrupts(|| FRAMES.lock().as_mut().map(f))
 }
@@ -45,7 +69,7 @@ pub fn stats() -> FrameStats {
 
 /// One frame, zero-filled.
 pub fn alloc_zeroed() -> Option<PhysFrame> {
-    let addr = with(|b| b.alloc())??;
+    let addr = alloc_or_reclaim(256, |b| b.alloc())?;
     let words = phys::to_virt(addr) as *mut u64;
     for i in 0..(FRAME_SIZE / 8) as usize {
         // SAFETY: the frame was just allocated, so nothing else refers to
@@ -59,7 +83,7 @@ pub fn alloc_zeroed() -> Option<PhysFrame> {
 /// `count` physically contiguous frames, zero-filled (DMA buffers); the
 /// first one's physical address.
 pub fn alloc_contiguous_zeroed(count: u64) -> Option<u64> {
-    let addr = with(|b| b.alloc_contiguous(count, 1))??;
+    let addr = alloc_or_reclaim(count + 256, |b| b.alloc_contiguous(count, 1))?;
     let words = phys::to_virt(addr) as *mut u64;
     for i in 0..(count * FRAME_SIZE / 8) as usize {
         // SAFETY: the frames were just allocated, so nothing else refers to
@@ -73,7 +97,7 @@ pub fn alloc_contiguous_zeroed(count: u64) -> Option<u64> {
 /// fills before anyone reads them (zeroing 16 MiB costs tens of ms under
 /// TCG). The first one's physical address.
 pub fn alloc_contiguous(count: u64) -> Option<u64> {
-    with(|b| b.alloc_contiguous(count, 1))?
+    alloc_or_reclaim(count + 256, |b| b.alloc_contiguous(count, 1))
 }
 
 /// Returns `count` frames from [`alloc_contiguous_zeroed`] or

@@ -59,6 +59,18 @@ pub enum AccessError {
     NotMapped,
 }
 
+/// `OutOfFrames` when taking a frame would eat into the kernel's reserve
+/// (after asking the page cache for memory back).
+fn reserve_kept() -> Result<(), MapError> {
+    if frames::stats().free <= KERNEL_RESERVE_FRAMES && frames::reclaim(1024) == 0 {
+        return Err(MapError::OutOfFrames);
+    }
+    if frames::stats().free <= KERNEL_RESERVE_FRAMES {
+        return Err(MapError::OutOfFrames);
+    }
+    Ok(())
+}
+
 /// A page taken out of (or found in) a space by [`AddressSpace::unmap`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unmapped {
@@ -149,9 +161,7 @@ impl AddressSpace {
 
     /// Maps a fresh zeroed frame at the page `va` for ring 3.
     pub fn map_zeroed(&mut self, va: u64, flags: Flags) -> Result<(), MapError> {
-        if frames::stats().free <= KERNEL_RESERVE_FRAMES {
-            return Err(MapError::OutOfFrames);
-        }
+        reserve_kept()?;
         let frame = frames::alloc_zeroed().ok_or(MapError::OutOfFrames)?;
         self.map_frame(va, frame, flags, true).inspect_err(|_| {
             let _ = frames::free(frame);
@@ -161,9 +171,7 @@ impl AddressSpace {
     /// Maps a fresh frame holding a copy of the page at physical `src` (a
     /// private mapping's write to a page of the cache).
     pub fn map_copy(&mut self, va: u64, src: u64, flags: Flags) -> Result<(), MapError> {
-        if frames::stats().free <= KERNEL_RESERVE_FRAMES {
-            return Err(MapError::OutOfFrames);
-        }
+        reserve_kept()?;
         let frame = frames::alloc_contiguous(1).ok_or(MapError::OutOfFrames)?;
         // SAFETY: the new frame is ours alone; `src` is a whole page of RAM
         // (a cache page) seen through the physical window; no overlap.

@@ -4,14 +4,14 @@
 //! [`FsError::InvalidArgument`].
 
 use aether_abi::fs::{
-    CacheStats, DirEntry, FS_REQUEST_MAX, FS_RESPONSE_MAX, FsError, FsRequest, FsResponse, FsStat, MAP_PRIVATE,
-    MAP_WRITE, O_APPEND, O_CREATE, O_READ, O_TRUNC, O_WRITE, Path, Stat,
+    CacheStats, DirEntry, FS_REQUEST_MAX, FS_RESPONSE_MAX, FsError, FsRequest, FsResponse, FsStat, MAP_DMA,
+    MAP_PRIVATE, MAP_WRITE, O_APPEND, O_CREATE, O_READ, O_TRUNC, O_WRITE, Path, Stat,
 };
 use aether_abi::syscall::{self as abi, Errno, nr};
 use alloc::vec;
 use alloc::vec::Vec;
 
-pub use aether_abi::fs::{self as fsabi, FileKind};
+pub use aether_abi::fs::{self as fsabi, AIO_BATCH, AioOp, Cqe, FileKind, Sqe};
 
 fn errno(e: Errno) -> FsError {
     match e {
@@ -261,6 +261,12 @@ impl Mapping {
         Mapping::new(None, 0, len, MAP_WRITE)
     }
 
+    /// `len` bytes (at most `DMA_MAP_MAX`) of zeroed memory the device can
+    /// fill directly: buffers for direct async reads.
+    pub fn dma(len: usize) -> Result<Mapping, FsError> {
+        Mapping::new(None, 0, len, MAP_WRITE | MAP_DMA)
+    }
+
     pub fn addr(&self) -> u64 {
         self.addr
     }
@@ -295,5 +301,33 @@ impl Drop for Mapping {
             addr: self.addr,
             len: self.len as u64,
         });
+    }
+}
+
+/// Queues async requests; how many were taken (fewer when the queue is
+/// full: collect completions, then submit the rest).
+pub fn submit(entries: &[Sqe]) -> Result<usize, FsError> {
+    let mut taken = 0;
+    for chunk in entries.chunks(AIO_BATCH) {
+        let batch = heapless::Vec::from_slice(chunk).map_err(|_| FsError::InvalidArgument)?;
+        match request(&FsRequest::Submit { entries: batch })? {
+            FsResponse::Submitted(n) => {
+                taken += n as usize;
+                if (n as usize) < chunk.len() {
+                    break;
+                }
+            }
+            _ => return Err(FsError::InvalidArgument),
+        }
+    }
+    Ok(taken)
+}
+
+/// Completions: waits for at least `min` (0: does not wait) for
+/// `timeout_ms` at most; also how many are still pending.
+pub fn complete(min: u32, timeout_ms: u32) -> Result<(heapless::Vec<Cqe, AIO_BATCH>, u32), FsError> {
+    match request(&FsRequest::Complete { min, timeout_ms })? {
+        FsResponse::Completions { entries, pending } => Ok((entries, pending)),
+        _ => Err(FsError::InvalidArgument),
     }
 }
