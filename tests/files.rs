@@ -153,3 +153,59 @@ fn without_a_disk_the_file_commands_say_so() {
     assert_eq!(run(&mut s, "ls"), ["error: ls: /: no file system mounted"]);
     assert_eq!(run(&mut s, "df"), ["error: df: no file system mounted"]);
 }
+
+#[test]
+fn probe_reads_the_sample_dataset_by_read_mmap_and_async_io_with_the_host_checksum() {
+    let path = std::env::temp_dir().join(format!("aether-files-probe-{}.img", std::process::id()));
+    let image = Image(path);
+    aether_disk::default_disk(&image.0, 300 << 20).expect("the default disk");
+    let want = format!("{:016x}", aether_disk::sample_checksum(aether_disk::SAMPLE_BYTES));
+    assert_eq!(
+        aether_disk::checksum_file(&image.0, aether_disk::SAMPLE_PATH).unwrap(),
+        aether_disk::sample_checksum(aether_disk::SAMPLE_BYTES)
+    );
+    let mut s = boot(&image.0, false);
+    let out = s
+        .command(
+            &format!("run probe {}", aether_disk::SAMPLE_PATH),
+            aether_abi::boot::PROMPT,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    for method in ["read", "mmap", "aio"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("probe {method} ")))
+            .unwrap_or_else(|| panic!("no {method} line: {out}"));
+        assert!(line.contains(&format!("268435456 bytes, checksum {want}")), "{line}");
+    }
+    assert!(out.contains("exited with code 0"), "{out}");
+}
+
+#[test]
+fn mmap_and_async_io_work_from_ring_3_and_refuse_bad_requests() {
+    let image = Image::new("fscheck", 32);
+    let mut s = boot(&image.0, false);
+    let out = s
+        .command(
+            "run fscheck /fc",
+            aether_abi::boot::PROMPT,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("fscheck: 0 failed"), "{out}");
+    assert!(!out.contains("FAIL"), "{out}");
+    assert_eq!(
+        out.matches("\nok ").count() + usize::from(out.starts_with("ok ")),
+        9,
+        "{out}"
+    );
+    // A process that ends with a file mapped: its pins go, the file can be
+    // removed, and the cache drops it.
+    let out = run(&mut s, "run fscheck --leak /fc/a");
+    assert!(out.iter().any(|l| l.starts_with("mapped 12388 bytes")), "{out:?}");
+    assert_eq!(run(&mut s, "rm /fc/a"), Vec::<String>::new());
+    assert!(run(&mut s, "cache --drop").is_empty());
+    let cache = json(&run(&mut s, "cache --json")[0]);
+    assert_eq!(cache["pages"].as_u64(), Some(0), "{cache}");
+}

@@ -2,6 +2,9 @@
 //! <unit>` lines with the Linux guest baseline's names
 //! (`/work/shared/bench/linux-guest`), then `BENCH_DONE`:
 //!
+//! * `blk_seq_read_direct_c`: the whole file by direct async reads of
+//!   1 MiB, 16 in flight, into a DMA mapping (Linux: `lbbench blkread
+//!   direct`, O_DIRECT reads of 1 MiB one at a time);
 //! * `blk_seq_read_buffered_cold_dd`: the whole file by read() of 1 MiB
 //!   after the page cache was emptied (Linux: `dd bs=1M` after
 //!   `drop_caches`);
@@ -21,7 +24,7 @@
 extern crate alloc;
 
 use aether_abi::fs::FsError;
-use aether_rt::fs::{self, File, Mapping};
+use aether_rt::fs::{self, AioOp, File, Mapping, Sqe};
 use aether_rt::{Args, entry, println, sys};
 use alloc::vec;
 
@@ -37,6 +40,13 @@ fn main(args: Args) -> i32 {
         return 2;
     };
     let mut failed = false;
+    match read_direct(path) {
+        Ok((bytes, ns)) => println!("BENCH blk_seq_read_direct_c {} MiB/s", mib_per_s(bytes, ns)),
+        Err(e) => {
+            println!("BENCHERR blk_seq_read_direct_c {e:?}");
+            failed = true;
+        }
+    }
     if let Err(e) = fs::drop_caches() {
         println!("BENCHERR blk_seq_read_buffered_cold_dd drop_caches:{e:?}");
         failed = true;
@@ -113,4 +123,45 @@ fn touch_mapped(path: &str, len: usize) -> Result<(u64, u64, u64), FsError> {
     let ns = sys::clock_ns() - t0;
     drop(map);
     Ok((len as u64, ns, fs::cache_stats()?.map_faults - faults0))
+}
+
+const DEPTH: usize = 16;
+
+/// Direct async reads of [`CHUNK`], [`DEPTH`] in flight: bytes and ns.
+fn read_direct(path: &str) -> Result<(u64, u64), FsError> {
+    let f = File::open(path)?;
+    let size = f.opened_stat().size;
+    let bufs = Mapping::dma(DEPTH * CHUNK)?;
+    let requests = size.div_ceil(CHUNK as u64);
+    let sqe = |n: u64| Sqe {
+        user_data: n,
+        op: AioOp::ReadDirect,
+        fd: f.fd(),
+        offset: n * CHUNK as u64,
+        buf: bufs.addr() + (n as usize % DEPTH * CHUNK) as u64,
+        len: CHUNK as u64,
+    };
+    let t0 = sys::clock_ns();
+    let mut next = 0u64;
+    let mut bytes = 0u64;
+    let mut inflight = 0usize;
+    loop {
+        // Keep DEPTH in flight; a slot is free again once its read is in.
+        let batch: heapless::Vec<Sqe, DEPTH> = (next..requests).take(DEPTH - inflight).map(sqe).collect();
+        let taken = fs::submit(&batch)?;
+        next += taken as u64;
+        inflight += taken;
+        if inflight == 0 {
+            break;
+        }
+        let (done, _) = fs::complete(1, 10_000)?;
+        if done.is_empty() {
+            return Err(FsError::Io);
+        }
+        for c in &done {
+            bytes += c.result?;
+        }
+        inflight -= done.len();
+    }
+    Ok((bytes, sys::clock_ns() - t0))
 }
