@@ -21,6 +21,8 @@ use alloc::vec::Vec;
 entry!(main);
 
 type Check = Result<(), String>;
+/// A named check over the directory.
+type Named = (&'static str, fn(&str) -> Check);
 
 fn ensure(cond: bool, what: &str) -> Check {
     if cond { Ok(()) } else { Err(what.into()) }
@@ -299,7 +301,7 @@ fn main(args: Args) -> i32 {
         println!("FAIL setup: mkdir {dir}: {err}");
         return 1;
     }
-    let checks: [(&str, fn(&str) -> Check); 9] = [
+    let checks: [Named; 9] = [
         ("mmap_shared_reads_the_file", mmap_shared_reads_the_file),
         ("mmap_private_copies_on_write", mmap_private_copies_on_write),
         (
