@@ -233,6 +233,9 @@ pub enum FsRequest {
         path: Path,
         flags: u32,
     },
+    /// The whole disk as a read-only file (raw: what the file system
+    /// stores, metadata included), for benchmarks; [`FsResponse::Opened`].
+    OpenDisk,
     Close {
         fd: u32,
     },

@@ -273,6 +273,25 @@ impl<'a> FrameBitmap<'a> {
         Ok(())
     }
 
+    /// The address of the first free frame at or after frame index `from`
+    /// (an index into the bitmap, as [`FrameBitmap::layout`] counts), and
+    /// its index; `None` past the last.
+    pub fn next_free(&self, from: u64) -> Option<(u64, u64)> {
+        let mut i = from;
+        while i < self.layout.frames {
+            let w = self.words[(i / 64) as usize];
+            if i.is_multiple_of(64) && w == !0 {
+                i += 64;
+                continue;
+            }
+            if w & (1 << (i % 64)) == 0 {
+                return Some(((self.layout.base_frame + i) * FRAME_SIZE, i));
+            }
+            i += 1;
+        }
+        None
+    }
+
     pub fn is_used(&self, addr: u64) -> Option<bool> {
         self.index_of_usable(addr / FRAME_SIZE).map(|i| self.bit(i))
     }
@@ -412,6 +431,23 @@ mod tests {
         // Past the end there is nothing: the search wraps to the freed run.
         assert_eq!(b.alloc_contiguous(16, 1), Some(runs[3]));
         assert_eq!(b.stats().free, 0);
+    }
+
+    #[test]
+    fn next_free_walks_the_free_frames_in_order() {
+        let mut words = [0u64; 64];
+        let mut b = FrameBitmap::new(&mut words, regions().into_iter()).unwrap();
+        let total = b.stats().free;
+        let mut seen = 0;
+        let mut at = 0;
+        while let Some((addr, i)) = b.next_free(at) {
+            assert_eq!(b.is_used(addr), Some(false));
+            seen += 1;
+            at = i + 1;
+        }
+        assert_eq!(seen, total);
+        let first = b.alloc().unwrap();
+        assert_ne!(b.next_free(0).map(|(a, _)| a), Some(first));
     }
 
     #[test]

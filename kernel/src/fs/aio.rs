@@ -86,7 +86,7 @@ impl Storage {
         if !sqe.offset.is_multiple_of(sector) || !sqe.len.is_multiple_of(sector) || sqe.len == 0 || sqe.len > 16 << 20 {
             return Err(FsError::InvalidArgument);
         }
-        let size = self.fs.stat(ino)?.size;
+        let size = super::stat(&mut self.fs, ino)?.size;
         let mut pending = Pending {
             user_data: sqe.user_data,
             parts: Vec::new(),
@@ -103,7 +103,7 @@ impl Storage {
         let mut pos = sqe.offset;
         while pos < end {
             let fb = pos / BS;
-            let (dev, run) = self.fs.map(ino, fb)?.ok_or(FsError::Corrupt)?;
+            let (dev, run) = super::map(&mut self.fs, ino, fb)?.ok_or(FsError::Corrupt)?;
             let run_end = (fb + run) * BS;
             let len = (run_end.min(end) - pos).min(PART_MAX);
             let va = sqe.buf + (pos - sqe.offset);

@@ -72,7 +72,7 @@ pub fn zero_past_end(buf: &mut DmaBuf, f: u64, size: u64) {
 fn read_pieces(fs: &mut Fs<DiskStore>, ino: u64, f: u64, buf: &mut DmaBuf, from: u64, to: u64) -> Result<(), FsError> {
     let mut fb = from;
     while fb < to {
-        let (dev, run) = fs.map(ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
+        let (dev, run) = super::map(fs, ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
         let n = run.min(to - fb);
         block::with_disk(|d| d.read(dev * SECTORS_PER_BLOCK, buf, (fb * BS) as usize, (n * BS) as usize))
             .map_err(|_| FsError::Io)?;
@@ -209,7 +209,7 @@ impl Cache {
         if blocks == 0 {
             return Ok(true);
         }
-        let (dev, run) = fs.map(ino, f * FOLIO_PAGES)?.ok_or(FsError::Corrupt)?;
+        let (dev, run) = super::map(fs, ino, f * FOLIO_PAGES)?.ok_or(FsError::Corrupt)?;
         let mut buf = self.buffer(blocks, false)?;
         self.stats.read_requests += 1;
         self.stats.read_pages += blocks;
@@ -293,7 +293,7 @@ impl Cache {
     pub fn write_back(&mut self, fs: &mut Fs<DiskStore>) -> Result<(), FsError> {
         let dirty: Vec<Key> = self.folios.iter().filter(|(_, f)| f.dirty).map(|(k, _)| *k).collect();
         for (ino, f) in dirty {
-            let size = fs.stat(ino)?.size;
+            let size = super::stat(fs, ino)?.size;
             let blocks = folio_blocks(f, size);
             let Some(folio) = self.folios.get_mut(&(ino, f)) else {
                 continue;
@@ -302,7 +302,7 @@ impl Cache {
             let blocks = blocks.min(folio.pages);
             let mut fb = 0;
             while fb < blocks {
-                let (dev, run) = fs.map(ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
+                let (dev, run) = super::map(fs, ino, f * FOLIO_PAGES + fb)?.ok_or(FsError::Corrupt)?;
                 let n = run.min(blocks - fb);
                 block::with_disk(|d| d.write(dev * SECTORS_PER_BLOCK, buf, (fb * BS) as usize, (n * BS) as usize))
                     .map_err(|_| FsError::Io)?;

@@ -142,7 +142,7 @@ pub fn mmap(pid: Pid, fd: Option<u32>, offset: u64, len: u64, flags: u32) -> Res
                     return Err(FsError::BadFd);
                 }
                 let ino = of.ino;
-                Ok((ino, s.fs.stat(ino)?.size))
+                Ok((ino, super::stat(&mut s.fs, ino)?.size))
             })?;
             if offset
                 .checked_add(pages * PAGE)
@@ -309,7 +309,7 @@ fn with_folio<R>(
     let key = (ino, f);
     loop {
         let wait = super::with(|s| {
-            let size = s.fs.stat(ino)?.size;
+            let size = super::stat(&mut s.fs, ino)?.size;
             if s.cache.get_mut(&key).is_none() {
                 s.cache.start_fill(&mut s.fs, ino, f, size, false, true)?;
             }

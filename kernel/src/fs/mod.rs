@@ -12,10 +12,10 @@ mod store;
 
 use aether_abi::fs::{
     self as abi, DirEntry, FileKind, FsError, FsRequest, FsResponse, O_ALL, O_APPEND, O_CREATE, O_EXCL, O_READ,
-    O_TRUNC, O_WRITE, OPEN_MAX,
+    O_TRUNC, O_WRITE, OPEN_MAX, Stat,
 };
 use aether_abi::syscall::{Errno, Pid, REQUEST_MAX};
-use aethfs::{Fs, MountError};
+use aethfs::{Fs, MountError, Store};
 use alloc::collections::BTreeMap;
 use kcore::readahead::Readahead;
 use spin::{Mutex, MutexGuard};
@@ -70,6 +70,38 @@ fn cache_capacity() -> usize {
     let f = crate::mm::frames::stats();
     let spare = (f.free * 3 / 4).saturating_sub(4096);
     ((spare / FOLIO_PAGES) as usize).max(8)
+}
+
+/// The inode number of the raw disk (`OpenDisk`): not a file system's.
+pub const DISK_INO: u64 = u64::MAX;
+
+/// What `stat` says of inode `ino`, the raw disk included (a read-only
+/// file as large as the disk).
+fn stat(fs: &mut Fs<DiskStore>, ino: u64) -> Result<Stat, FsError> {
+    if ino != DISK_INO {
+        return fs.stat(ino);
+    }
+    let blocks = fs.store().blocks();
+    Ok(Stat {
+        ino,
+        kind: FileKind::File,
+        size: blocks * 4096,
+        blocks,
+        links: 1,
+        extents: 1,
+        mtime_ms: 0,
+        ctime_ms: 0,
+    })
+}
+
+/// The device block of file block `fb` of `ino` and the contiguous run
+/// from it (the raw disk: itself).
+fn map(fs: &mut Fs<DiskStore>, ino: u64, fb: u64) -> Result<Option<(u64, u64)>, FsError> {
+    if ino != DISK_INO {
+        return fs.map(ino, fb);
+    }
+    let blocks = fs.store().blocks();
+    Ok((fb < blocks).then(|| (fb, blocks - fb)))
 }
 
 /// The frame allocator's reclaimer: clean cache folios go (unless the
@@ -159,6 +191,7 @@ pub fn syscall(pid: Pid, req: &[u8], out: &mut [u8]) -> Result<usize, Errno> {
 fn serve(pid: Pid, request: FsRequest) -> Result<FsResponse, Fail> {
     Ok(match request {
         FsRequest::Open { path, flags } => open(pid, &path, flags)?,
+        FsRequest::OpenDisk => open_disk(pid)?,
         FsRequest::Close { fd } => with(|s| s.files.remove(&(pid, fd)).map(|_| FsResponse::Ok).ok_or(FsError::BadFd))?,
         FsRequest::Read { fd, offset, buf, len } => FsResponse::Done(read(pid, fd, offset, buf, len)?),
         FsRequest::Write { fd, offset, buf, len } => FsResponse::Done(write(pid, fd, offset, buf, len)?),
@@ -168,7 +201,7 @@ fn serve(pid: Pid, request: FsRequest) -> Result<FsResponse, Fail> {
         })?,
         FsRequest::Fstat { fd } => with(|s| {
             let ino = s.files.get(&(pid, fd)).ok_or(FsError::BadFd)?.ino;
-            s.fs.stat(ino).map(FsResponse::Stat)
+            stat(&mut s.fs, ino).map(FsResponse::Stat)
         })?,
         FsRequest::Readdir { path, start } => with(|s| {
             let ino = s.fs.lookup(&path)?;
@@ -280,6 +313,28 @@ impl Storage {
         self.sync_data()?;
         self.fs.commit()
     }
+}
+
+/// The raw disk, read-only, as a file (benchmarks: the same paths as
+/// files, without the file system's mapping).
+fn open_disk(pid: Pid) -> Result<FsResponse, Fail> {
+    Ok(with(|s| {
+        s.is_open(0);
+        let fd = (0..OPEN_MAX as u32)
+            .find(|fd| !s.files.contains_key(&(pid, *fd)))
+            .ok_or(FsError::TooManyOpen)?;
+        let stat = stat(&mut s.fs, DISK_INO)?;
+        s.files.insert(
+            (pid, fd),
+            OpenFile {
+                ino: DISK_INO,
+                flags: O_READ,
+                pos: 0,
+                ra: Readahead::new(RA_MIN, RA_MAX),
+            },
+        );
+        Ok(FsResponse::Opened { fd, stat })
+    })?)
 }
 
 fn open(pid: Pid, path: &str, flags: u32) -> Result<FsResponse, Fail> {
@@ -408,7 +463,7 @@ fn read(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u6
             }
             let ino = of.ino;
             let pos = offset.unwrap_or(of.pos) + done;
-            let st = s.fs.stat(ino)?;
+            let st = stat(&mut s.fs, ino)?;
             if st.kind == FileKind::Dir {
                 return Err(FsError::IsDir.into());
             }

@@ -407,8 +407,22 @@ fn after_switch() {
 
 /// The idle loop (the boot thread ends here).
 pub fn idle() -> ! {
+    let mut warmer = crate::mm::frames::Warmer::new();
+    let mut warming = true;
     loop {
         schedule();
+        // Spare time warms free memory first (an interrupt that makes a
+        // task ready preempts this as it does the wait below).
+        while warming && !with(|k| k.sched.best_ready().is_some()) {
+            warming = warmer.step(16);
+            if !warming {
+                log::info!(
+                    "mm: free memory warmed ({} frames by {} ms)",
+                    warmer.touched(),
+                    time::now_ns() / 1_000_000
+                );
+            }
+        }
         // Nothing to run: wait for an interrupt (it preempts the idle task
         // when it makes something runnable).
         cpu::wait_until(|| with(|k| k.sched.best_ready().is_some()));

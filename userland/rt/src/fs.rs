@@ -62,6 +62,14 @@ impl File {
         File::open_with(p, O_READ)
     }
 
+    /// The whole disk, read-only (raw: what the file system stores).
+    pub fn open_disk() -> Result<File, FsError> {
+        match request(&FsRequest::OpenDisk)? {
+            FsResponse::Opened { fd, stat } => Ok(File { fd, stat }),
+            _ => Err(FsError::InvalidArgument),
+        }
+    }
+
     /// Created (or emptied) for writing.
     pub fn create(p: &str) -> Result<File, FsError> {
         File::open_with(p, O_WRITE | O_CREATE | O_TRUNC)

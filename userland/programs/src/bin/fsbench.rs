@@ -1,6 +1,8 @@
-//! `fsbench PATH`: file read benchmarks over PATH, as `BENCH <name> <value>
-//! <unit>` lines with the Linux guest baseline's names
-//! (`/work/shared/bench/linux-guest`), then `BENCH_DONE`:
+//! `fsbench --disk | fsbench PATH`: read benchmarks over the raw disk (its
+//! first 256 MiB, as the Linux guest's `/dev/vda`) or over the file PATH,
+//! as `BENCH <name> <value> <unit>` lines with the Linux guest baseline's
+//! names (`/work/shared/bench/linux-guest`; over a file each name ends in
+//! `_file`), then `BENCH_DONE`:
 //!
 //! * `blk_seq_read_direct_c`: the whole file by direct async reads of
 //!   1 MiB, 16 in flight, into a DMA mapping (Linux: `lbbench blkread
@@ -9,11 +11,10 @@
 //!   after the page cache was emptied (Linux: `dd bs=1M` after
 //!   `drop_caches`);
 //! * `blk_seq_read_buffered_hot_c`: the same again, from the cache;
-//! * `mmap_file_cold` / `mmap_file_hot`: the first 64 MiB of the file
+//! * `mmap_vda_cold` / `mmap_vda_hot` (`mmap_file_*`): the first 64 MiB
 //!   mapped, one byte read per 4 KiB page, after emptying the cache and
-//!   again (Linux's `mmap_vda_cold` / `_hot` map the device through its
-//!   page cache the same way), in MiB/s, then `_faults_per_s` and
-//!   `_faults` (a fault maps the 32 pages around it).
+//!   again, in MiB/s, then `_faults_per_s` and `_faults` (a fault maps the
+//!   32 pages around it).
 //!
 //! The bytes are not looked at (as Linux's `lbbench blkread`); `probe`
 //! checks them. A failure prints `BENCHERR <name> <what>` and the exit
@@ -34,16 +35,48 @@ const CHUNK: usize = 1 << 20;
 /// The mapping of the mmap figures (Linux's: 64 MiB).
 const MMAP_BYTES: usize = 64 << 20;
 
+/// What is read: the disk's first 256 MiB (Linux's disk), or a file.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Disk,
+    File(&'a str),
+}
+
+impl Target<'_> {
+    fn open(self) -> Result<File, FsError> {
+        match self {
+            Target::Disk => File::open_disk(),
+            Target::File(p) => File::open(p),
+        }
+    }
+
+    /// The figure's name: the baseline's, or with `_file` after it.
+    fn name(self, disk_name: &str, file_name: &str) -> alloc::string::String {
+        match self {
+            Target::Disk => disk_name.into(),
+            Target::File(_) => file_name.into(),
+        }
+    }
+}
+
+/// The most read of the target (the Linux guest's disk is 256 MiB).
+const BENCH_BYTES: u64 = 256 << 20;
+
 fn main(args: Args) -> i32 {
-    let Some(path) = args.get(1) else {
-        println!("usage: fsbench PATH");
-        return 2;
+    let target = match args.get(1) {
+        Some("--disk") => Target::Disk,
+        Some(p) if !p.starts_with('-') => Target::File(p),
+        _ => {
+            println!("usage: fsbench --disk | fsbench PATH");
+            return 2;
+        }
     };
     let mut failed = false;
-    match read_direct(path) {
-        Ok((bytes, ns)) => println!("BENCH blk_seq_read_direct_c {} MiB/s", mib_per_s(bytes, ns)),
+    let direct = target.name("blk_seq_read_direct_c", "blk_seq_read_direct_c_file");
+    match read_direct(target) {
+        Ok((bytes, ns)) => println!("BENCH {direct} {} MiB/s", mib_per_s(bytes, ns)),
         Err(e) => {
-            println!("BENCHERR blk_seq_read_direct_c {e:?}");
+            println!("BENCHERR {direct} {e:?}");
             failed = true;
         }
     }
@@ -51,8 +84,12 @@ fn main(args: Args) -> i32 {
         println!("BENCHERR blk_seq_read_buffered_cold_dd drop_caches:{e:?}");
         failed = true;
     }
-    for name in ["blk_seq_read_buffered_cold_dd", "blk_seq_read_buffered_hot_c"] {
-        match read_all(path) {
+    let names = [
+        target.name("blk_seq_read_buffered_cold_dd", "blk_seq_read_buffered_cold_dd_file"),
+        target.name("blk_seq_read_buffered_hot_c", "blk_seq_read_buffered_hot_c_file"),
+    ];
+    for name in names {
+        match read_all(target) {
             Ok((bytes, ns)) => println!("BENCH {name} {} MiB/s", mib_per_s(bytes, ns)),
             Err(e) => {
                 println!("BENCHERR {name} {e:?}");
@@ -64,8 +101,12 @@ fn main(args: Args) -> i32 {
         println!("BENCHERR mmap_file_cold drop_caches:{e:?}");
         failed = true;
     }
-    for name in ["mmap_file_cold", "mmap_file_hot"] {
-        match touch_mapped(path, MMAP_BYTES) {
+    let names = [
+        target.name("mmap_vda_cold", "mmap_file_cold"),
+        target.name("mmap_vda_hot", "mmap_file_hot"),
+    ];
+    for name in names {
+        match touch_mapped(target, MMAP_BYTES) {
             Ok((bytes, ns, faults)) => {
                 println!("BENCH {name} {} MiB/s", mib_per_s(bytes, ns));
                 println!(
@@ -90,12 +131,12 @@ fn mib_per_s(bytes: u64, ns: u64) -> alloc::string::String {
     alloc::format!("{}.{}", tenths / 10, tenths % 10)
 }
 
-fn read_all(path: &str) -> Result<(u64, u64), FsError> {
-    let mut f = File::open(path)?;
+fn read_all(target: Target) -> Result<(u64, u64), FsError> {
+    let mut f = target.open()?;
     let mut buf = vec![0u8; CHUNK];
     let mut bytes = 0;
     let t0 = sys::clock_ns();
-    loop {
+    while bytes < BENCH_BYTES {
         match f.read(&mut buf)? {
             0 => break,
             n => bytes += n as u64,
@@ -106,8 +147,8 @@ fn read_all(path: &str) -> Result<(u64, u64), FsError> {
 
 /// Maps `len` bytes of the file and reads one byte of every page: bytes,
 /// ns and the mapping faults it took.
-fn touch_mapped(path: &str, len: usize) -> Result<(u64, u64, u64), FsError> {
-    let f = File::open(path)?;
+fn touch_mapped(target: Target, len: usize) -> Result<(u64, u64, u64), FsError> {
+    let f = target.open()?;
     let len = len.min(f.opened_stat().size as usize);
     let faults0 = fs::cache_stats()?.map_faults;
     let t0 = sys::clock_ns();
@@ -128,9 +169,9 @@ fn touch_mapped(path: &str, len: usize) -> Result<(u64, u64, u64), FsError> {
 const DEPTH: usize = 16;
 
 /// Direct async reads of [`CHUNK`], [`DEPTH`] in flight: bytes and ns.
-fn read_direct(path: &str) -> Result<(u64, u64), FsError> {
-    let f = File::open(path)?;
-    let size = f.opened_stat().size;
+fn read_direct(target: Target) -> Result<(u64, u64), FsError> {
+    let f = target.open()?;
+    let size = f.opened_stat().size.min(BENCH_BYTES);
     let bufs = Mapping::dma(DEPTH * CHUNK)?;
     let requests = size.div_ceil(CHUNK as u64);
     let sqe = |n: u64| Sqe {
