@@ -63,7 +63,7 @@ impl Warmer {
         let next = with(|b| {
             let mut at = self.next;
             for _ in 0..n {
-                let Some((addr, i)) = b.next_free(at) else { return None };
+                let (addr, i) = b.next_free(at)?;
                 *touched += 1;
                 // SAFETY: the frame is free (the bitmap, under its lock, with
                 // interrupts off: nothing allocates it meanwhile), so no one
