@@ -13,10 +13,14 @@
 //! and the real host bridge's HTTP API (see `jobs.rs`).
 //! `--storage` measures the block layer (see `storage.rs`); with `--linux`
 //! its figures are set beside the Linux guest's direct reads.
+//! `--files` measures files, the page cache, mmap and async IO from user
+//! space (see `files.rs`); with `--linux`, each figure beside the Linux
+//! guest's of the same name, with the target ratio.
 //! `--linux` interleaves boots of the Linux baseline guest
 //! (../shared/bench/linux-guest/run.sh) and prints the ratio of medians for
 //! every figure both kernels report.
 
+mod files;
 mod jobs;
 mod storage;
 
@@ -203,6 +207,7 @@ fn main() -> ExitCode {
     let mut probe = false;
     let mut jobs = false;
     let mut storage = false;
+    let mut files = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -218,9 +223,10 @@ fn main() -> ExitCode {
             "--link-probe" => probe = true,
             "--jobs" => jobs = true,
             "--storage" => storage = true,
+            "--files" => files = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo run --release --bin bench -- [--runs N] [--linux] [--guest] | --link-probe | --jobs"
+                    "usage: cargo run --release --bin bench -- [--runs N] [--linux] [--guest] | --link-probe | --jobs | --storage [--linux] | --files [--linux]"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -234,12 +240,12 @@ fn main() -> ExitCode {
         Ok(q) => q,
         Err(code) => return code,
     };
-    if probe || jobs || storage {
+    if probe || jobs || storage || files {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/linux-guest/run.sh");
         let mut all = vec![];
         let mut theirs = vec![];
         for i in 0..runs {
-            if storage && linux {
+            if (storage || files) && linux {
                 match linux_once(&script) {
                     Ok(lines) => collect(&mut theirs, lines),
                     Err(e) => {
@@ -252,6 +258,8 @@ fn main() -> ExitCode {
                 jobs::once(&qemu)
             } else if storage {
                 storage::once(&qemu)
+            } else if files {
+                files::once(&qemu)
             } else {
                 link_probe(&qemu)
             };
@@ -283,6 +291,15 @@ fn main() -> ExitCode {
         let find = |set: &mut Vec<(String, String, Vec<f64>)>, n: &str| {
             set.iter_mut().find(|(name, _, _)| name == n).map(|(_, _, v)| median(v))
         };
+        for (ours, base, target) in files::TARGETS {
+            if let (Some(a), Some(b)) = (find(&mut all, ours), find(&mut theirs, base)) {
+                let ratio = a / b;
+                println!(
+                    "COMPARE {ours}/linux_{base} aether={a:.1} linux={b:.1} ratio={ratio:.2} target={target} {}",
+                    if ratio >= *target { "met" } else { "MISSED" }
+                );
+            }
+        }
         if let (Some(a), Some(b)) = (
             find(&mut all, "blk_seq_read_kernel_1m_q16"),
             find(&mut theirs, "blk_seq_read_direct_c"),

@@ -13,7 +13,7 @@
 //! * `blk_seq_read_buffered_hot_c`: the same again, from the cache;
 //! * `mmap_vda_cold` / `mmap_vda_hot` (`mmap_file_*`): the first 64 MiB
 //!   mapped, one byte read per 4 KiB page, after emptying the cache and
-//!   again, in MiB/s, then `_faults_per_s` and `_faults` (a fault maps the
+//!   again, in MiB/s, then `_faults` (per second) and `_nfaults` (a fault maps the
 //!   32 pages around it).
 //!
 //! The bytes are not looked at (as Linux's `lbbench blkread`); `probe`
@@ -110,10 +110,10 @@ fn main(args: Args) -> i32 {
             Ok((bytes, ns, faults)) => {
                 println!("BENCH {name} {} MiB/s", mib_per_s(bytes, ns));
                 println!(
-                    "BENCH {name}_faults_per_s {} faults/s",
+                    "BENCH {name}_faults {} faults/s",
                     faults as u128 * 1_000_000_000 / ns.max(1) as u128
                 );
-                println!("BENCH {name}_faults {faults} faults");
+                println!("BENCH {name}_nfaults {faults} faults");
             }
             Err(e) => {
                 println!("BENCHERR {name} {e:?}");
