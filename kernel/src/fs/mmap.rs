@@ -28,7 +28,7 @@ const PAGE: u64 = 4096;
 /// Pages mapped by one fault of a file mapping (aligned, in one folio).
 const FAULT_AROUND: u64 = 32;
 /// Folios read ahead of a fault in a file mapping.
-const FAULT_AHEAD: u64 = 4;
+const FAULT_AHEAD: u64 = 16;
 
 #[derive(Clone, Copy)]
 struct FileMap {

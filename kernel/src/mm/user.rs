@@ -300,9 +300,10 @@ impl AddressSpace {
             need |= PageTableFlags::WRITABLE;
         }
         // Check every page first, so a refused access changes nothing.
+        let mut walk = Walk::new(self.root);
         let mut page = va & !(PAGE - 1);
         while page < end {
-            match self.lookup(page) {
+            match walk.pte(page) {
                 Some((_, flags)) if flags.contains(need) => {}
                 _ => return Err(AccessError::NotMapped),
             }
@@ -312,7 +313,7 @@ impl AddressSpace {
         let mut done = 0usize;
         while at < end {
             let in_page = ((PAGE - at % PAGE) as usize).min((end - at) as usize);
-            let (frame, _) = self.lookup(at).ok_or(AccessError::NotMapped)?;
+            let (frame, _) = walk.pte(at).ok_or(AccessError::NotMapped)?;
             f(phys::to_virt(frame + at % PAGE) as *mut u8, done, in_page);
             at += in_page as u64;
             done += in_page;
@@ -467,6 +468,42 @@ fn retire(root: PhysFrame, slots: [u64; 4], ranges: &Ranges) {
             }
             va = chunk_end;
         }
+    }
+}
+
+/// Page-table lookups along a range: the leaf table of the last 2 MiB is
+/// kept, so the next page costs an index, not a walk (a 1 MiB read() into
+/// a user buffer looked its 256 pages up twice, each a four-level walk:
+/// under TCG, a fifth of the copy's time).
+struct Walk {
+    root: PhysFrame,
+    cached: Option<(u64, PhysFrame)>,
+}
+
+impl Walk {
+    fn new(root: PhysFrame) -> Walk {
+        Walk { root, cached: None }
+    }
+
+    /// The frame and flags of the present page at `va`.
+    fn pte(&mut self, va: u64) -> Option<(u64, PageTableFlags)> {
+        let region = va & !0x1f_ffff;
+        let pt = match self.cached {
+            Some((r, pt)) if r == region => pt,
+            _ => {
+                let pt = leaf_table(self.root, va)?;
+                self.cached = Some((region, pt));
+                pt
+            }
+        };
+        // SAFETY: a page table of this space (found by `leaf_table`), read
+        // through the physical window while the space is borrowed mutably
+        // by the caller, so no one changes it meanwhile.
+        let e = &unsafe { &*table_at(pt) }[((va >> 12) & 0x1ff) as usize];
+        let flags = e.flags();
+        flags
+            .contains(PageTableFlags::PRESENT)
+            .then(|| (e.addr().as_u64(), flags))
     }
 }
 
