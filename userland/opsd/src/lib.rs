@@ -1,7 +1,9 @@
 //! The ops daemon's logic (docs/jobs.md): the job table, the state machine,
-//! retries, logs and metrics, and what to tell the bridge. Pure and
-//! clock-agnostic: no I/O, no clock (every input carries `now_ms`, unix ms,
-//! opsd's clock), no panics on any input, bounded memory.
+//! retries, logs and metrics, what to tell the bridge, and what to keep on
+//! the disk. Pure and clock-agnostic: no I/O of its own (the disk is behind
+//! the [`Store`] trait, whose file calls opsd's binary makes), no clock
+//! (every input carries `now_ms`, unix ms, opsd's clock), no panics on any
+//! input, bounded memory.
 //!
 //! # Inputs and outputs
 //!
@@ -21,6 +23,11 @@
 //! jobs for the binary to carry out with PROC calls
 //! ([`Jobs::drain_actions`]), and an [`Event`] per state change
 //! ([`Jobs::drain_events`]).
+//!
+//! A table made with [`Jobs::restore`] also keeps itself in a [`Store`]
+//! (the module [`persist`]: what is written when, what a boot brings
+//! back), with warnings about it for the console log
+//! ([`Jobs::drain_warnings`]).
 //!
 //! # Decisions
 //!
@@ -87,6 +94,12 @@
 //! * **A `Started` for an ended job** (a job stopped while its `Start` was
 //!   on the way) is answered with a `Stop`, so nothing runs that opsd
 //!   thinks has ended.
+//! * **On a disk** ([`Jobs::restore`] with a [`Store`]; [`persist`] says
+//!   what is written when): a job's record is on the disk before the input
+//!   that made or changed it returns, its logs follow in batches, and a
+//!   boot brings the jobs back (ended ones as they were, live ones LOST,
+//!   ids going on); `Logs` below what memory keeps are read from the disk.
+//!   [`Jobs::new`] is the same table in memory only.
 //!
 //! # Bounds
 //!
@@ -95,7 +108,8 @@
 //! from the state of that moment) plus [`API_REPLIES_MAX`] replies; the
 //! actions at most two per job; events `Config::max_events` (the oldest
 //! dropped and counted). Memory is therefore about `max_jobs` records
-//! (~1 KiB each, plus a 14 KiB spec while a job is live) and the log budget.
+//! (~1.5 KiB each, plus a 14 KiB spec while a job is live) and the log
+//! budget; a restore loads records only, never logs.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -103,6 +117,7 @@ extern crate alloc;
 
 pub mod clock;
 mod log;
+pub mod persist;
 #[cfg(test)]
 mod tests;
 
@@ -112,12 +127,14 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use aether_abi::job::{
-    JobError, JobKind, JobRecord, JobReply, JobRequest, JobResponse, JobSpec, JobState, LIST_PAGE, LogChunk,
-    METRICS_MAX, Message, MetricValue, Stream, TerminationReason, may_retry,
+    JobError, JobKind, JobRecord, JobReply, JobRequest, JobResponse, JobSpec, JobState, LIST_PAGE, LOG_CHUNK_MAX,
+    LogChunk, METRICS_MAX, Message, MetricValue, Stream, TerminationReason, may_retry,
 };
 use aether_abi::link::LinkMessage;
 
 use crate::log::StreamLog;
+use crate::persist::{Disk, JobDisk};
+pub use crate::persist::{DiskStats, Store};
 
 /// Replies to the bridge's `Api` requests queued at most (further requests
 /// are dropped and counted: the HTTP side times out).
@@ -142,6 +159,11 @@ pub struct Config {
     pub max_waiting_host: usize,
     /// Events queued at most.
     pub max_events: usize,
+    /// A log segment on the disk holds at most this many bytes; a stream
+    /// keeps its newest two ([`persist`]).
+    pub disk_segment_bytes: usize,
+    /// The most log bytes kept on the disk over all jobs.
+    pub disk_log_bytes_total: u64,
 }
 
 impl Default for Config {
@@ -153,6 +175,8 @@ impl Default for Config {
             max_metrics: METRICS_MAX,
             max_waiting_host: 64,
             max_events: 1024,
+            disk_segment_bytes: 512 * 1024,
+            disk_log_bytes_total: 64 * 1024 * 1024,
         }
     }
 }
@@ -282,6 +306,8 @@ struct Job {
     running_since_ms: Option<u64>,
     pid: Option<u32>,
     queued: Queued,
+    /// What of it is on the disk.
+    disk: JobDisk,
 }
 
 impl Job {
@@ -339,6 +365,8 @@ struct Io {
     api_waits: Vec<(u32, u64)>,
     log_bytes: usize,
     stats: Stats,
+    /// Where the table is kept (`None`: memory only).
+    disk: Option<Disk>,
 }
 
 impl Io {
@@ -355,12 +383,14 @@ impl Io {
             self.events.pop_front();
             self.stats.events_dropped += 1;
         }
-        self.events.push_back(Event {
+        let event = Event {
             job_id: job.record.job_id,
             from,
             to,
             at_ms: now_ms,
-        });
+        };
+        self.record_due(job, Some(&event));
+        self.events.push_back(event);
         true
     }
 
@@ -421,6 +451,7 @@ impl Io {
         if !job.dispatched {
             job.dispatched = true;
             job.record.attempt = job.record.attempt.saturating_add(1);
+            job.disk.changed = true;
         }
         if job.record.message.as_str() == WAITING {
             job.record.message.clear();
@@ -590,6 +621,7 @@ impl Io {
     /// host job, opsd's for a native one).
     fn append(&mut self, job: &mut Job, stream: Stream, bytes: &[u8], ts_ms: u64, now_ms: u64) {
         let cap = self.config.log_bytes_per_stream;
+        self.before_append(job, stream_index(stream), bytes);
         let log = &mut job.logs[stream_index(stream)];
         let before = log.kept();
         let dropped = log.append(bytes, cap, ts_ms);
@@ -602,6 +634,7 @@ impl Io {
             Stream::Stderr => job.record.stderr_bytes = end,
         }
         job.record.last_output_at_ms = Some(now_ms);
+        job.disk.changed = true;
     }
 
     fn metric(&mut self, job: &mut Job, metric: MetricValue, now_ms: u64) {
@@ -615,6 +648,7 @@ impl Io {
             self.stats.metrics_dropped += 1;
         }
         job.record.last_output_at_ms = Some(now_ms);
+        job.disk.changed = true;
     }
 }
 
@@ -678,6 +712,7 @@ impl Jobs {
             max_jobs: config.max_jobs.max(1),
             max_metrics: config.max_metrics.min(METRICS_MAX),
             max_events: config.max_events.max(1),
+            disk_segment_bytes: config.disk_segment_bytes.max(1),
             ..config
         };
         Jobs {
@@ -694,6 +729,7 @@ impl Jobs {
                 api_waits: Vec::new(),
                 log_bytes: 0,
                 stats: Stats::default(),
+                disk: None,
             },
         }
     }
@@ -769,6 +805,7 @@ impl Jobs {
             },
         };
         self.resolve_api_waits();
+        self.write_due();
         handled
     }
 
@@ -816,8 +853,11 @@ impl Jobs {
             running_since_ms: None,
             pid: None,
             queued: Queued::default(),
+            disk: JobDisk::default(),
         };
         self.io.dispatch(&mut job);
+        // On the disk before its id is answered (`handle` writes it).
+        self.io.record_due(&mut job, None);
         self.table.insert(job_id, job);
         Ok(JobResponse::Started { job_id })
     }
@@ -829,6 +869,8 @@ impl Jobs {
         };
         if let Some(job) = self.table.remove(&id) {
             self.io.log_bytes -= job.log_kept();
+            // Removed once the record taking its place is written.
+            self.io.forget_files(&job);
         }
         self.io.outbox.retain(|o| match o {
             Out::Start(j) | Out::Stop(j) | Out::Resend(j, _) => *j != id,
@@ -895,10 +937,17 @@ impl Jobs {
         JobResponse::Jobs { entries, more }
     }
 
-    fn logs(&self, job_id: u64, stream: Stream, offset: u64, max: u32) -> JobReply {
+    /// From memory, or from the disk for bytes memory no longer has.
+    fn logs(&mut self, job_id: u64, stream: Stream, offset: u64, max: u32) -> JobReply {
         let job = self.table.get(&job_id).ok_or(JobError::NoSuchJob)?;
-        let log = &job.logs[stream_index(stream)];
-        let (offset, bytes) = log.read(offset, usize::try_from(max).unwrap_or(usize::MAX));
+        let i = stream_index(stream);
+        let log = &job.logs[i];
+        let max = usize::try_from(max).unwrap_or(usize::MAX).min(LOG_CHUNK_MAX);
+        let (offset, bytes) = match self.io.read_disk_log(job, i, offset, max) {
+            // At most LOG_CHUNK_MAX bytes: they fit.
+            Some((at, bytes)) => (at, heapless::Vec::from_slice(&bytes).unwrap_or_default()),
+            None => log.read(offset, max),
+        };
         let eof = !job.is_live() && offset + bytes.len() as u64 == log.end();
         let ts_ms = if bytes.is_empty() { None } else { log.time_at(offset) };
         Ok(JobResponse::Logs {
@@ -989,6 +1038,7 @@ impl Jobs {
             | LinkMessage::ApiReply { .. } => self.io.stats.unexpected_messages += 1,
         }
         self.resolve_api_waits();
+        self.write_due();
     }
 
     fn host_log(&mut self, chunk: LogChunk, now_ms: u64) {
@@ -1063,16 +1113,25 @@ impl Jobs {
             let excess = self.io.log_bytes - budget;
             let ended = self.table.values_mut().find(|j| !j.is_live() && j.log_kept() > 0);
             let freed = match ended {
-                Some(job) => job.logs.iter_mut().map(|log| log.drop_front(usize::MAX)).sum(),
+                Some(job) => {
+                    // What the disk does not have yet goes there first.
+                    for i in 0..STREAMS.len() {
+                        self.io.flush_stream(job, i);
+                    }
+                    job.logs.iter_mut().map(|log| log.drop_front(usize::MAX)).sum()
+                }
                 None => {
                     let largest = self
                         .table
-                        .values_mut()
-                        .flat_map(|j| j.logs.iter_mut())
+                        .values()
+                        .flat_map(|j| (0..STREAMS.len()).map(move |i| (j.logs[i].kept(), i, j.record.job_id)))
                         // The first of the largest (the lowest job id).
-                        .min_by_key(|log| core::cmp::Reverse(log.kept()));
-                    match largest {
-                        Some(log) => log.drop_front(excess),
+                        .min_by_key(|&(kept, _, _)| core::cmp::Reverse(kept));
+                    match largest.and_then(|(_, i, id)| Some((i, self.table.get_mut(&id)?))) {
+                        Some((i, job)) => {
+                            self.io.flush_stream(job, i);
+                            job.logs[i].drop_front(excess)
+                        }
                         None => 0,
                     }
                 }
@@ -1111,6 +1170,7 @@ impl Jobs {
             }
         }
         self.resolve_api_waits();
+        self.write_due();
     }
 
     /// The bridge is gone (the link's session ended): nothing more is
@@ -1130,7 +1190,9 @@ impl Jobs {
         }
     }
 
-    /// Enforces `timeout_ms` and `stall_ms` of running jobs.
+    /// Enforces `timeout_ms` and `stall_ms` of running jobs, and runs the
+    /// disk's timers ([`persist`]: log bytes written and synced, records
+    /// refreshed).
     pub fn tick(&mut self, now_ms: u64) {
         self.io.now_ms = now_ms;
         let io = &mut self.io;
@@ -1140,6 +1202,7 @@ impl Jobs {
             }
         }
         self.resolve_api_waits();
+        self.disk_tick(now_ms);
     }
 
     /// Whether a running job's timeout or stall watchdog has run out.
@@ -1172,6 +1235,7 @@ impl Jobs {
             .filter_map(Self::deadlines)
             .flat_map(|(a, b)| [a, b])
             .flatten()
+            .chain(self.disk_deadline())
             .min()
     }
 
@@ -1181,6 +1245,7 @@ impl Jobs {
         if let Some(job) = job_of(&mut self.table, &mut self.io.stats, job_id, JobKind::Native) {
             self.io.started(job, pid, now_ms, now_ms);
         }
+        self.write_due();
     }
 
     /// Output of a native job (appended at the end of the stream).
@@ -1228,6 +1293,7 @@ impl Jobs {
         };
         self.end(job_id, JobKind::Native, end, now_ms);
         self.resolve_api_waits();
+        self.write_due();
     }
 
     /// A native job could not be spawned.
@@ -1243,6 +1309,7 @@ impl Jobs {
         };
         self.end(job_id, JobKind::Native, end, now_ms);
         self.resolve_api_waits();
+        self.write_due();
     }
 
     /// Answers the parked `Api` waits whose jobs have ended.

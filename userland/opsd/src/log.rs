@@ -34,6 +34,16 @@ pub(crate) struct StreamLog {
 }
 
 impl StreamLog {
+    /// A stream that ended at `end` before this table was made (restored
+    /// from the disk): nothing of it in memory, offsets going on from `end`.
+    pub(crate) fn restored(end: u64) -> StreamLog {
+        StreamLog {
+            start: end,
+            base: end,
+            ..StreamLog::default()
+        }
+    }
+
     /// One past the last byte received.
     pub(crate) fn end(&self) -> u64 {
         self.start + self.kept.len() as u64
@@ -102,6 +112,19 @@ impl StreamLog {
             self.kept = VecDeque::new();
         }
         n
+    }
+
+    /// The bytes kept from `offset` (at least `start`) to the end, as the
+    /// two slices they are stored in.
+    pub(crate) fn kept_from(&self, offset: u64) -> (&[u8], &[u8]) {
+        // Clamped to `start..=end`: `at` is at most `kept.len()`.
+        let at = (offset.clamp(self.start, self.end()) - self.start) as usize;
+        let (a, b) = self.kept.as_slices();
+        if at < a.len() {
+            (&a[at..], b)
+        } else {
+            (&b[at - a.len()..], &[])
+        }
     }
 
     /// When the byte at `offset` arrived, if known (its mark is kept).

@@ -6,6 +6,8 @@ use heapless::{String, Vec};
 
 use super::*;
 
+mod persist;
+
 fn host_spec(name: &str) -> JobSpec {
     JobSpec {
         name: JobName::try_from(name).unwrap(),
@@ -84,13 +86,27 @@ struct H {
 
 impl H {
     fn new(config: Config) -> H {
-        H {
-            jobs: Jobs::new(config),
-            events: StdVec::new(),
-            states: HashMap::new(),
+        H::with_jobs(Jobs::new(config))
+    }
+
+    /// Around a table made otherwise (a restore): the events it has made
+    /// so far are taken as they come (a restore's are LOST ones).
+    fn with_jobs(mut jobs: Jobs) -> H {
+        let events: StdVec<Event> = jobs.drain_events().collect();
+        for ev in &events {
+            assert_eq!(ev.to, JobState::Lost, "{ev:?}");
+            assert!(!ev.from.is_terminal(), "{ev:?}");
+        }
+        let states = jobs.table.iter().map(|(&id, j)| (id, j.status())).collect();
+        let h = H {
+            jobs,
+            events,
+            states,
             ranges: HashMap::new(),
             events_dropped: 0,
-        }
+        };
+        check_invariants(&h.jobs);
+        h
     }
 
     /// Connected to a bridge.
@@ -256,8 +272,10 @@ fn check_invariants(jobs: &Jobs) {
         if job.status() == JobState::Stopping {
             assert!(job.stop_cause.is_some());
         }
-        // Only a job stopped before it was ever dispatched has no attempt.
-        if !matches!(job.status(), JobState::Pending | JobState::Stopped) {
+        // Only a job stopped before it was ever dispatched has no attempt
+        // (or one a reboot lost while it waited for the bridge).
+        let lost_at_reboot = job.record.message.starts_with("lost: reboot");
+        if !matches!(job.status(), JobState::Pending | JobState::Stopped) && !lost_at_reboot {
             assert!(job.record.attempt >= 1, "job {id}: {:?}", job.record);
         }
         assert!(job.record.attempt <= job.max_retries.saturating_add(1));
@@ -274,6 +292,7 @@ fn check_invariants(jobs: &Jobs) {
     if !jobs.io.connected {
         assert!(jobs.io.outbox.iter().all(|o| matches!(o, Out::ApiReply(..))));
     }
+    crate::persist::check_invariants(jobs);
 }
 
 #[test]
@@ -1567,6 +1586,182 @@ fn random_reason(rng: &mut Rng) -> TerminationReason {
     ])
 }
 
+/// One random input: mostly valid, sometimes out of order, stale, for
+/// unknown jobs or beyond every bound. `now` is advanced (and sometimes
+/// moved back).
+fn random_input(h: &mut H, rng: &mut Rng, now: &mut u64, step: u64, bridge_end: &mut HashMap<(u64, usize), u64>) {
+    *now += rng.below(40);
+    if rng.below(50) == 0 {
+        // The clock may also jump back.
+        *now = now.saturating_sub(rng.below(100));
+    }
+    let now = *now;
+    // Mostly jobs in the table, sometimes evicted or future ones.
+    let ids: StdVec<u64> = h.jobs.table.keys().copied().collect();
+    let id = if !ids.is_empty() && rng.below(5) != 0 {
+        rng.pick(&ids)
+    } else {
+        rng.below(h.jobs.next_id + 2)
+    };
+    let stream = rng.pick(&[Stream::Stdout, Stream::Stderr]);
+    match rng.below(22) {
+        0..=2 => {
+            let _ = h.handle(JobRequest::Start(random_spec(rng)), now);
+        }
+        3 => {
+            let _ = h.handle(JobRequest::Stop { job_id: id }, now);
+        }
+        4 => {
+            let _ = h.handle(JobRequest::Status { job_id: id }, now);
+            let _ = h.handle(JobRequest::List { after: rng.below(20) }, now);
+            let _ = h.handle(JobRequest::Wait { job_id: id }, now);
+        }
+        5 => {
+            let offset = rng.below(5000);
+            let max = rng.pick(&[0, 1, 100, u32::MAX]);
+            if let Handled::Reply(Ok(JobResponse::Logs { offset: got, bytes, .. })) = h.handle(
+                JobRequest::Logs {
+                    job_id: id,
+                    stream,
+                    offset,
+                    max,
+                },
+                now,
+            ) {
+                let (start, end) = h.jobs.log_range(id, stream).unwrap();
+                // Below what memory keeps, the disk answers if it has them.
+                let from_disk = match h.jobs.disk_log_range(id, stream) {
+                    Some((d_start, d_end)) => Some(offset.max(d_start)).filter(|&f| f < start && f < d_end),
+                    None => None,
+                };
+                let expect = from_disk.unwrap_or(offset.clamp(start, end));
+                if got != expect {
+                    let w: StdVec<_> = h.jobs.drain_warnings().collect();
+                    let sd = &h.jobs.table[&id].disk.streams[stream_index(stream)];
+                    panic!("{offset} in {start}..{end}, disk {sd:?}, {w:?}");
+                }
+                assert!(got + bytes.len() as u64 <= end);
+            }
+        }
+        6 => h.link(
+            LinkMessage::Started {
+                job_id: id,
+                pid: 1,
+                started_ms: now,
+            },
+            now,
+        ),
+        7..=10 => {
+            let key = (id, stream_index(stream));
+            let end = bridge_end.get(&key).copied().unwrap_or(0);
+            let offset = match rng.below(10) {
+                0 => end + 1 + rng.below(100),
+                1 => end.saturating_sub(rng.below(50)),
+                2 => h.jobs.log_range(id, stream).map_or(0, |(_, e)| e),
+                _ => end,
+            };
+            let len = rng.below(LOG_CHUNK_MAX as u64 + 1) as usize;
+            let bytes: StdVec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            bridge_end.insert(key, offset + len as u64);
+            let offset = if rng.below(100) == 0 {
+                u64::MAX - rng.below(10)
+            } else {
+                offset
+            };
+            h.link(chunk(id, stream, offset, &bytes), now);
+        }
+        11 => h.link(
+            LinkMessage::Metric {
+                job_id: id,
+                metric: metric(rng.pick(&["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]), 1.0, step),
+            },
+            now,
+        ),
+        12 | 13 => {
+            let reason = random_reason(rng);
+            let code = rng.pick(&[None, Some(0), Some(1), Some(-1)]);
+            let signal = rng.pick(&[None, None, Some(9), Some(15)]);
+            h.link(
+                LinkMessage::Exited {
+                    job_id: id,
+                    exit_code: code,
+                    signal,
+                    forced: rng.below(2) == 0,
+                    ended_ms: now.saturating_sub(rng.below(10)),
+                    reason,
+                },
+                now,
+            );
+            bridge_end.retain(|k, _| k.0 != id);
+        }
+        14 => h.link(LinkMessage::Lost { job_id: id }, now),
+        15 => h.link(
+            LinkMessage::SpawnFailed {
+                job_id: id,
+                message: String::try_from("nope").unwrap(),
+            },
+            now,
+        ),
+        16 => {
+            if rng.below(2) == 0 {
+                h.jobs.on_bridge_lost(now);
+            } else {
+                h.jobs.on_bridge_connected(now);
+            }
+            h.after();
+        }
+        17 => h.tick(now),
+        18 => {
+            match rng.below(5) {
+                0 => h.jobs.native_started(id, 3, now),
+                1 => h.jobs.native_output(id, stream, &[b'n'; 700], now),
+                2 => h.jobs.native_metric(id, metric("n", 0.0, 0), now),
+                3 => h
+                    .jobs
+                    .native_exited(id, rng.pick(&[None, Some(0), Some(2)]), None, false, now),
+                _ => h.jobs.native_spawn_failed(id, "no", now),
+            }
+            h.after();
+        }
+        19 => {
+            let request = match rng.below(3) {
+                0 => JobRequest::Wait { job_id: id },
+                1 => JobRequest::Start(random_spec(rng)),
+                _ => JobRequest::Stop { job_id: id },
+            };
+            h.link(
+                LinkMessage::Api {
+                    id: rng.next() as u32,
+                    request: Box::new(request),
+                },
+                now,
+            );
+        }
+        20 => {
+            // Take some of the outbox, as a link with a window would.
+            for _ in 0..rng.below(6) {
+                let Some(msg) = h.jobs.pop_outbox() else { break };
+                match msg {
+                    LinkMessage::Start { job_id, .. } => {
+                        assert_eq!(h.status(job_id), JobState::Pending);
+                        assert!(h.jobs.bridge_connected());
+                        bridge_end.retain(|k, _| k.0 != job_id);
+                    }
+                    LinkMessage::LogResend { job_id, stream, from } => {
+                        bridge_end.insert((job_id, stream_index(stream)), from);
+                    }
+                    LinkMessage::Stop { .. } | LinkMessage::ApiReply { .. } => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            h.after();
+        }
+        _ => {
+            h.jobs.drain_actions().for_each(drop);
+        }
+    }
+}
+
 #[test]
 fn random_inputs_never_panic_and_keep_the_invariants() {
     let mut transitions = std::collections::HashSet::new();
@@ -1580,6 +1775,7 @@ fn random_inputs_never_panic_and_keep_the_invariants() {
             max_metrics: rng.below(METRICS_MAX as u64 + 2) as usize,
             max_waiting_host: rng.below(4) as usize,
             max_events: 1 + rng.below(50) as usize,
+            ..Config::default()
         };
         let mut h = H::new(config);
         let mut now = 0u64;
@@ -1587,165 +1783,7 @@ fn random_inputs_never_panic_and_keep_the_invariants() {
         // that mostly fit, sometimes not).
         let mut bridge_end: HashMap<(u64, usize), u64> = HashMap::new();
         for step in 0..3000 {
-            now += rng.below(40);
-            if rng.below(50) == 0 {
-                // The clock may also jump back.
-                now = now.saturating_sub(rng.below(100));
-            }
-            // Mostly jobs in the table, sometimes evicted or future ones.
-            let ids: StdVec<u64> = h.jobs.table.keys().copied().collect();
-            let id = if !ids.is_empty() && rng.below(5) != 0 {
-                rng.pick(&ids)
-            } else {
-                rng.below(h.jobs.next_id + 2)
-            };
-            let stream = rng.pick(&[Stream::Stdout, Stream::Stderr]);
-            match rng.below(22) {
-                0..=2 => {
-                    let _ = h.handle(JobRequest::Start(random_spec(&mut rng)), now);
-                }
-                3 => {
-                    let _ = h.handle(JobRequest::Stop { job_id: id }, now);
-                }
-                4 => {
-                    let _ = h.handle(JobRequest::Status { job_id: id }, now);
-                    let _ = h.handle(JobRequest::List { after: rng.below(20) }, now);
-                    let _ = h.handle(JobRequest::Wait { job_id: id }, now);
-                }
-                5 => {
-                    let offset = rng.below(5000);
-                    let max = rng.pick(&[0, 1, 100, u32::MAX]);
-                    if let Handled::Reply(Ok(JobResponse::Logs { offset: got, bytes, .. })) = h.handle(
-                        JobRequest::Logs {
-                            job_id: id,
-                            stream,
-                            offset,
-                            max,
-                        },
-                        now,
-                    ) {
-                        let (start, end) = h.jobs.log_range(id, stream).unwrap();
-                        assert!(got >= start && got + bytes.len() as u64 <= end);
-                        assert!(got == offset.clamp(start, end));
-                    }
-                }
-                6 => h.link(
-                    LinkMessage::Started {
-                        job_id: id,
-                        pid: 1,
-                        started_ms: now,
-                    },
-                    now,
-                ),
-                7..=10 => {
-                    let key = (id, stream_index(stream));
-                    let end = bridge_end.get(&key).copied().unwrap_or(0);
-                    let offset = match rng.below(10) {
-                        0 => end + 1 + rng.below(100),
-                        1 => end.saturating_sub(rng.below(50)),
-                        2 => h.jobs.log_range(id, stream).map_or(0, |(_, e)| e),
-                        _ => end,
-                    };
-                    let len = rng.below(LOG_CHUNK_MAX as u64 + 1) as usize;
-                    let bytes: StdVec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-                    bridge_end.insert(key, offset + len as u64);
-                    let offset = if rng.below(100) == 0 {
-                        u64::MAX - rng.below(10)
-                    } else {
-                        offset
-                    };
-                    h.link(chunk(id, stream, offset, &bytes), now);
-                }
-                11 => h.link(
-                    LinkMessage::Metric {
-                        job_id: id,
-                        metric: metric(rng.pick(&["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]), 1.0, step),
-                    },
-                    now,
-                ),
-                12 | 13 => {
-                    let reason = random_reason(&mut rng);
-                    let code = rng.pick(&[None, Some(0), Some(1), Some(-1)]);
-                    let signal = rng.pick(&[None, None, Some(9), Some(15)]);
-                    h.link(
-                        LinkMessage::Exited {
-                            job_id: id,
-                            exit_code: code,
-                            signal,
-                            forced: rng.below(2) == 0,
-                            ended_ms: now.saturating_sub(rng.below(10)),
-                            reason,
-                        },
-                        now,
-                    );
-                    bridge_end.retain(|k, _| k.0 != id);
-                }
-                14 => h.link(LinkMessage::Lost { job_id: id }, now),
-                15 => h.link(
-                    LinkMessage::SpawnFailed {
-                        job_id: id,
-                        message: String::try_from("nope").unwrap(),
-                    },
-                    now,
-                ),
-                16 => {
-                    if rng.below(2) == 0 {
-                        h.jobs.on_bridge_lost(now);
-                    } else {
-                        h.jobs.on_bridge_connected(now);
-                    }
-                    h.after();
-                }
-                17 => h.tick(now),
-                18 => {
-                    match rng.below(5) {
-                        0 => h.jobs.native_started(id, 3, now),
-                        1 => h.jobs.native_output(id, stream, &[b'n'; 700], now),
-                        2 => h.jobs.native_metric(id, metric("n", 0.0, 0), now),
-                        3 => h
-                            .jobs
-                            .native_exited(id, rng.pick(&[None, Some(0), Some(2)]), None, false, now),
-                        _ => h.jobs.native_spawn_failed(id, "no", now),
-                    }
-                    h.after();
-                }
-                19 => {
-                    let request = match rng.below(3) {
-                        0 => JobRequest::Wait { job_id: id },
-                        1 => JobRequest::Start(random_spec(&mut rng)),
-                        _ => JobRequest::Stop { job_id: id },
-                    };
-                    h.link(
-                        LinkMessage::Api {
-                            id: rng.next() as u32,
-                            request: Box::new(request),
-                        },
-                        now,
-                    );
-                }
-                20 => {
-                    // Take some of the outbox, as a link with a window would.
-                    for _ in 0..rng.below(6) {
-                        let Some(msg) = h.jobs.pop_outbox() else { break };
-                        match msg {
-                            LinkMessage::Start { job_id, .. } => {
-                                assert_eq!(h.status(job_id), JobState::Pending);
-                                assert!(h.jobs.bridge_connected());
-                                bridge_end.retain(|k, _| k.0 != job_id);
-                            }
-                            LinkMessage::LogResend { job_id, stream, from } => {
-                                bridge_end.insert((job_id, stream_index(stream)), from);
-                            }
-                            LinkMessage::Stop { .. } | LinkMessage::ApiReply { .. } => {}
-                            other => panic!("{other:?}"),
-                        }
-                    }
-                    h.after();
-                }
-                _ => {
-                    h.jobs.drain_actions().for_each(drop);
-                }
-            }
+            random_input(&mut h, &mut rng, &mut now, step, &mut bridge_end);
         }
         let s = h.jobs.stats();
         assert_eq!(s.invalid_transitions, 0, "seed {seed}: {s:?}");
@@ -1805,7 +1843,8 @@ fn sizes_in_memory() {
         "{}",
         core::mem::size_of::<JobRecord>()
     );
-    assert!(core::mem::size_of::<Job>() <= 1500, "{}", core::mem::size_of::<Job>());
+    // The record, two stream logs, and what the disk side keeps (~100).
+    assert!(core::mem::size_of::<Job>() <= 1600, "{}", core::mem::size_of::<Job>());
     assert!(core::mem::size_of::<JobSpec>() <= 15 * 1024);
     assert!(core::mem::size_of::<Out>() <= 24);
 }

@@ -4,23 +4,30 @@
 //! the host bridge over the link (`aether-link` frames over the kernel's
 //! `link_read`/`link_write`). One loop, never blocking for long: a request
 //! (waiting at most `TICK_NS`), the link, timers, native exits.
+//!
+//! With a disk, the table is kept under `/ops` (docs/jobs.md,
+//! "Persistence"): `opsd-core` decides what is written when and what a
+//! boot brings back; [`Files`] here only makes the file calls.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+use aether_abi::fs::{FileKind, FsError};
 use aether_abi::job::{self, JOB_RESPONSE_MAX, JobKind, JobReply};
 use aether_abi::link::{LinkMessage, LinkSplitter};
 use aether_abi::syscall::{
     self as abi, Errno, ExitStatus, GroupChoice, ProcRequest, ProcResponse, Target, WaitTarget, nr,
 };
 use aether_link::{Config as LinkConfig, Endpoint};
+use aether_rt::fs::{self, File};
 use aether_rt::{Args, entry, println, proc, sys};
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use opsd_core::clock::WallClock;
-use opsd_core::{Action, Config, Handled, Jobs};
+use opsd_core::{Action, Config, Handled, Jobs, Store};
 
 entry!(main);
 
@@ -47,7 +54,9 @@ fn main(_args: Args) -> i32 {
     // The RTC's boot time, corrected by the bridge's timestamps.
     let mut clock = WallClock::new(boot_unix_ms());
     let mono_ms = || sys::clock_ns() / 1_000_000;
-    let mut jobs = Box::new(Jobs::new(Config::default()));
+    // The jobs stored on the disk, if there is one (memory only if not).
+    let mut jobs = Box::new(Jobs::restore(Config::default(), Box::new(Files), clock.now(mono_ms())));
+    print_warnings(&mut jobs);
     let mut link = Link::open(clock.now(mono_ms()));
     let mut request = vec![0u8; job::REQUEST_MAX];
     let mut answer = vec![0u8; JOB_RESPONSE_MAX];
@@ -107,6 +116,7 @@ fn main(_args: Args) -> i32 {
             run_action(action, &mut jobs, &mut native, now);
         }
         reap_native(&mut jobs, &mut native, now);
+        print_warnings(&mut jobs);
         waits.retain(|&(call, job_id)| match jobs.wait_reply(job_id) {
             Some(reply) => {
                 answer_call(call, &reply, &mut answer);
@@ -116,6 +126,74 @@ fn main(_args: Args) -> i32 {
         });
         // Events go to the event bus in the telemetry issue; drop them here.
         jobs.drain_events().for_each(drop);
+    }
+}
+
+/// The table's warnings (damaged files, failed writes) on the console log.
+fn print_warnings(jobs: &mut Jobs) {
+    for line in jobs.drain_warnings() {
+        println!("opsd: {line}");
+    }
+}
+
+/// The file calls behind the table's [`Store`]. Each call opens and closes
+/// its file, so nothing stays open that a rename or an unlink would find
+/// busy.
+struct Files;
+
+/// Writes all of `bytes` at the file's position.
+fn write_all(file: &mut File, mut bytes: &[u8]) -> Result<(), FsError> {
+    while !bytes.is_empty() {
+        match file.write(bytes)? {
+            0 => return Err(FsError::Io),
+            n => bytes = &bytes[n.min(bytes.len())..],
+        }
+    }
+    Ok(())
+}
+
+impl Store for Files {
+    fn list(&mut self, dir: &str) -> Result<Vec<String>, FsError> {
+        Ok(fs::read_dir(dir)?
+            .into_iter()
+            .map(|e| String::from(e.name.as_str()))
+            .collect())
+    }
+
+    fn mkdir(&mut self, dir: &str) -> Result<(), FsError> {
+        fs::mkdir(dir)
+    }
+
+    fn size(&mut self, path: &str) -> Result<u64, FsError> {
+        let stat = fs::stat(path)?;
+        if stat.kind == FileKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        Ok(stat.size)
+    }
+
+    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+        File::open(path)?.pread(buf, offset)
+    }
+
+    fn append(&mut self, path: &str, bytes: &[u8]) -> Result<(), FsError> {
+        write_all(&mut File::append(path)?, bytes)
+    }
+
+    fn write(&mut self, path: &str, bytes: &[u8]) -> Result<(), FsError> {
+        write_all(&mut File::create(path)?, bytes)
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), FsError> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&mut self, path: &str) -> Result<(), FsError> {
+        fs::unlink(path)
+    }
+
+    fn sync(&mut self) -> Result<(), FsError> {
+        fs::sync()
     }
 }
 
