@@ -128,6 +128,15 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             if task::spawn_kernel("[init]", kcore::sched::Priority::HIGHEST, task::init::run).is_none() {
                 panic!("cannot start the init task");
             }
+            if task::spawn_kernel(
+                "[fs-sweep]",
+                kcore::sched::Priority::new(1).unwrap_or(kcore::sched::Priority::LOWEST),
+                fs::sweeper,
+            )
+            .is_none()
+            {
+                log::warn!("cannot start the file sweeper: ended processes' files are given back lazily");
+            }
             task::idle()
         }
         Mode::Test(filter) => {

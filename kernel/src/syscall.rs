@@ -160,6 +160,11 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
         nr::PROC => framed_proc(a0, a1, a2, a3),
         nr::FS => framed_fs(a0, a1, a2, a3),
         nr::JOB | nr::METRIC | nr::EVENT | nr::TEST_SERVICE => service_call(n, a0, a1, a2, a3),
+        // Only the service numbers can be served (FS and PROC are the
+        // kernel's own).
+        nr::SERVE_REGISTER if !matches!(a0, nr::JOB | nr::METRIC | nr::EVENT | nr::TEST_SERVICE) => {
+            Err(Errno::InvalidArgument)
+        }
         nr::SERVE_REGISTER => with(|k| k.serve_register(a0, a1 as usize, a2 as usize)).map(|()| 0),
         nr::SERVE_NEXT => serve_next(a0, a1, a2, a3, frame),
         nr::SERVE_REPLY => serve_reply(a0, a1, a2),

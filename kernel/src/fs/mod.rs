@@ -155,6 +155,32 @@ pub fn init() {
     }
 }
 
+/// The `[fs-sweep]` kernel task: after processes end, their open files,
+/// async queues (once their requests have landed) and mappings (their
+/// pins, their `MAP_DMA` memory) are given back, within 100 ms.
+pub fn sweeper() {
+    let exits = &crate::task::PROCESS_EXITS;
+    let mut seen = 0;
+    loop {
+        crate::task::sleep_until(crate::time::now_ns() + 100_000_000);
+        let now = exits.load(core::sync::atomic::Ordering::Relaxed);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        // `mmap::sweep` drops the async queues first (waiting for their
+        // requests), then the mappings.
+        let pins = mmap::sweep();
+        let _ = with(|s| {
+            for (key, n) in pins {
+                s.cache.pin(key, -(n as i64));
+            }
+            s.is_open(0);
+            Ok(())
+        });
+    }
+}
+
 /// Why a call failed: the file system's answer, or the syscall's (a bad
 /// pointer, a malformed request).
 enum Fail {

@@ -10,6 +10,7 @@
 pub mod init;
 pub mod loader;
 mod process;
+pub use process::PROCESS_EXITS;
 pub mod service;
 mod watchdog;
 

@@ -30,6 +30,10 @@ pub struct CaptureEntry {
     pub bytes: Capture,
 }
 
+/// Processes ended since boot (the file layer sweeps their descriptors,
+/// mappings and async queues when it moves: `fs::sweeper`).
+pub static PROCESS_EXITS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// What a task has when it is a user process.
 pub struct Process {
     pub ppid: Pid,
@@ -274,6 +278,7 @@ impl Kernel {
             runtime_ns: now.saturating_sub(p.spawned_ns),
         });
         t.state = State::Zombie;
+        PROCESS_EXITS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         self.sched.remove(pid);
         if pid == cur {
             // It runs on that stack and address space until switched away.

@@ -227,11 +227,62 @@ fn unknown_numbers(c: &mut Checks) {
         c.err(format_args!("unknown_syscall_{n:#x}"), &got, Errno::UnknownSyscall);
     }
     // Service calls with no server (nothing registered them in this test).
-    for n in [nr::METRIC, nr::EVENT, nr::FS, nr::TEST_SERVICE] {
+    for n in [nr::METRIC, nr::EVENT, nr::TEST_SERVICE] {
         // SAFETY: no pointer arguments (all zero).
         let got = unsafe { sc(n, [0; 6]) };
         c.err(format_args!("no_service_{n}"), &got, Errno::NoSuchService);
     }
+    // FS is the kernel's: a call without room for the answer, a request
+    // over the limit, garbage, and a bad answer pointer.
+    // SAFETY: no pointer arguments (all zero).
+    let got = unsafe { sc(nr::FS, [0; 6]) };
+    c.err("fs_no_answer_room", &got, Errno::ResponseTooSmall);
+    let mut answer = alloc::vec![0u8; aether_abi::fs::FS_RESPONSE_MAX];
+    let garbage = [0xffu8; 8];
+    let cases: [(&str, u64, Errno); 2] = [
+        (
+            "fs_too_large",
+            aether_abi::syscall::REQUEST_MAX as u64 + 1,
+            Errno::TooLarge,
+        ),
+        ("fs_garbage", garbage.len() as u64, Errno::BadFrame),
+    ];
+    for (name, len, want) in cases {
+        // SAFETY: `garbage` is readable for its length (the over-long case
+        // is refused before anything is read) and `answer` writable.
+        let got = unsafe {
+            sc(
+                nr::FS,
+                [
+                    garbage.as_ptr() as u64,
+                    len,
+                    answer.as_mut_ptr() as u64,
+                    answer.len() as u64,
+                    0,
+                    0,
+                ],
+            )
+        };
+        c.err(name, &got, want);
+    }
+    // SAFETY: the answer pointer is a kernel address: refused, not written.
+    let got = unsafe {
+        sc(
+            nr::FS,
+            [
+                garbage.as_ptr() as u64,
+                1,
+                0xffff_8000_0000_0000,
+                answer.len() as u64,
+                0,
+                0,
+            ],
+        )
+    };
+    c.err("fs_answer_in_kernel", &got, Errno::BadAddress);
+    // SAFETY: no pointer arguments.
+    let got = unsafe { sc(nr::SERVE_REGISTER, [nr::FS, 4096, 4096, 0, 0, 0]) };
+    c.err("serve_register_kernel_call", &got, Errno::InvalidArgument);
     // A reply to a call that does not exist, and a next without registering.
     // SAFETY: no pointer arguments.
     let got = unsafe { sc(nr::SERVE_REPLY, [12345, 0, 0, 0, 0, 0]) };

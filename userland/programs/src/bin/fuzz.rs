@@ -1067,6 +1067,22 @@ impl Fuzzer {
             self.probe(n, a, Expect::Any);
             return;
         }
+        if n == nr::FS {
+            // The kernel's file calls: anything but a crash (mappings and
+            // async requests skipped: they would hold memory past the run
+            // until the sweep, and nothing here checks them).
+            if a[0] == self.req.as_ptr() as u64 {
+                let len = (a[1] as usize).min(self.req.len());
+                if let Ok(req) = aether_abi::syscall::decode::<aether_abi::fs::FsRequest>(&self.req[..len]) {
+                    use aether_abi::fs::FsRequest as F;
+                    if matches!(req, F::Mmap { .. } | F::Munmap { .. } | F::Submit { .. }) {
+                        return;
+                    }
+                }
+            }
+            self.probe(n, a, Expect::Any);
+            return;
+        }
         // The other service calls: nothing serves them during the fuzz run.
         self.probe(n, a, Expect::Err(Errno::NoSuchService));
     }
