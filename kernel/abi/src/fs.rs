@@ -105,7 +105,7 @@ pub enum FsError {
     NoInodes,
     /// Out of memory for this request (buffers, mappings).
     NoMemory,
-    /// A read-only disk, or a file opened without `O_WRITE`.
+    /// A read-only disk (a descriptor opened without `O_WRITE` is `BadFd`).
     ReadOnly,
     /// A component longer than [`NAME_MAX`] or a path than [`PATH_MAX`].
     NameTooLong,
@@ -120,8 +120,10 @@ pub enum FsError {
     BadFd,
     /// [`OPEN_MAX`] files already open.
     TooManyOpen,
-    /// The file is open (unlink or rename over it), or a directory moved
-    /// into itself.
+    /// The file is open or mapped (unlink, rename over it), mapped (a
+    /// truncate, a write growing its mapped last folio), a `MAP_DMA`
+    /// mapping still being read into (munmap), or a directory moved into
+    /// itself.
     Busy,
     InvalidArgument,
 }
@@ -159,6 +161,7 @@ impl core::fmt::Display for FsError {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+#[serde(rename_all = "lowercase")]
 pub enum FileKind {
     File,
     Dir,
@@ -206,8 +209,8 @@ pub struct CacheStats {
     pub capacity: u64,
     pub hits: u64,
     pub misses: u64,
-    /// Pages read ahead of the reader, and of those, how many were used
-    /// before being evicted (the rest were wasted).
+    /// Folios read ahead of the reader, and of those, how many were used
+    /// (by a read or a mapping fault) and how many evicted unused.
     pub readahead: u64,
     pub readahead_used: u64,
     pub readahead_wasted: u64,

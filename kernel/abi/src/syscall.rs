@@ -75,7 +75,8 @@ pub mod nr {
     pub const METRIC: u64 = 18;
     /// Framed service call: events (reserved).
     pub const EVENT: u64 = 19;
-    /// Framed service call: files (reserved).
+    /// Framed: files, served by the kernel ([`crate::fs::FsRequest`] ->
+    /// [`crate::fs::FsResponse`]).
     pub const FS: u64 = 20;
     /// Framed service call for tests of the mechanism (the `svc` program).
     pub const TEST_SERVICE: u64 = 31;

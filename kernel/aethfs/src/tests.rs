@@ -256,8 +256,8 @@ fn corrupt_metadata_is_refused_or_reported_never_trusted() {
     );
 }
 
-/// Random operations against a model; committed and remounted at random
-/// points, the tree always equals the model and checks clean.
+/// Random operations against a model; committed and remounted every 50
+/// steps, the tree always equals the model and checks clean.
 #[test]
 fn random_operations_match_a_model() {
     for seed in 1..=6u64 {

@@ -18,6 +18,8 @@ use crate::block::{self, DmaBuf, SECTOR, Ticket};
 
 /// The largest device request of a direct read.
 const PART_MAX: u64 = 1 << 20;
+/// The longest direct read one entry may ask for.
+const DIRECT_MAX: u64 = 16 << 20;
 const BS: u64 = 4096;
 
 /// One device request of a direct read.
@@ -83,10 +85,20 @@ impl Storage {
         }
         let ino = of.ino;
         let sector = SECTOR as u64;
-        if !sqe.offset.is_multiple_of(sector) || !sqe.len.is_multiple_of(sector) || sqe.len == 0 || sqe.len > 16 << 20 {
+        if !sqe.offset.is_multiple_of(sector) || !sqe.len.is_multiple_of(sector) || sqe.len == 0 || sqe.len > DIRECT_MAX
+        {
             return Err(FsError::InvalidArgument);
         }
-        let size = super::stat(&mut self.fs, ino)?.size;
+        let st = super::stat(&mut self.fs, ino)?;
+        if st.kind == aether_abi::fs::FileKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        // The caller's memory must take the whole read (checked now, not
+        // when a bounced read lands).
+        if super::user_check(sqe.buf, sqe.len, true).is_err() {
+            return Err(FsError::InvalidArgument);
+        }
+        let size = st.size;
         let mut pending = Pending {
             user_data: sqe.user_data,
             parts: Vec::new(),
@@ -113,7 +125,7 @@ impl Storage {
                 // keeps its frames alive until the request is done).
                 Some(view) => (view, None),
                 None => (
-                    DmaBuf::for_device_writes(len as usize).ok_or(FsError::Io)?,
+                    DmaBuf::for_device_writes(len as usize).ok_or(FsError::NoMemory)?,
                     Some((va, len as usize)),
                 ),
             };
@@ -128,10 +140,8 @@ impl Storage {
     }
 
     /// Moves every finished direct read of `pid` to its completions.
-    fn reap_aio(&mut self, pid: Pid) -> Result<(), Fail> {
-        let Some(aio) = self.aio.get_mut(&pid) else {
-            return Ok(());
-        };
+    fn reap_aio(&mut self, pid: Pid) {
+        let Some(aio) = self.aio.get_mut(&pid) else { return };
         let mut i = 0;
         while i < aio.pending.len() {
             let p = &mut aio.pending[i];
@@ -140,8 +150,11 @@ impl Storage {
                 match block::poll(t) {
                     Err(t) => part.ticket = Some(t),
                     Ok(Ok(buf)) => {
-                        if let Some((va, len)) = part.bounce {
-                            super::user_write(va, &buf.as_slice()[..len])?;
+                        // Unmapped since the submission: the request's error.
+                        if let Some((va, len)) = part.bounce
+                            && super::user_write(va, &buf.as_slice()[..len]).is_err()
+                        {
+                            p.error = Some(FsError::InvalidArgument);
                         }
                     }
                     Ok(Err(_)) => p.error = Some(FsError::Io),
@@ -157,7 +170,6 @@ impl Storage {
                 i += 1;
             }
         }
-        Ok(())
     }
 }
 
@@ -214,7 +226,7 @@ pub fn complete(pid: Pid, min: u32, timeout_ms: u32) -> Result<FsResponse, Fail>
         let answer = {
             let mut g = super::lock();
             let s = g.as_mut().ok_or(FsError::NoFileSystem)?;
-            s.reap_aio(pid)?;
+            s.reap_aio(pid);
             let aio = s.aio.entry(pid).or_default();
             let ready = aio.done.len();
             if ready >= (min as usize).min(AIO_BATCH) || aio.pending.is_empty() || crate::time::now_ns() >= deadline {

@@ -1,14 +1,15 @@
-//! The page cache (docs/storage.md): file data in *folios* of up to 256
-//! pages (1 MiB, physically contiguous, so one device request fills one;
+//! The page cache (docs/storage.md): file data in *folios* of up to 512
+//! pages (2 MiB, physically contiguous, so one device request fills one;
 //! a file's last folio holds only the pages the file has), keyed by
 //! (inode, folio index), filled by DMA, replaced by 2Q (`kcore::twoq`: a
 //! sequential scan passes through without flushing what is used again). A
 //! folio being filled or dirty is pinned. The cache is used under the
 //! storage lock; waiting for the device happens without it.
 //!
-//! Why 1 MiB: under TCG each request costs an interrupt and a wake-up, so
-//! 64 KiB folios read a 256 MiB file at 210 MiB/s where 1 MiB ones keep the
-//! device busy (docs/benchmarks.md, "Files").
+//! Why 2 MiB: under TCG each request costs an interrupt, a wake-up and
+//! QEMU's own work, so 64 KiB folios read a 256 MiB file cold at 210 MiB/s,
+//! 1 MiB ones at about 1.3 GiB/s, 2 MiB ones at about 2.1 GiB/s, and 4 MiB
+//! ones were slower again (docs/benchmarks.md, "Files").
 
 use aether_abi::disk::BLOCK_SIZE;
 use aether_abi::fs::{CacheStats, FsError};
@@ -20,7 +21,7 @@ use kcore::twoq::TwoQ;
 use super::store::{DiskStore, SECTORS_PER_BLOCK};
 use crate::block::{self, BlkError, DmaBuf, Ticket};
 
-pub const FOLIO_PAGES: u64 = 256;
+pub const FOLIO_PAGES: u64 = 512;
 pub const FOLIO_BYTES: u64 = FOLIO_PAGES * BLOCK_SIZE as u64;
 const BS: u64 = BLOCK_SIZE as u64;
 
@@ -270,7 +271,7 @@ impl Cache {
                     // Its pages are mapped: the buffer cannot move.
                     return Err(FsError::Busy);
                 }
-                let mut bigger = DmaBuf::new(FOLIO_BYTES as usize).ok_or(FsError::Io)?;
+                let mut bigger = DmaBuf::new(FOLIO_BYTES as usize).ok_or(FsError::NoMemory)?;
                 let old = buf.as_slice().len();
                 bigger.as_mut_slice()[..old].copy_from_slice(buf.as_slice());
                 *buf = bigger;

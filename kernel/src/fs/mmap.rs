@@ -66,7 +66,7 @@ fn maps() -> MutexGuard<'static, Maps> {
         if let Some(g) = MAPS.try_lock() {
             return g;
         }
-        crate::task::schedule();
+        super::back_off();
     }
 }
 
@@ -142,7 +142,11 @@ pub fn mmap(pid: Pid, fd: Option<u32>, offset: u64, len: u64, flags: u32) -> Res
                     return Err(FsError::BadFd);
                 }
                 let ino = of.ino;
-                Ok((ino, super::stat(&mut s.fs, ino)?.size))
+                let st = super::stat(&mut s.fs, ino)?;
+                if st.kind == aether_abi::fs::FileKind::Dir {
+                    return Err(FsError::IsDir);
+                }
+                Ok((ino, st.size))
             })?;
             if offset
                 .checked_add(pages * PAGE)
@@ -321,7 +325,7 @@ fn with_folio<R>(
         match wait {
             Ok(r) => return Ok(r),
             Err(Some(ticket)) => super::wait_for(ticket, key)?,
-            Err(None) => crate::task::schedule(),
+            Err(None) => super::back_off(),
         }
     }
 }

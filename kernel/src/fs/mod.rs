@@ -23,7 +23,7 @@ use spin::{Mutex, MutexGuard};
 use cache::{Cache, FOLIO_BYTES, FOLIO_PAGES, Folio, State};
 use store::DiskStore;
 
-/// Readahead windows, in folios (1 MiB): 2 MiB growing to 16 MiB.
+/// Readahead windows, in folios (2 MiB): 4 MiB growing to 32 MiB.
 const RA_MIN: u64 = 2;
 const RA_MAX: u64 = 16;
 /// The most one read or write call moves (a longer one is short).
@@ -47,13 +47,20 @@ struct Storage {
 
 static STORAGE: Mutex<Option<Storage>> = Mutex::new(None);
 
+/// Waits a moment for a lock or a folio someone else holds: a sleep, not a
+/// yield, so that a holder of lower priority gets the CPU (a yield let a
+/// higher-priority waiter spin forever over a lower-priority holder).
+fn back_off() {
+    crate::task::sleep_until(crate::time::now_ns() + 20_000);
+}
+
 /// The storage lock; a task that finds it taken lets others run.
 fn lock() -> MutexGuard<'static, Option<Storage>> {
     loop {
         if let Some(g) = STORAGE.try_lock() {
             return g;
         }
-        crate::task::schedule();
+        back_off();
     }
 }
 
@@ -554,7 +561,7 @@ fn read(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u6
         match step {
             Step::Done(n) => done += n,
             Step::End => break,
-            Step::Retry => crate::task::schedule(),
+            Step::Retry => back_off(),
             Step::Wait(ticket, key) => wait_for(ticket, key)?,
         }
     }
@@ -586,6 +593,17 @@ fn write(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u
             offset.unwrap_or(cur)
         };
         let end = pos.checked_add(len).ok_or(FsError::FileTooLarge)?;
+        // A mapped last folio cannot grow (its buffer would move): refused
+        // before anything changes.
+        let size = s.fs.stat(ino)?.size;
+        if end > size
+            && size > 0
+            && s.cache
+                .get_mut(&(ino, (size - 1) / FOLIO_BYTES))
+                .is_some_and(|f| f.maps > 0 && f.pages < FOLIO_PAGES)
+        {
+            return Err(FsError::Busy);
+        }
         let (old, _) = s.fs.extend(ino, end)?;
         if pos > old.size {
             s.zero_gap(ino, old.size, pos)?;
@@ -633,7 +651,7 @@ fn write(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u
         };
         match step {
             Step::Done(n) => at += n,
-            Step::Retry | Step::End => crate::task::schedule(),
+            Step::Retry | Step::End => back_off(),
             Step::Wait(ticket, key) => wait_for(ticket, key)?,
         }
     }

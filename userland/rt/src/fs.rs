@@ -15,7 +15,7 @@ pub use aether_abi::fs::{self as fsabi, AIO_BATCH, AioOp, Cqe, FileKind, Sqe};
 
 fn errno(e: Errno) -> FsError {
     match e {
-        Errno::NoMemory => FsError::Io,
+        Errno::NoMemory => FsError::NoMemory,
         _ => FsError::InvalidArgument,
     }
 }
