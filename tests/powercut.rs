@@ -4,7 +4,8 @@
 //! host's fsck is clean, every record is whole and right, every write
 //! acknowledged after its fsync is there, and the next boot mounts the
 //! image and continues from what is on it. (In half the runs the host
-//! puts a log of about 1000 records first, so the appends cross 64 KiB.)
+//! puts a log of about 32 700 records first, so the appends cross 2 MiB,
+//! the page cache's folio.)
 //!
 //! The moments of the cuts come from a seeded xorshift: the seed is printed
 //! and in every failure, and `AETHER_POWERCUT_SEED=S` runs the same cuts
@@ -41,7 +42,7 @@ const STALL: Duration = Duration::from_secs(20);
 /// One storm record (userland/programs/src/bin/storm.rs).
 const RECORD: usize = 64;
 /// Records the host may put in the log before the first boot (below).
-const PREFILL: (u64, u64) = (900, 1100);
+const PREFILL: (u64, u64) = (32_600, 32_760);
 /// Every 16th record replaces the snapshot.
 const SNAP_EVERY: u64 = 16;
 const STORM: &str = "run storm /s 100000 &";
@@ -402,8 +403,8 @@ fn every_fsync_acknowledged_write_survives_power_cuts_during_a_write_storm() {
     eprintln!("powercut: seed {seed} (AETHER_POWERCUT_SEED={seed} repeats these cuts)");
     let mut rng = Rng::new(seed);
     // Half the runs start empty (the storm makes /s and its log); the
-    // others from a log the host wrote, so the appends cross the 64 KiB
-    // mark (record 1024, a new folio of the page cache) at some cut.
+    // others from a log the host wrote, so the appends cross the 2 MiB
+    // mark (record 32 768, a new folio of the page cache) at some cut.
     let prefill = if rng.next() % 2 == 0 {
         0
     } else {
