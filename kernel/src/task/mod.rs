@@ -417,7 +417,9 @@ pub fn idle() -> ! {
         while warming && !with(|k| k.sched.best_ready().is_some()) {
             warming = warmer.step(16);
             if !warming {
-                log::info!(
+                // Debug: at info it would land in the middle of whatever the
+                // console prints a second after boot.
+                log::debug!(
                     "mm: free memory warmed ({} frames by {} ms)",
                     warmer.touched(),
                     time::now_ns() / 1_000_000

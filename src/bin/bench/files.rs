@@ -1,8 +1,8 @@
 //! `--files`: the file and page-cache figures of issue 5 (docs/storage.md),
 //! with the Linux baseline's names. Boots the console with a disk holding
 //! the sample dataset (made once in the temp directory, the host's page
-//! cache warmed first, as the Linux run's disk is), waits until the kernel
-//! has warmed its free memory, checks with `probe` that read, mmap and
+//! cache warmed first, as the Linux run's disk is), waits while the kernel
+//! warms its free memory, checks with `probe` that read, mmap and
 //! async IO give the host's checksum (a fast wrong answer does not count),
 //! then runs `fsbench --disk` (the raw disk's first 256 MiB: the figures
 //! compared with Linux's `/dev/vda`) and `fsbench` over the dataset file
@@ -16,6 +16,8 @@ use aether_abi::boot::{BootArgs, LogLevel, Mode, OnPanic, PROMPT};
 use aetheros::runner::{Firmware, Launch, Qemu, Serial, Session};
 
 const LIMIT: Duration = Duration::from_secs(300);
+/// Time for the kernel to warm its free memory after boot (0.5-1 s here).
+const WARM: Duration = Duration::from_secs(3);
 /// The figures with their target ratio against Linux (issue 5).
 pub const TARGETS: &[(&str, &str, f64)] = &[
     ("blk_seq_read_buffered_cold_dd", "blk_seq_read_buffered_cold_dd", 5.0),
@@ -69,8 +71,9 @@ pub fn once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
     let cmd = qemu.command(&aetheros::images(), &launch).map_err(|e| e.to_string())?;
     let mut s = Session::spawn(cmd, LIMIT).map_err(|e| e.to_string())?;
     s.expect(PROMPT, LIMIT).map_err(|e| e.to_string())?;
-    s.expect("free memory warmed", Duration::from_secs(30))
-        .map_err(|e| format!("memory not warmed: {e}"))?;
+    // The idle loop warms free memory within about a second of boot
+    // (docs/storage.md, "Reading"); the figures are taken after it.
+    std::thread::sleep(WARM);
     let want = format!("{:016x}", aether_disk::sample_checksum(aether_disk::SAMPLE_BYTES));
     let probe = s
         .command(
