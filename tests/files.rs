@@ -197,7 +197,7 @@ fn mmap_and_async_io_work_from_ring_3_and_refuse_bad_requests() {
     assert!(!out.contains("FAIL"), "{out}");
     assert_eq!(
         out.matches("\nok ").count() + usize::from(out.starts_with("ok ")),
-        9,
+        10,
         "{out}"
     );
     // A process that ends with a file mapped: its pins go, the file can be
@@ -208,4 +208,42 @@ fn mmap_and_async_io_work_from_ring_3_and_refuse_bad_requests() {
     assert!(run(&mut s, "cache --drop").is_empty());
     let cache = json(&run(&mut s, "cache --json")[0]);
     assert_eq!(cache["pages"].as_u64(), Some(0), "{cache}");
+}
+
+#[test]
+fn a_disk_with_damaged_metadata_is_refused_with_the_block_named_and_the_kernel_runs_on() {
+    let image = Image::new("damaged", 16);
+    let (sb, _) = aether_disk::superblock(&image.0).expect("the superblock");
+    // An inode table block past the root's (no transaction in the journal
+    // holds it: mkfs leaves the journal empty).
+    let block = sb.inode_table.start + 1;
+    let at = block * 4096 + 300;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&image.0)
+            .unwrap();
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, at).unwrap();
+        b[0] ^= 0x40;
+        f.write_all_at(&b, at).unwrap();
+    }
+    let mut s = common::boot_with_devices(
+        Firmware::Bios,
+        &common::console_cmdline(),
+        aetheros::runner::blk_device_args(&image.0, false),
+    );
+    let text = s
+        .expect(aether_abi::boot::PROMPT, common::BOOT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        text.contains(&format!(
+            "disk: mount refused: inode table block {block}: metadata checksum"
+        )),
+        "{text}"
+    );
+    assert_eq!(run(&mut s, "df"), ["error: df: no file system mounted"]);
+    assert_eq!(run(&mut s, "echo still here"), ["still here"]);
 }

@@ -273,6 +273,37 @@ fn aio_queue_is_bounded(dir: &str) -> Check {
     Ok(())
 }
 
+fn a_full_disk_says_no_space_and_keeps_what_is_there(dir: &str) -> Check {
+    let keep = format!("{dir}/keep");
+    make(&keep, b"precious")?;
+    let fill = format!("{dir}/fill");
+    let mut f = File::create(&fill).map_err(e)?;
+    let chunk = vec![0x5a; 1 << 20];
+    let mut written = 0u64;
+    loop {
+        match f.write(&chunk) {
+            Ok(n) => written += n as u64,
+            Err(FsError::NoSpace) => break,
+            Err(err) => return Err(format!("a write at {written}: {err:?}")),
+        }
+        ensure(written < 1 << 30, "no NoSpace after 1 GiB")?;
+    }
+    ensure(written > 0, "nothing fitted")?;
+    f.fsync().map_err(e)?;
+    // The refused write changed nothing: the size is what was written.
+    ensure(f.stat().map_err(e)?.size == written, "the size after NoSpace")?;
+    let mut back = [0u8; 8];
+    File::open(&keep).map_err(e)?.read(&mut back).map_err(e)?;
+    ensure(&back == b"precious", "a file written before was changed")?;
+    let free_full = fs::statfs().map_err(e)?.free_blocks;
+    drop(f);
+    fs::unlink(&fill).map_err(e)?;
+    ensure(
+        fs::statfs().map_err(e)?.free_blocks >= free_full + written / 4096,
+        "the space did not come back",
+    )
+}
+
 fn main(args: Args) -> i32 {
     let Some(dir) = args.get(1) else {
         println!("usage: fscheck DIR | fscheck --leak FILE");
@@ -301,7 +332,7 @@ fn main(args: Args) -> i32 {
         println!("FAIL setup: mkdir {dir}: {err}");
         return 1;
     }
-    let checks: [Named; 9] = [
+    let checks: [Named; 10] = [
         ("mmap_shared_reads_the_file", mmap_shared_reads_the_file),
         ("mmap_private_copies_on_write", mmap_private_copies_on_write),
         (
@@ -320,6 +351,11 @@ fn main(args: Args) -> i32 {
         ),
         ("aio_cached_writes_then_reads", aio_cached_writes_then_reads),
         ("aio_queue_is_bounded", aio_queue_is_bounded),
+        // Last: it fills the disk (and empties it again).
+        (
+            "a_full_disk_says_no_space_and_keeps_what_is_there",
+            a_full_disk_says_no_space_and_keeps_what_is_there,
+        ),
     ];
     let mut failed = 0;
     for (name, check) in checks {
