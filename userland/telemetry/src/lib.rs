@@ -7,6 +7,8 @@
 
 extern crate alloc;
 
+pub mod artifacts;
 pub mod metrics;
 pub mod prom;
+pub mod routes;
 pub mod rules;
