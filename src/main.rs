@@ -153,7 +153,11 @@ fn main() -> ExitCode {
         eprintln!(
             "AetherOS: disk {}{}",
             path.display(),
-            if *made { " (new: an empty file system)" } else { "" }
+            if *made {
+                " (new: with the sample dataset /datasets/sample.bin)"
+            } else {
+                ""
+            }
         );
     }
     match cmd.status() {

@@ -51,6 +51,10 @@ pub struct Folio {
 pub struct Cache {
     folios: BTreeMap<Key, Folio>,
     policy: TwoQ<Key>,
+    /// Pages the folios hold, and the most they may (the budget counts
+    /// pages, not folios: small files' short folios take what they use).
+    pages: u64,
+    capacity_pages: u64,
     pub stats: CacheStats,
 }
 
@@ -83,12 +87,16 @@ fn read_pieces(fs: &mut Fs<DiskStore>, ino: u64, f: u64, buf: &mut DmaBuf, from:
 }
 
 impl Cache {
-    pub fn new(capacity_folios: usize) -> Cache {
+    /// A cache of `capacity_pages` pages (in folios of any size: the
+    /// policy tracks up to one folio per 16 pages).
+    pub fn new(capacity_pages: u64) -> Cache {
         Cache {
             folios: BTreeMap::new(),
-            policy: TwoQ::new(capacity_folios),
+            policy: TwoQ::new((capacity_pages / 16).max(16) as usize),
+            pages: 0,
+            capacity_pages,
             stats: CacheStats {
-                capacity: capacity_folios as u64 * FOLIO_PAGES,
+                capacity: capacity_pages,
                 ..CacheStats::default()
             },
         }
@@ -122,16 +130,25 @@ impl Cache {
                 .is_some_and(|f| f.dirty || f.maps > 0 || matches!(f.state, State::Loading(..)))
         };
         let victim = self.policy.victim(pinned)?;
-        let f = self.folios.remove(&victim)?;
+        let f = self.remove(&victim)?;
         if f.ahead {
             self.stats.readahead_wasted += 1;
         }
         Some(f.pages)
     }
 
-    /// Evicts until one more folio fits; false if every folio is pinned.
-    fn make_room(&mut self) -> bool {
-        while self.policy.is_full() {
+    /// Takes a folio out (the policy forgets it when it chose it, or is
+    /// told by the caller).
+    fn remove(&mut self, key: &Key) -> Option<Folio> {
+        let f = self.folios.remove(key)?;
+        self.pages -= f.pages;
+        Some(f)
+    }
+
+    /// Evicts until a folio of `pages` more fits; false if every folio is
+    /// pinned.
+    fn make_room(&mut self, pages: u64) -> bool {
+        while self.policy.is_full() || self.pages + pages > self.capacity_pages {
             if self.evict_one().is_none() {
                 return false;
             }
@@ -141,6 +158,7 @@ impl Cache {
 
     fn insert(&mut self, key: Key, state: State, pages: u64, ahead: bool) {
         self.policy.insert(key);
+        self.pages += pages;
         self.folios.insert(
             key,
             Folio {
@@ -156,7 +174,7 @@ impl Cache {
     /// A buffer of `pages` for a folio, making room first. Not cleared
     /// when the device fills it all.
     fn buffer(&mut self, pages: u64, zeroed: bool) -> Result<DmaBuf, FsError> {
-        if !self.make_room() {
+        if !self.make_room(pages.max(1)) {
             return Err(FsError::NoMemory);
         }
         let bytes = (pages.max(1) * BS) as usize;
@@ -262,8 +280,9 @@ impl Cache {
         let key = (ino, f);
         let need = folio_blocks(f, end);
         if let Some(folio) = self.folios.get_mut(&key) {
-            // A file's last folio grows with it (to a whole folio at once:
-            // appends do not reallocate page by page).
+            // A file's last folio grows with it, doubling (appends copy
+            // each byte a bounded number of times, and a small file's
+            // folio stays small).
             if let State::Ready(buf) = &mut folio.state
                 && folio.pages < need
             {
@@ -271,16 +290,22 @@ impl Cache {
                     // Its pages are mapped: the buffer cannot move.
                     return Err(FsError::Busy);
                 }
-                let mut bigger = DmaBuf::new(FOLIO_BYTES as usize).ok_or(FsError::NoMemory)?;
+                let grown = need.next_power_of_two().min(FOLIO_PAGES);
+                let mut bigger = DmaBuf::new((grown * BS) as usize).ok_or(FsError::NoMemory)?;
                 let old = buf.as_slice().len();
                 bigger.as_mut_slice()[..old].copy_from_slice(buf.as_slice());
                 *buf = bigger;
-                folio.pages = FOLIO_PAGES;
+                self.pages += grown - folio.pages;
+                folio.pages = grown;
             }
             return Ok(());
         }
         let held = folio_blocks(f, old_size);
-        let pages = if need > held { FOLIO_PAGES } else { need.max(held) };
+        let pages = if need > held {
+            need.next_power_of_two().min(FOLIO_PAGES)
+        } else {
+            need.max(held)
+        };
         let mut buf = self.buffer(pages, true)?;
         if held > 0 && !covers_all {
             read_pieces(fs, ino, f, &mut buf, 0, held)?;
@@ -353,7 +378,7 @@ impl Cache {
 
     /// Forgets one folio (its read failed, or it is stale).
     pub fn drop_one(&mut self, key: Key) {
-        self.folios.remove(&key);
+        self.remove(&key);
         self.policy.remove(&key);
     }
 
@@ -369,7 +394,7 @@ impl Cache {
             if let Some(Folio {
                 state: State::Loading(Some(ticket), _),
                 ..
-            }) = self.folios.remove(&k)
+            }) = self.remove(&k)
             {
                 // Its buffer comes back to be freed (a waiter that took the
                 // ticket finds the folio gone and frees it itself).

@@ -71,12 +71,11 @@ fn with<R>(f: impl FnOnce(&mut Storage) -> Result<R, FsError>) -> Result<R, FsEr
     }
 }
 
-/// Folios the cache may hold: three quarters of the memory free at mount,
+/// Pages the cache may hold: three quarters of the memory free at mount,
 /// less 16 MiB kept for everything else.
-fn cache_capacity() -> usize {
+fn cache_capacity() -> u64 {
     let f = crate::mm::frames::stats();
-    let spare = (f.free * 3 / 4).saturating_sub(4096);
-    ((spare / FOLIO_PAGES) as usize).max(8)
+    (f.free * 3 / 4).saturating_sub(4096).max(8 * FOLIO_PAGES)
 }
 
 /// The inode number of the raw disk (`OpenDisk`): not a file system's.
@@ -147,7 +146,7 @@ pub fn init() {
                 (sb.total_blocks * 4096) >> 20,
                 sb.data_start(),
                 if fs.read_only() { ", read-only" } else { "" },
-                (capacity as u64 * FOLIO_BYTES) >> 20
+                (capacity * 4096) >> 20
             );
             crate::mm::frames::set_reclaim(reclaim);
             *STORAGE.lock() = Some(Storage {
