@@ -84,20 +84,28 @@ impl FileStore {
 
 /// Takes `file`'s advisory lock (`flock`): alone to write, shared to read,
 /// so two tools never change one image at once, nor read it mid-change.
+///
+/// A lock held for a moment is waited for (200 ms at most): a process that
+/// forks while this one holds the image open keeps the lock until its
+/// child execs (a test harness starting QEMU beside a test's `mkfs` made a
+/// `check` right after fail in CI).
 fn lock(file: &File, writable: bool) -> io::Result<()> {
-    let locked = if writable {
-        file.try_lock()
-    } else {
-        file.try_lock_shared()
-    };
-    match locked {
-        Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => Err(io::Error::new(
-            io::ErrorKind::ResourceBusy,
-            "in use by another aether-disk",
-        )),
-        Err(TryLockError::Error(e)) => Err(e),
+    for _ in 0..100 {
+        let locked = if writable {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match locked {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
     }
+    Err(io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        "in use by another aether-disk",
+    ))
 }
 
 impl Store for FileStore {
