@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aether_abi::boot::PROMPT;
-use aether_abi::fs::{Checksum, FsError};
+use aether_abi::fs::FsError;
 use aetheros::runner::{Firmware, Session, SessionError};
 
 /// Cuts per run. A cycle is a BIOS boot under TCG (about 1.5 s on a
@@ -39,8 +39,8 @@ const ACKS: (u64, u64) = (3, 40);
 const EXTRA_DELAY_US: u64 = 40_000;
 /// The longest the storm may go without printing a line.
 const STALL: Duration = Duration::from_secs(20);
-/// One storm record (userland/programs/src/bin/storm.rs).
-const RECORD: usize = 64;
+// One storm record (`aether_abi::ktest::storm`: storm writes the same).
+use aether_abi::ktest::storm::RECORD;
 /// Records the host may put in the log before the first boot (below).
 const PREFILL: (u64, u64) = (32_600, 32_760);
 /// Every 16th record replaces the snapshot.
@@ -81,17 +81,7 @@ fn seed() -> u64 {
     }
 }
 
-/// The storm's record for `seq`, made as storm makes it.
-fn record(seq: u64) -> [u8; RECORD] {
-    let head = format!("seq {seq:010}");
-    let mut sum = Checksum::default();
-    sum.add(head.as_bytes());
-    let text = format!("{head} sum {:016x}", sum.value());
-    let mut r = [b'.'; RECORD];
-    r[..text.len()].copy_from_slice(text.as_bytes());
-    r[RECORD - 1] = b'\n';
-    r
-}
+use aether_abi::ktest::storm::record;
 
 /// A fresh image for the run (removed on drop, kept when the test fails
 /// so the damage can be looked at).

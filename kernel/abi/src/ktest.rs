@@ -215,3 +215,28 @@ pub mod storage {
         }
     }
 }
+
+/// The power-cut test's write storm (`userland/programs/src/bin/storm.rs`,
+/// `tests/powercut.rs`): the record both write and check.
+pub mod storm {
+    use alloc::format;
+
+    use crate::fs::Checksum;
+
+    /// Bytes per record.
+    pub const RECORD: usize = 64;
+
+    /// Record `seq`: `seq NNNNNNNNNN sum HHHHHHHHHHHHHHHH` (the sum is the
+    /// [`Checksum`] of the `seq ...` part), padded with `.`, ended by a
+    /// newline.
+    pub fn record(seq: u64) -> [u8; RECORD] {
+        let head = format!("seq {seq:010}");
+        let mut sum = Checksum::default();
+        sum.add(head.as_bytes());
+        let text = format!("{head} sum {:016x}", sum.value());
+        let mut r = [b'.'; RECORD];
+        r[..text.len()].copy_from_slice(text.as_bytes());
+        r[RECORD - 1] = b'\n';
+        r
+    }
+}

@@ -15,25 +15,14 @@
 
 extern crate alloc;
 
-use aether_abi::fs::{Checksum, FsError};
+use aether_abi::fs::FsError;
 use aether_rt::fs::{self, File};
 use aether_rt::{Args, entry, println};
 use alloc::format;
 
 entry!(main);
 
-const RECORD: usize = 64;
-
-fn record(seq: u64) -> [u8; RECORD] {
-    let head = format!("seq {seq:010}");
-    let mut sum = Checksum::default();
-    sum.add(head.as_bytes());
-    let text = format!("{head} sum {:016x}", sum.value());
-    let mut r = [b'.'; RECORD];
-    r[..text.len()].copy_from_slice(text.as_bytes());
-    r[RECORD - 1] = b'\n';
-    r
-}
+use aether_abi::ktest::storm::{RECORD, record};
 
 fn main(args: Args) -> i32 {
     let (Some(dir), Some(count)) = (args.get(1), args.get(2).and_then(|c| c.parse::<u64>().ok())) else {
