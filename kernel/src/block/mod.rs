@@ -96,6 +96,13 @@ pub fn interrupts() -> u64 {
 #[must_use]
 pub struct Ticket(u64);
 
+impl Ticket {
+    /// The read's number (never reused while the kernel runs).
+    pub fn id(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Sleeps until the disk's next interrupt (or briefly yields without
 /// MSI-X), having seen interrupt count `seen`.
 fn wait_for_disk(seen: u64, msix: bool) {

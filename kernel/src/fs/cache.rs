@@ -31,9 +31,11 @@ pub type Key = (u64, u64);
 pub enum State {
     Ready(DmaBuf),
     /// A read is in flight; its ticket, until a waiter takes it (then
-    /// `None`: others wait for that waiter), and the file's size when it
-    /// started (what lies past it is zeroed when it lands).
-    Loading(Option<Ticket>, u64),
+    /// `None`: others wait for that waiter), the file's size when it
+    /// started (what lies past it is zeroed when it lands) and the read's
+    /// number (a waiter's landing applies only to the read it waited for:
+    /// the folio may have been dropped and read again meanwhile).
+    Loading(Option<Ticket>, u64, u64),
 }
 
 pub struct Folio {
@@ -244,7 +246,8 @@ impl Cache {
             };
             return match submitted {
                 Ok(ticket) => {
-                    self.insert(key, State::Loading(Some(ticket), size), blocks, ahead);
+                    let id = ticket.id();
+                    self.insert(key, State::Loading(Some(ticket), size, id), blocks, ahead);
                     Ok(true)
                 }
                 Err((BlkError::QueueFull, _)) => {
@@ -340,15 +343,29 @@ impl Cache {
         Ok(())
     }
 
-    /// A folio's read has landed.
-    pub fn filled(&mut self, key: Key, mut data: DmaBuf) {
+    /// Read `id` of a folio has landed.
+    pub fn filled(&mut self, key: Key, id: u64, mut data: DmaBuf) {
         if let Some(folio) = self.folios.get_mut(&key)
-            && let State::Loading(_, size) = folio.state
+            && let State::Loading(_, size, read) = folio.state
+            && read == id
         {
             zero_past_end(&mut data, key.1, size);
             folio.state = State::Ready(data);
         }
-        // Otherwise it was dropped meanwhile (truncated): the buffer goes.
+        // Otherwise it was dropped meanwhile (truncated), perhaps read
+        // again since: this buffer goes.
+    }
+
+    /// Read `id` of a folio failed: the folio goes if it is still that
+    /// read's.
+    pub fn failed(&mut self, key: Key, id: u64) {
+        if self
+            .folios
+            .get(&key)
+            .is_some_and(|f| matches!(f.state, State::Loading(_, _, read) if read == id))
+        {
+            self.drop_one(key);
+        }
     }
 
     /// Forgets every folio that is neither dirty nor being read.
@@ -392,7 +409,7 @@ impl Cache {
             .collect();
         for k in keys {
             if let Some(Folio {
-                state: State::Loading(Some(ticket), _),
+                state: State::Loading(Some(ticket), ..),
                 ..
             }) = self.remove(&k)
             {

@@ -318,7 +318,7 @@ fn with_folio<R>(
                 s.cache.start_fill(&mut s.fs, ino, f, size, false, true)?;
             }
             match &mut s.cache.get_mut(&key).ok_or(FsError::Io)?.state {
-                State::Loading(t, _) => Ok(Err(t.take())),
+                State::Loading(t, ..) => Ok(Err(t.take())),
                 State::Ready(_) => Ok(Ok(then(s, key, size)?)),
             }
         })?;

@@ -457,15 +457,16 @@ enum Step {
 fn complete(
     s: &mut Storage,
     key: cache::Key,
+    id: u64,
     r: Result<crate::block::DmaBuf, crate::block::BlkError>,
 ) -> Result<(), FsError> {
     match r {
         Ok(data) => {
-            s.cache.filled(key, data);
+            s.cache.filled(key, id, data);
             Ok(())
         }
         Err(_) => {
-            s.cache.drop_one(key);
+            s.cache.failed(key, id);
             Err(FsError::Io)
         }
     }
@@ -473,8 +474,9 @@ fn complete(
 
 /// Waits for a folio's read (without the lock) and completes it.
 fn wait_for(ticket: crate::block::Ticket, key: cache::Key) -> Result<(), FsError> {
+    let id = ticket.id();
     let r = crate::block::wait(ticket);
-    with(|s| complete(s, key, r))
+    with(|s| complete(s, key, id, r))
 }
 
 fn read(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u64, Fail> {
@@ -525,7 +527,7 @@ fn read(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u6
                         Step::Done(0)
                     }
                     Some(Folio {
-                        state: State::Loading(t, _),
+                        state: State::Loading(t, ..),
                         ..
                     }) => match t.take() {
                         Some(ticket) => {
@@ -624,7 +626,7 @@ fn write(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u
             s.cache.for_write(&mut s.fs, ino, f, old_size, end, covers_all)?;
             match s.cache.get_mut(&key) {
                 Some(Folio {
-                    state: State::Loading(t, _),
+                    state: State::Loading(t, ..),
                     ..
                 }) => match t.take() {
                     Some(ticket) => Step::Wait(ticket, key),
