@@ -136,8 +136,16 @@ pub struct DmaBuf {
 
 impl DmaBuf {
     pub fn new(bytes: usize) -> Option<DmaBuf> {
+        DmaBuf::alloc(bytes, true)
+    }
+
+    fn alloc(bytes: usize, zeroed: bool) -> Option<DmaBuf> {
         let pages = bytes.div_ceil(PAGE_SIZE).max(1);
-        let paddr = frames::alloc_contiguous_zeroed(pages as u64)?;
+        let paddr = if zeroed {
+            frames::alloc_contiguous_zeroed(pages as u64)?
+        } else {
+            frames::alloc_contiguous(pages as u64)?
+        };
         Some(DmaBuf {
             paddr,
             pages,
@@ -170,15 +178,7 @@ impl DmaBuf {
     /// (what it held is kernel memory, and only the kernel sees it before
     /// the device overwrites it).
     pub fn for_device_writes(bytes: usize) -> Option<DmaBuf> {
-        let pages = bytes.div_ceil(PAGE_SIZE).max(1);
-        let paddr = frames::alloc_contiguous(pages as u64)?;
-        Some(DmaBuf {
-            paddr,
-            pages,
-            view_len: 0,
-            owned: true,
-            _parent: None,
-        })
+        DmaBuf::alloc(bytes, false)
     }
 
     pub fn len(&self) -> usize {

@@ -181,7 +181,7 @@ pub fn sweeper() {
             for (key, n) in pins {
                 s.cache.pin(key, -(n as i64));
             }
-            s.is_open(0);
+            s.sweep_files();
             Ok(())
         });
     }
@@ -305,9 +305,14 @@ impl Storage {
     /// Whether any live process has `ino` open (descriptors of processes
     /// that have ended are dropped here).
     fn is_open(&mut self, ino: u64) -> bool {
+        self.sweep_files();
+        self.files.values().any(|f| f.ino == ino) || mmap::maps_file(ino)
+    }
+
+    /// Drops the descriptors of processes that have ended.
+    fn sweep_files(&mut self) {
         self.files
             .retain(|(pid, _), _| crate::task::with(|k| k.process_alive(*pid)));
-        self.files.values().any(|f| f.ino == ino) || mmap::maps_file(ino)
     }
 
     /// Dirty data to the disk, before any metadata that points at it is
@@ -351,7 +356,7 @@ impl Storage {
 /// files, without the file system's mapping).
 fn open_disk(pid: Pid) -> Result<FsResponse, Fail> {
     Ok(with(|s| {
-        s.is_open(0);
+        s.sweep_files();
         let fd = (0..OPEN_MAX as u32)
             .find(|fd| !s.files.contains_key(&(pid, *fd)))
             .ok_or(FsError::TooManyOpen)?;
@@ -374,7 +379,7 @@ fn open(pid: Pid, path: &str, flags: u32) -> Result<FsResponse, Fail> {
         return Err(FsError::InvalidArgument.into());
     }
     Ok(with(|s| {
-        s.is_open(0);
+        s.sweep_files();
         if s.files.keys().filter(|(p, _)| *p == pid).count() >= OPEN_MAX {
             return Err(FsError::TooManyOpen);
         }
@@ -536,11 +541,12 @@ fn read(pid: Pid, fd: u32, offset: Option<u64>, buf: u64, len: u64) -> Result<u6
                         }
                         None => Step::Retry,
                     },
-                    Some(folio) => {
-                        let State::Ready(data) = &folio.state else {
-                            unreachable!()
-                        };
-                        let first_use = core::mem::take(&mut folio.ahead);
+                    Some(Folio {
+                        state: State::Ready(data),
+                        ahead,
+                        ..
+                    }) => {
+                        let first_use = core::mem::take(ahead);
                         let within = pos - f * FOLIO_BYTES;
                         let take = (FOLIO_BYTES - within).min(end - pos);
                         let Some(bytes) = data.as_slice().get(within as usize..(within + take) as usize) else {

@@ -12,8 +12,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aether_abi::boot::{BootArgs, LogLevel, Mode, OnPanic, PROMPT};
-use aetheros::runner::{Firmware, Launch, Qemu, Serial, Session};
+use aether_abi::boot::{LogLevel, Mode, PROMPT};
+use aetheros::runner::Qemu;
 
 const LIMIT: Duration = Duration::from_secs(300);
 /// Time for the kernel to warm its free memory after boot (0.5-1 s here).
@@ -56,20 +56,13 @@ fn disk() -> Result<PathBuf, String> {
 /// One boot's figures.
 pub fn once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
     let image = disk()?;
-    let args = BootArgs {
-        mode: Mode::Console,
-        on_panic: OnPanic::Exit,
-        log: LogLevel::Info,
-    };
-    let launch = Launch {
-        cpu: Default::default(),
-        extra: aetheros::runner::blk_device_args(&image, true),
-        firmware: Firmware::Bios,
-        serial: Serial::Piped,
-        cmdline: args.to_string(),
-    };
-    let cmd = qemu.command(&aetheros::images(), &launch).map_err(|e| e.to_string())?;
-    let mut s = Session::spawn(cmd, LIMIT).map_err(|e| e.to_string())?;
+    let mut s = crate::spawn_guest(
+        qemu,
+        Mode::Console,
+        LogLevel::Info,
+        aetheros::runner::blk_device_args(&image, true),
+        LIMIT,
+    )?;
     s.expect(PROMPT, LIMIT).map_err(|e| e.to_string())?;
     // The idle loop warms free memory within about a second of boot
     // (docs/storage.md, "Reading"); the figures are taken after it.

@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aether_abi::boot::{BootArgs, CONSOLE_READY_MARKER, LogLevel, Mode, OnPanic, PROMPT};
+use aether_abi::boot::{CONSOLE_READY_MARKER, LogLevel, Mode, PROMPT};
 use aetheros::bridge;
-use aetheros::runner::{Firmware, Launch, Qemu, Serial, Session};
+use aetheros::runner::{Qemu, Session};
 
 const STARTS: usize = 15;
 const STATUS_CALLS: usize = 200;
@@ -51,20 +51,13 @@ fn boot(qemu: &Qemu) -> Result<Rig, String> {
     let state = std::env::temp_dir().join(format!("aether-bench-jobs-{id}"));
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
-    let args = BootArgs {
-        mode: Mode::Console,
-        on_panic: OnPanic::Exit,
-        log: LogLevel::Info,
-    };
-    let launch = Launch {
-        cpu: Default::default(),
-        extra: aetheros::runner::link_device_args(&shm, 1024),
-        firmware: Firmware::Bios,
-        serial: Serial::Piped,
-        cmdline: args.to_string(),
-    };
-    let cmd = qemu.command(&aetheros::images(), &launch).map_err(|e| e.to_string())?;
-    let mut session = Session::spawn(cmd, LIMIT).map_err(|e| e.to_string())?;
+    let mut session = crate::spawn_guest(
+        qemu,
+        Mode::Console,
+        LogLevel::Info,
+        aetheros::runner::link_device_args(&shm, 1024),
+        LIMIT,
+    )?;
     session
         .expect(CONSOLE_READY_MARKER, Duration::from_secs(60))
         .map_err(|e| e.to_string())?;

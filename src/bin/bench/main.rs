@@ -92,6 +92,32 @@ fn bench_lines(text: &str) -> Vec<(String, f64, String)> {
         .collect()
 }
 
+/// Starts a guest for a benchmark: BIOS, the serial line piped, `mode`
+/// and `log` on its command line, `extra` QEMU arguments (devices), a
+/// hard deadline of `limit`.
+pub fn spawn_guest(
+    qemu: &Qemu,
+    mode: Mode<'_>,
+    log: LogLevel,
+    extra: Vec<String>,
+    limit: Duration,
+) -> Result<Session, String> {
+    let args = BootArgs {
+        mode,
+        on_panic: OnPanic::Exit,
+        log,
+    };
+    let launch = Launch {
+        cpu: Default::default(),
+        extra,
+        firmware: Firmware::Bios,
+        serial: Serial::Piped,
+        cmdline: args.to_string(),
+    };
+    let cmd = qemu.command(&aetheros::images(), &launch).map_err(|e| e.to_string())?;
+    Session::spawn(cmd, limit).map_err(|e| e.to_string())
+}
+
 /// One boot of the Linux baseline: every figure it prints.
 fn linux_once(script: &PathBuf) -> Result<Vec<(String, f64, String)>, String> {
     let out = Command::new("bash")
@@ -109,20 +135,13 @@ fn linux_once(script: &PathBuf) -> Result<Vec<(String, f64, String)>, String> {
 
 /// Boots the console and runs the in-guest `bench` program.
 fn guest_once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
-    let args = BootArgs {
-        mode: Mode::Console,
-        on_panic: OnPanic::Exit,
-        log: LogLevel::Warn,
-    };
-    let launch = Launch {
-        cpu: Default::default(),
-        extra: Vec::new(),
-        firmware: Firmware::Bios,
-        serial: Serial::Piped,
-        cmdline: args.to_string(),
-    };
-    let cmd = qemu.command(&aetheros::images(), &launch).map_err(|e| e.to_string())?;
-    let mut s = Session::spawn(cmd, Duration::from_secs(300)).map_err(|e| e.to_string())?;
+    let mut s = spawn_guest(
+        qemu,
+        Mode::Console,
+        LogLevel::Warn,
+        Vec::new(),
+        Duration::from_secs(300),
+    )?;
     s.expect(PROMPT, LIMIT).map_err(|e| e.to_string())?;
     // Above opsd (3) and the console (2), so neither shares its CPU, and
     // above the hog of the timer figure (30).
@@ -142,20 +161,13 @@ fn guest_once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
 /// that it sees what the guest wrote.
 fn link_probe(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
     let shm = PathBuf::from(format!("/dev/shm/aether-link-probe-{}", std::process::id()));
-    let args = BootArgs {
-        mode: Mode::Test(Some("link_ivshmem_bandwidth")),
-        on_panic: OnPanic::Exit,
-        log: LogLevel::Info,
-    };
-    let launch = Launch {
-        cpu: Default::default(),
-        extra: aetheros::runner::link_device_args(&shm, 4096),
-        firmware: Firmware::Bios,
-        serial: Serial::Piped,
-        cmdline: args.to_string(),
-    };
-    let cmd = qemu.command(&aetheros::images(), &launch).map_err(|e| e.to_string())?;
-    let s = Session::spawn(cmd, LIMIT).map_err(|e| e.to_string())?;
+    let s = spawn_guest(
+        qemu,
+        Mode::Test(Some("link_ivshmem_bandwidth")),
+        LogLevel::Info,
+        aetheros::runner::link_device_args(&shm, 4096),
+        LIMIT,
+    )?;
     let (status, out) = s.wait(LIMIT).map_err(|e| e.to_string())?;
     let seen = std::fs::read(&shm).map_err(|e| format!("{}: {e}", shm.display()));
     let _ = std::fs::remove_file(&shm);

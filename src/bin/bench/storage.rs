@@ -8,9 +8,9 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aether_abi::boot::{BootArgs, LogLevel, Mode, OnPanic};
+use aether_abi::boot::{LogLevel, Mode};
 use aether_abi::ktest::storage::PageSum;
-use aetheros::runner::{Firmware, Launch, Qemu, Serial, Session};
+use aetheros::runner::Qemu;
 
 const DISK_MIB: u64 = 256;
 const LIMIT: Duration = Duration::from_secs(300);
@@ -42,20 +42,13 @@ fn page_sum(data: &[u8]) -> u64 {
 pub fn once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
     let image = disk()?;
     let data = std::fs::read(&image).map_err(|e| e.to_string())?;
-    let args = BootArgs {
-        mode: Mode::Test(Some("blk_bench_seq_read")),
-        on_panic: OnPanic::Exit,
-        log: LogLevel::Info,
-    };
-    let launch = Launch {
-        cpu: Default::default(),
-        extra: aetheros::runner::blk_device_args(&image, true),
-        firmware: Firmware::Bios,
-        serial: Serial::Piped,
-        cmdline: args.to_string(),
-    };
-    let cmd = qemu.command(&aetheros::images(), &launch).map_err(|e| e.to_string())?;
-    let s = Session::spawn(cmd, LIMIT).map_err(|e| e.to_string())?;
+    let s = crate::spawn_guest(
+        qemu,
+        Mode::Test(Some("blk_bench_seq_read")),
+        LogLevel::Info,
+        aetheros::runner::blk_device_args(&image, true),
+        LIMIT,
+    )?;
     let (status, out) = s.wait(LIMIT).map_err(|e| e.to_string())?;
     if status.code() != Some(33) {
         return Err(format!("the storage bench failed ({status}):\n{out}"));
