@@ -10,11 +10,13 @@ pub mod boot;
 pub mod console;
 pub mod crc;
 pub mod disk;
+pub mod event;
 pub mod fs;
 pub mod initrd;
 pub mod job;
 pub mod ktest;
 pub mod link;
+pub mod metric;
 pub mod shm_ring;
 pub mod syscall;
 

@@ -32,11 +32,12 @@ use heapless::String;
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
-use crate::job::{JobReply, JobRequest, JobSpec, LogChunk, MESSAGE_MAX, MetricValue, Stream, TerminationReason};
+use crate::job::{JobReply, JobRequest, JobSpec, LogChunk, MESSAGE_MAX, Stream, TerminationReason};
+use crate::metric::MetricPoint;
 
 /// Bumped on any incompatible change of the messages or the framing. Sent
 /// in `Hello`; a peer with another version is not talked to.
-pub const LINK_VERSION: u32 = 2;
+pub const LINK_VERSION: u32 = 3;
 
 /// What opsd and the bridge tell each other. Job ids are opsd's; times are
 /// unix ms. The variants that can be large (a spec, an HTTP request or
@@ -69,8 +70,16 @@ pub enum LinkMessage {
     Started { job_id: u64, pid: u32, started_ms: u64 },
     /// bridge -> opsd: output.
     Log(LogChunk),
-    /// bridge -> opsd: a metric line of the job's stdout.
-    Metric { job_id: u64, metric: MetricValue },
+    /// bridge -> opsd: a metric line of the job's stdout (checked by the
+    /// bridge: [`MetricPoint::check`]), reported at `ts_ms`. `offset` is
+    /// the line's byte offset in the attempt's stdout: a point sent again
+    /// after a bridge restart has the same one.
+    Metric {
+        job_id: u64,
+        ts_ms: u64,
+        offset: u64,
+        point: MetricPoint,
+    },
     /// bridge -> opsd: the job ended (`forced`: SIGKILL was needed).
     Exited {
         job_id: u64,
@@ -92,7 +101,26 @@ pub enum LinkMessage {
     Api { id: u32, request: Box<JobRequest> },
     /// opsd -> bridge: the answer to `Api { id }`.
     ApiReply { id: u32, reply: Box<JobReply> },
+    /// bridge -> opsd: the metrics in Prometheus text format (`GET
+    /// /metrics`: all jobs; `GET /jobs/{id}/metrics`: one), answered by
+    /// `ExportChunk`s of the same `id`.
+    Export { id: u32, job_id: Option<u64> },
+    /// opsd -> bridge: the next part of the text for `Export { id }`; the
+    /// last one has `last` (`found`: false when the job is unknown). The
+    /// parts join to UTF-8 text.
+    ExportChunk {
+        id: u32,
+        last: bool,
+        found: bool,
+        text: Box<heapless::Vec<u8, EXPORT_CHUNK_MAX>>,
+    },
 }
+
+/// Bytes of exposition text per `ExportChunk`.
+pub const EXPORT_CHUNK_MAX: usize = 8192;
+/// The most bytes of one whole export (opsd cuts the text there, at a
+/// line's end, and ends it with a `# truncated` comment).
+pub const EXPORT_MAX: usize = 4 * 1024 * 1024;
 
 /// One frame: the sender's sequence number of `msg`, and the highest
 /// sequence number the sender received in order from the other side.
@@ -482,7 +510,19 @@ mod tests {
             LinkMessage::Log(chunk(2, 0xff, LOG_CHUNK_MAX)),
             LinkMessage::Metric {
                 job_id: 2,
-                metric: crate::job::tests::largest_metric(),
+                ts_ms: 1_700_000_000_000,
+                offset: 1 << 33,
+                point: crate::metric::tests::largest_point(),
+            },
+            LinkMessage::Export {
+                id: 9,
+                job_id: Some(3),
+            },
+            LinkMessage::ExportChunk {
+                id: 9,
+                last: true,
+                found: true,
+                text: Box::new(heapless::Vec::from_slice(&[b'#'; EXPORT_CHUNK_MAX]).unwrap()),
             },
             LinkMessage::Exited {
                 job_id: 2,

@@ -71,9 +71,12 @@ pub mod nr {
     pub const PROC: u64 = 16;
     /// Framed service call: the job runner (served by opsd).
     pub const JOB: u64 = 17;
-    /// Framed service call: metrics (reserved).
+    /// Metrics, served by the kernel: `metric_emit(ptr, len, 0)` and
+    /// opsd's `metric_drain(ptr, cap, METRIC_DRAIN)` ([`crate::metric`]).
     pub const METRIC: u64 = 18;
-    /// Framed service call: events (reserved).
+    /// The event bus, served by the kernel: `event_publish(ptr, len, 0)`
+    /// and `event_read(ptr, cap, EVENT_READ, after_id, deadline_ns)`
+    /// ([`crate::event`]).
     pub const EVENT: u64 = 19;
     /// Framed: files, served by the kernel ([`crate::fs::FsRequest`] ->
     /// [`crate::fs::FsResponse`]).
@@ -145,10 +148,13 @@ pub enum Errno {
     NoDevice = 19,
     /// The caller may not do this (the link belongs to the `JOB` server).
     NotPermitted = 20,
+    /// A metric point failed a check (`METRIC`): `rdx` says which point and
+    /// why ([`crate::metric::parse_emit_fault`]).
+    BadMetric = 21,
 }
 
 impl Errno {
-    pub const ALL: [Errno; 20] = [
+    pub const ALL: [Errno; 21] = [
         Errno::BadAddress,
         Errno::InvalidArgument,
         Errno::BadFrame,
@@ -169,6 +175,7 @@ impl Errno {
         Errno::NoSuchService,
         Errno::NoDevice,
         Errno::NotPermitted,
+        Errno::BadMetric,
     ];
 
     /// The `rax` value for this error.
@@ -212,6 +219,7 @@ impl Errno {
             Errno::NoSuchService => "no such service",
             Errno::NoDevice => "no such device",
             Errno::NotPermitted => "not permitted",
+            Errno::BadMetric => "bad metric point",
         }
     }
 }
