@@ -5,8 +5,9 @@ use std::boxed::Box;
 use std::collections::VecDeque;
 use std::vec::Vec;
 
-use aether_abi::job::{Arg, JobName, JobSpec, LogChunk, MetricValue, Stream};
+use aether_abi::job::{Arg, JobName, JobSpec, LogChunk, Stream};
 use aether_abi::link::{Frame, LINK_VERSION, LinkMessage, LinkSplitter, encode_frame};
+use aether_abi::metric::{MetricKind, MetricPoint, Tag};
 use heapless::String;
 
 use super::*;
@@ -144,15 +145,30 @@ impl Wire {
 fn message(tag: u64, i: usize) -> LinkMessage {
     let job_id = tag << 32 | i as u64;
     match i % 10 {
-        0..=4 => LinkMessage::Metric {
-            job_id,
-            metric: MetricValue {
-                name: String::try_from("loss").unwrap(),
-                value: i as f64 * 0.25,
-                step: Some(i as u64),
+        0..=4 => {
+            // Every kind, tags, and a histogram's bounds now and then.
+            let kind = [MetricKind::Gauge, MetricKind::Counter, MetricKind::Histogram][i % 3];
+            let mut point = MetricPoint::new("loss", kind, i as f64 * 0.25).unwrap();
+            point.step = Some(i as u64);
+            if i % 2 == 0 {
+                point
+                    .tags
+                    .push(Tag {
+                        key: String::try_from("split").unwrap(),
+                        value: String::try_from("train").unwrap(),
+                    })
+                    .unwrap();
+            }
+            if kind == MetricKind::Histogram {
+                point.buckets = heapless::Vec::from_slice(&[0.1, 0.5, 1.0, 5.0]).unwrap();
+            }
+            LinkMessage::Metric {
+                job_id,
                 ts_ms: 1_700_000_000_000 + i as u64,
-            },
-        },
+                offset: (i * 64) as u64,
+                point,
+            }
+        }
         5..=7 => {
             let len = (i * 37) % 1025;
             let bytes = (0..len)
