@@ -499,6 +499,8 @@ pub enum JobRequest {
     Wait {
         job_id: u64,
     },
+    /// A query of the metrics registry or the alert rules: `Telemetry`.
+    Telemetry(crate::telemetry::TelemetryRequest),
 }
 
 /// Answers of the JOB syscall.
@@ -528,6 +530,7 @@ pub enum JobResponse {
         ts_ms: Option<u64>,
     },
     Ended(JobRecord),
+    Telemetry(crate::telemetry::TelemetryResponse),
 }
 
 /// Why opsd refused a request that arrived intact.

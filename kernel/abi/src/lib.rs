@@ -19,6 +19,7 @@ pub mod link;
 pub mod metric;
 pub mod shm_ring;
 pub mod syscall;
+pub mod telemetry;
 
 #[cfg(test)]
 mod testing;

@@ -82,7 +82,7 @@ impl fmt::Display for MetricKind {
 }
 
 /// One tag (a Prometheus label of the series).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, MaxSize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 pub struct Tag {
     pub key: String<TAG_KEY_MAX>,
     pub value: String<TAG_VALUE_MAX>,
@@ -432,13 +432,13 @@ pub fn check_buckets(bounds: &[f64]) -> Result<&[f64], MetricError> {
 }
 
 /// The checks that need no series: the name, the tags, the value against
-/// its kind, the bounds. Returns the explicit bounds, if any.
-pub fn check_point<'a>(
+/// its kind, the bounds.
+pub fn check_point(
     name: &str,
     kind: MetricKind,
     value: f64,
     tags: &[(&str, &str)],
-    buckets: Option<&'a [f64]>,
+    buckets: Option<&[f64]>,
 ) -> Result<(), MetricError> {
     check_name(name)?;
     sorted_tags(tags)?;
@@ -454,7 +454,7 @@ pub fn check_value(kind: MetricKind, value: f64, buckets: Option<&[f64]>) -> Res
         _ => {}
     }
     match (kind, buckets) {
-            (_, None) => Ok(None),
+        (_, None) => Ok(None),
         (MetricKind::Histogram, Some(bounds)) => check_buckets(bounds).map(Some),
         (MetricKind::Counter | MetricKind::Gauge, Some(_)) => Err(MetricError::BucketsWithoutHistogram),
     }
@@ -488,7 +488,11 @@ pub(crate) mod tests {
         let mut h = point("lat", MetricKind::Histogram, 0.2);
         h.buckets = Vec::from_slice(&[0.1, 0.5, 1.0]).unwrap();
         h.step = Some(3);
-        let good = [point("loss", MetricKind::Gauge, 0.5), h, point("seen", MetricKind::Counter, 10.0)];
+        let good = [
+            point("loss", MetricKind::Gauge, 0.5),
+            h,
+            point("seen", MetricKind::Counter, 10.0),
+        ];
         let mut buf = [0u8; 4096];
         let n = encode_batch(&good, &mut buf).unwrap();
         assert_eq!(check_batch(&buf[..n]), Ok(3));
@@ -517,7 +521,12 @@ pub(crate) mod tests {
         let mut p = point("eval/accuracy", MetricKind::Gauge, 1.0);
         assert_eq!(p.check(), Err(MetricError::NameInvalid));
         p.name = String::try_from("acc").unwrap();
-        p.tags.push(Tag { key: String::try_from("le").unwrap(), value: String::try_from("x").unwrap() }).unwrap();
+        p.tags
+            .push(Tag {
+                key: String::try_from("le").unwrap(),
+                value: String::try_from("x").unwrap(),
+            })
+            .unwrap();
         assert_eq!(p.check(), Err(MetricError::TagKeyInvalid));
         let h = point("lat", MetricKind::Histogram, 1.0);
         // Bounds are required on a series' first point: that is the
@@ -539,7 +548,13 @@ pub(crate) mod tests {
         let mut buf = alloc::vec::Vec::new();
         for pid in [5u32, 6] {
             let mut h = [0u8; DrainHeader::LEN];
-            DrainHeader { pid, group: 5, mono_ns: 99, len: n as u16 }.write(&mut h);
+            DrainHeader {
+                pid,
+                group: 5,
+                mono_ns: 99,
+                len: n as u16,
+            }
+            .write(&mut h);
             buf.extend_from_slice(&h);
             buf.extend_from_slice(&enc[..n]);
         }

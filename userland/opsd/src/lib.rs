@@ -118,6 +118,7 @@ extern crate alloc;
 pub mod clock;
 mod log;
 pub mod persist;
+pub mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -131,10 +132,13 @@ use aether_abi::job::{
     LogChunk, METRICS_MAX, Message, MetricValue, Stream, TerminationReason, may_retry,
 };
 use aether_abi::link::LinkMessage;
+use aether_abi::metric::MetricPoint;
+use aether_abi::telemetry::{TelemetryRequest, TelemetryResponse};
 
 use crate::log::StreamLog;
 use crate::persist::{Disk, JobDisk};
 pub use crate::persist::{DiskStats, Store};
+use crate::telemetry::Telemetry;
 
 /// Replies to the bridge's `Api` requests queued at most (further requests
 /// are dropped and counted: the HTTP side times out).
@@ -367,6 +371,8 @@ struct Io {
     stats: Stats,
     /// Where the table is kept (`None`: memory only).
     disk: Option<Disk>,
+    /// The metrics registry and the alert rules ([`telemetry`]).
+    telemetry: Telemetry,
 }
 
 impl Io {
@@ -390,6 +396,7 @@ impl Io {
             at_ms: now_ms,
         };
         self.record_due(job, Some(&event));
+        self.telemetry.on_transition(event.job_id, from, to, now_ms);
         self.events.push_back(event);
         true
     }
@@ -635,9 +642,17 @@ impl Io {
         }
         job.record.last_output_at_ms = Some(now_ms);
         job.disk.changed = true;
+        self.telemetry.on_output(job.record.job_id, now_ms);
     }
 
-    fn metric(&mut self, job: &mut Job, metric: MetricValue, now_ms: u64) {
+    fn metric(&mut self, job: &mut Job, ts_ms: u64, point: &MetricPoint, now_ms: u64) {
+        self.telemetry.on_point(job.record.job_id, ts_ms, point, now_ms);
+        let metric = MetricValue {
+            name: point.name.clone(),
+            value: point.value,
+            step: point.step,
+            ts_ms,
+        };
         job.record.metric_points += 1;
         let metrics = &mut job.record.latest_metrics;
         if let Some(m) = metrics.iter_mut().find(|m| m.name == metric.name) {
@@ -730,6 +745,7 @@ impl Jobs {
                 log_bytes: 0,
                 stats: Stats::default(),
                 disk: None,
+                telemetry: Telemetry::new(),
             },
         }
     }
@@ -803,6 +819,9 @@ impl Jobs {
                 Some(reply) => Handled::Reply(reply),
                 None => Handled::Pending(job_id),
             },
+            JobRequest::Telemetry(request) => {
+                Handled::Reply(Ok(JobResponse::Telemetry(self.telemetry_request(request, now_ms))))
+            }
         };
         self.resolve_api_waits();
         self.write_due();
@@ -868,6 +887,7 @@ impl Jobs {
             return false;
         };
         if let Some(job) = self.table.remove(&id) {
+            self.io.telemetry.forget_job(id);
             self.io.log_bytes -= job.log_kept();
             // Removed once the record taking its place is written.
             self.io.forget_files(&job);
@@ -975,7 +995,10 @@ impl Jobs {
                 }
             }
             LinkMessage::Log(chunk) => self.host_log(chunk, now_ms),
-            LinkMessage::Metric { job_id, metric } => self.output_metric(job_id, JobKind::Host, metric, now_ms),
+            LinkMessage::Metric {
+                job_id, ts_ms, point, ..
+            } => self.output_metric(job_id, JobKind::Host, ts_ms, &point, now_ms),
+            LinkMessage::Export { id, job_id } => self.io.telemetry.export(id, job_id),
             LinkMessage::Exited {
                 job_id,
                 exit_code,
@@ -1035,7 +1058,8 @@ impl Jobs {
             LinkMessage::Start { .. }
             | LinkMessage::Stop { .. }
             | LinkMessage::LogResend { .. }
-            | LinkMessage::ApiReply { .. } => self.io.stats.unexpected_messages += 1,
+            | LinkMessage::ApiReply { .. }
+            | LinkMessage::ExportChunk { .. } => self.io.stats.unexpected_messages += 1,
         }
         self.resolve_api_waits();
         self.write_due();
@@ -1087,7 +1111,7 @@ impl Jobs {
         self.enforce_log_budget();
     }
 
-    fn output_metric(&mut self, job_id: u64, kind: JobKind, metric: MetricValue, now_ms: u64) {
+    fn output_metric(&mut self, job_id: u64, kind: JobKind, ts_ms: u64, point: &MetricPoint, now_ms: u64) {
         let Some(job) = job_of(&mut self.table, &mut self.io.stats, job_id, kind) else {
             return;
         };
@@ -1095,7 +1119,7 @@ impl Jobs {
             self.io.stats.stale_messages += 1;
             return;
         }
-        self.io.metric(job, metric, now_ms);
+        self.io.metric(job, ts_ms, point, now_ms);
     }
 
     fn end(&mut self, job_id: u64, kind: JobKind, end: End, now_ms: u64) {
@@ -1201,6 +1225,7 @@ impl Jobs {
                 io.begin_stop(job, cause, now_ms);
             }
         }
+        self.io.telemetry.tick(now_ms);
         self.resolve_api_waits();
         self.disk_tick(now_ms);
     }
@@ -1236,6 +1261,7 @@ impl Jobs {
             .flat_map(|(a, b)| [a, b])
             .flatten()
             .chain(self.disk_deadline())
+            .chain(self.io.telemetry.next_deadline())
             .min()
     }
 
@@ -1262,9 +1288,34 @@ impl Jobs {
         self.enforce_log_budget();
     }
 
-    pub fn native_metric(&mut self, job_id: u64, metric: MetricValue, now_ms: u64) {
+    /// A native job's metric point (drained from the kernel; `ts_ms` its
+    /// emit time on opsd's clock), checked by the kernel already.
+    pub fn native_metric(&mut self, job_id: u64, ts_ms: u64, point: &MetricPoint, now_ms: u64) {
         self.io.now_ms = now_ms;
-        self.output_metric(job_id, JobKind::Native, metric, now_ms);
+        self.output_metric(job_id, JobKind::Native, ts_ms, point, now_ms);
+    }
+
+    /// A point of no job (a program run from the console): the registry
+    /// keeps it under job 0; no record changes.
+    pub fn system_metric(&mut self, ts_ms: u64, point: &MetricPoint, now_ms: u64) {
+        self.io.now_ms = now_ms;
+        self.io.telemetry.on_point(0, ts_ms, point, now_ms);
+    }
+
+    /// The metrics registry and the alert rules.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.io.telemetry
+    }
+
+    pub fn telemetry_mut(&mut self) -> &mut Telemetry {
+        &mut self.io.telemetry
+    }
+
+    /// A telemetry query; `ReloadRules` reads the rule file from the
+    /// table's disk.
+    pub fn telemetry_request(&mut self, request: TelemetryRequest, now_ms: u64) -> TelemetryResponse {
+        let store = self.io.disk.as_mut().map(|d| d.store_mut());
+        self.io.telemetry.handle(request, store, now_ms)
     }
 
     /// A native job's process group has ended (`forced`: it had to be
@@ -1334,7 +1385,10 @@ impl Jobs {
     /// link has room: that is the backpressure).
     pub fn pop_outbox(&mut self) -> Option<LinkMessage> {
         loop {
-            let out = self.io.outbox.pop_front()?;
+            // The table's messages first, then the exports' text.
+            let Some(out) = self.io.outbox.pop_front() else {
+                return self.io.telemetry.pop_export();
+            };
             let job_id = match &out {
                 Out::ApiReply(..) => 0,
                 Out::Start(j) | Out::Stop(j) | Out::Resend(j, _) => *j,

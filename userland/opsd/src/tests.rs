@@ -2,11 +2,13 @@ use std::collections::HashMap;
 use std::vec::Vec as StdVec;
 
 use aether_abi::job::{Arg, JobName, LOG_CHUNK_MAX, MESSAGE_MAX};
+use aether_abi::metric::{MetricKind, MetricPoint};
 use heapless::{String, Vec};
 
 use super::*;
 
 mod persist;
+mod telemetry;
 
 fn host_spec(name: &str) -> JobSpec {
     JobSpec {
@@ -63,13 +65,10 @@ fn exited_stopped(job_id: u64, forced: bool, ended_ms: u64) -> LinkMessage {
     }
 }
 
-fn metric(name: &str, value: f64, step: u64) -> MetricValue {
-    MetricValue {
-        name: String::try_from(name).unwrap(),
-        value,
-        step: Some(step),
-        ts_ms: step,
-    }
+fn point(name: &str, value: f64, step: u64) -> MetricPoint {
+    let mut p = MetricPoint::new(name, MetricKind::Gauge, value).unwrap();
+    p.step = Some(step);
+    p
 }
 
 /// The table, every event checked against the state machine and against
@@ -337,21 +336,27 @@ fn happy_path() {
     h.link(
         LinkMessage::Metric {
             job_id: id,
-            metric: metric("loss", 0.9, 1),
+            ts_ms: 1,
+            offset: 0,
+            point: point("loss", 0.9, 1),
         },
         1300,
     );
     h.link(
         LinkMessage::Metric {
             job_id: id,
-            metric: metric("acc", 0.1, 1),
+            ts_ms: 1,
+            offset: 0,
+            point: point("acc", 0.1, 1),
         },
         1310,
     );
     h.link(
         LinkMessage::Metric {
             job_id: id,
-            metric: metric("loss", 0.4, 2),
+            ts_ms: 2,
+            offset: 0,
+            point: point("loss", 0.4, 2),
         },
         1320,
     );
@@ -719,7 +724,9 @@ fn stall_via_tick() {
     h.link(
         LinkMessage::Metric {
             job_id: id,
-            metric: metric("loss", 1.0, 1),
+            ts_ms: 1,
+            offset: 0,
+            point: point("loss", 1.0, 1),
         },
         1800,
     );
@@ -1104,7 +1111,9 @@ fn unknown_ids_and_unexpected_messages_are_counted() {
         chunk(77, Stream::Stdout, 0, b"x"),
         LinkMessage::Metric {
             job_id: 77,
-            metric: metric("m", 0.0, 0),
+            ts_ms: 0,
+            offset: 0,
+            point: point("m", 0.0, 0),
         },
         exited(77, 0, 0),
         LinkMessage::Lost { job_id: 77 },
@@ -1403,7 +1412,7 @@ fn native_jobs_are_actions() {
     );
     h.jobs.native_started(id, 12, 10);
     h.jobs.native_output(id, Stream::Stdout, b"hi\n", 11);
-    h.jobs.native_metric(id, metric("steps", 3.0, 3), 12);
+    h.jobs.native_metric(id, 3, &point("steps", 3.0, 3), 12);
     h.after();
     let rec = h.record(id);
     assert_eq!(
@@ -1517,7 +1526,9 @@ fn metrics_keep_the_first_names() {
         h.link(
             LinkMessage::Metric {
                 job_id: id,
-                metric: metric(name, v, 0),
+                ts_ms: 0,
+                offset: 0,
+                point: point(name, v, 0),
             },
             1,
         );
@@ -1673,7 +1684,9 @@ fn random_input(h: &mut H, rng: &mut Rng, now: &mut u64, step: u64, bridge_end: 
         11 => h.link(
             LinkMessage::Metric {
                 job_id: id,
-                metric: metric(rng.pick(&["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]), 1.0, step),
+                ts_ms: step,
+                offset: 0,
+                point: point(rng.pick(&["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]), 1.0, step),
             },
             now,
         ),
@@ -1715,7 +1728,7 @@ fn random_input(h: &mut H, rng: &mut Rng, now: &mut u64, step: u64, bridge_end: 
             match rng.below(5) {
                 0 => h.jobs.native_started(id, 3, now),
                 1 => h.jobs.native_output(id, stream, &[b'n'; 700], now),
-                2 => h.jobs.native_metric(id, metric("n", 0.0, 0), now),
+                2 => h.jobs.native_metric(id, 0, &point("n", 0.0, 0), now),
                 3 => h
                     .jobs
                     .native_exited(id, rng.pick(&[None, Some(0), Some(2)]), None, false, now),

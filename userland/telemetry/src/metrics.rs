@@ -31,12 +31,12 @@ pub use history::{History, OLDER_MAX, RECENT_MAX, Sample};
 pub use registry::{BatchOutcome, Limits, Registry, SeriesRef, Stats};
 pub use series::{Series, Summary};
 
-pub use aether_abi::metric::{
-    BUCKETS_MAX, MetricError, NAME_MAX, RESERVED_TAG_KEYS, SortedTags, TAG_KEY_MAX, TAG_VALUE_MAX, TAGS_MAX, check_buckets,
-    check_name, sorted_tags,
-};
 /// A metric's type (the ABI's [`aether_abi::metric::MetricKind`]).
 pub use aether_abi::metric::MetricKind as Kind;
+pub use aether_abi::metric::{
+    BUCKETS_MAX, MetricError, NAME_MAX, RESERVED_TAG_KEYS, SortedTags, TAG_KEY_MAX, TAG_VALUE_MAX, TAGS_MAX,
+    check_buckets, check_name, sorted_tags,
+};
 
 /// Which way is better for a series' `best` (W&B's and Lightning's `mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

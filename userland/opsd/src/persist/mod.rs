@@ -188,6 +188,10 @@ pub(crate) struct Disk {
 }
 
 impl Disk {
+    pub(crate) fn store_mut(&mut self) -> &mut dyn Store {
+        &mut *self.store
+    }
+
     fn new(store: Box<dyn Store>, config: &crate::Config) -> Disk {
         Disk {
             store,

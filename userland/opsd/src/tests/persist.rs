@@ -37,7 +37,7 @@ struct Fs {
 /// A store in memory, shared with the test (which damages it, cuts its
 /// power, and boots a new table on it).
 #[derive(Clone, Default)]
-struct MemStore(Rc<RefCell<Fs>>);
+pub(super) struct MemStore(Rc<RefCell<Fs>>);
 
 fn parent(path: &str) -> &str {
     match path.rfind('/') {
@@ -190,7 +190,7 @@ impl MemStore {
     }
 
     /// Written from outside (the host tool), durably; directories made.
-    fn put(&self, path: &str, bytes: &[u8]) {
+    pub(super) fn put(&self, path: &str, bytes: &[u8]) {
         let mut fs = self.0.borrow_mut();
         let mut dir = parent(path);
         while dir != "/" {
@@ -232,7 +232,7 @@ impl MemStore {
 }
 
 /// A table booted on `store` at `now`.
-fn boot(store: &MemStore, config: Config, now: u64) -> H {
+pub(super) fn boot(store: &MemStore, config: Config, now: u64) -> H {
     H::with_jobs(Jobs::restore(config, Box::new(store.clone()), now))
 }
 
@@ -487,7 +487,9 @@ fn ended_jobs_come_back_after_a_power_cut_as_they_were() {
     h.link(
         LinkMessage::Metric {
             job_id: ok,
-            metric: metric("loss", 0.25, 3),
+            ts_ms: 3,
+            offset: 0,
+            point: point("loss", 0.25, 3),
         },
         1_040,
     );

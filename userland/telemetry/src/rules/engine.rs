@@ -129,6 +129,19 @@ impl Rules {
             .count()
     }
 
+    /// Alerts firing now, per rule (in the rules' order).
+    pub fn firing_by_rule(&self) -> Vec<usize> {
+        let mut n = alloc::vec![0; self.rules.len()];
+        for job in self.jobs.values() {
+            for (i, series) in job.series.iter().enumerate() {
+                if let Some(slot) = n.get_mut(i) {
+                    *slot += series.values().filter(|s| s.state.is_firing()).count();
+                }
+            }
+        }
+        n
+    }
+
     /// The objective of `metric` for the registry's summary: the mode of
     /// the first `new_best` or `plateau` rule naming it.
     pub fn objective(&self, metric: &str) -> Option<Mode> {

@@ -1,0 +1,136 @@
+//! opsd's telemetry queries (docs/telemetry.md): what the console (and
+//! later the HTTP API) asks of the metrics registry and the alert rules,
+//! through the `JOB` call as `JobRequest::Telemetry`.
+
+use heapless::{String, Vec};
+use postcard::experimental::max_size::MaxSize;
+use serde::{Deserialize, Serialize};
+
+use crate::metric::{MetricKind, NAME_MAX, TAGS_MAX, Tag};
+
+/// Series per `Series` page.
+pub const SERIES_PAGE: usize = 4;
+/// Samples per `History` page.
+pub const HISTORY_PAGE: usize = 128;
+/// Rules per `Rules` page.
+pub const RULES_PAGE: usize = 8;
+/// A rule as its file line shows it (cut to this).
+pub const RULE_TEXT_MAX: usize = 256;
+/// Why a rule file was refused (`line N: ...`, cut to this).
+pub const REASON_MAX: usize = 200;
+
+// Moved once per query, like `JobRequest` (whose largest variant is far
+// larger).
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub enum TelemetryRequest {
+    /// Summaries of series in the registry's order (job, name, tags),
+    /// from position `after` (0: the first), of one job and/or one name.
+    Series {
+        job_id: Option<u64>,
+        name: Option<String<NAME_MAX>>,
+        after: u32,
+    },
+    /// The kept history of one series (the newest points at full
+    /// resolution, older ones thinned), oldest first, from position
+    /// `after`.
+    History {
+        job_id: u64,
+        name: String<NAME_MAX>,
+        tags: Vec<Tag, TAGS_MAX>,
+        after: u32,
+    },
+    /// The alert rules and how many alerts each has firing, from position
+    /// `after`.
+    Rules {
+        after: u32,
+    },
+    /// Read the rule file (`/ops/rules.conf`) again: a file with errors is
+    /// refused whole and the rules stay as they were.
+    ReloadRules,
+    Stats,
+}
+
+/// One series' summary (docs/telemetry.md, "Metrics").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, MaxSize)]
+pub struct SeriesInfo {
+    pub job_id: u64,
+    pub name: String<NAME_MAX>,
+    pub kind: MetricKind,
+    pub tags: Vec<Tag, TAGS_MAX>,
+    /// Points taken.
+    pub count: u64,
+    pub last: f64,
+    pub last_step: Option<u64>,
+    pub last_ts_ms: u64,
+    /// NaN never counts for these (`None`: no number yet).
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub best: Option<f64>,
+    pub best_step: Option<u64>,
+    /// `true`: lower is better.
+    pub minimize: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, MaxSize)]
+pub struct SampleInfo {
+    pub step: Option<u64>,
+    pub ts_ms: u64,
+    pub value: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, MaxSize)]
+pub struct RuleInfo {
+    pub name: String<64>,
+    /// The rule as a line of the rule file.
+    pub text: String<RULE_TEXT_MAX>,
+    /// Alerts of this rule firing now (one per job and series).
+    pub firing: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct TelemetryStats {
+    pub series: u64,
+    pub points: u64,
+    /// Points the registry refused (a counter going down, a name changing
+    /// kind, too many series).
+    pub refused: u64,
+    /// Points the kernel could not keep for opsd (its buffer was full).
+    pub kernel_dropped: u64,
+    pub rules: u64,
+    pub alerts_firing: u64,
+    /// Events opsd could not publish (its queue was full).
+    pub events_dropped: u64,
+    /// Registry memory, bytes (approximate).
+    pub heap_bytes: u64,
+}
+
+// Moved once per answer, like `JobReply`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, MaxSize)]
+pub enum TelemetryResponse {
+    Series {
+        entries: Vec<SeriesInfo, SERIES_PAGE>,
+        more: bool,
+    },
+    History {
+        samples: Vec<SampleInfo, HISTORY_PAGE>,
+        more: bool,
+    },
+    Rules {
+        rules: Vec<RuleInfo, RULES_PAGE>,
+        more: bool,
+    },
+    /// The rule file was read: this many rules now.
+    Reloaded {
+        rules: u32,
+    },
+    /// The rule file was refused (the old rules stay).
+    RulesRejected {
+        line: u32,
+        reason: String<REASON_MAX>,
+    },
+    /// There is no rule file (no disk, or no `/ops/rules.conf`): no rules.
+    NoRuleFile,
+    Stats(TelemetryStats),
+}
