@@ -514,10 +514,7 @@ mod tests {
                 offset: 1 << 33,
                 point: crate::metric::tests::largest_point(),
             },
-            LinkMessage::Export {
-                id: 9,
-                job_id: Some(3),
-            },
+            LinkMessage::Export { id: 9, job_id: Some(3) },
             LinkMessage::ExportChunk {
                 id: 9,
                 last: true,
