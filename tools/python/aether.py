@@ -7,10 +7,20 @@ prints one metric line on stdout and flushes it:
 
     {"aether_metric": {"name": "loss", "value": 0.42, "step": 120, "tags": {"split": "train"}}}
 
+Counters and histograms say their kind (a gauge is the default); a
+histogram's first point gives its bucket bounds:
+
+    aether.metric("samples", 5120, kind="counter")
+    aether.metric("batch_s", 0.21, kind="histogram", buckets=[0.1, 0.25, 1])
+    aether.metric("acc", 0.9, tags={"kind": "top1"})  # a tag named kind
+
 The host bridge turns such lines into metric points (the line also stays in
 the job's log). No library is needed to do the same: any program may print
 the line itself. NaN and infinities, which JSON cannot spell, are sent as
-the strings "NaN", "Infinity" and "-Infinity".
+the strings "NaN", "Infinity" and "-Infinity". The bridge maps "/", ".",
+"-" and spaces in names to "_" ("eval/accuracy" is "eval_accuracy"), and
+refuses (counts and logs) a line whose point is invalid: a counter that is
+NaN or negative, more than 8 tags, unsorted bucket bounds, ... (docs/jobs.md).
 """
 
 import json
@@ -30,14 +40,32 @@ def _value(value):
     return value
 
 
-def metric(name, value, step=None, **tags):
+KINDS = ("counter", "gauge", "histogram")
+
+
+def metric(name, value, step=None, *, kind=None, buckets=None, tags=None, **more_tags):
     """Prints one metric line (and flushes stdout, so it is not held back
-    in a buffer while the job runs)."""
+    in a buffer while the job runs).
+
+    kind: "counter", "gauge" (the bridge's default when None) or
+    "histogram"; buckets: a histogram's bucket bounds (increasing numbers);
+    tags: a dict of tags, for names that are not Python identifiers or
+    that are "kind", "buckets" or "tags"; other keyword arguments are tags
+    too (as before).
+    """
     payload = {"name": str(name), "value": _value(value)}
+    if kind is not None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        payload["kind"] = kind
     if step is not None:
         payload["step"] = int(step)
-    if tags:
-        payload["tags"] = {str(k): str(v) for k, v in tags.items()}
+    all_tags = dict(tags or {})
+    all_tags.update(more_tags)
+    if all_tags:
+        payload["tags"] = {str(k): str(v) for k, v in all_tags.items()}
+    if buckets is not None:
+        payload["buckets"] = [_value(b) for b in buckets]
     line = json.dumps({"aether_metric": payload}, separators=(",", ":"))
     sys.stdout.write(line + "\n")
     sys.stdout.flush()

@@ -1,7 +1,9 @@
 //! The glue between the link and the supervisor (docs/jobs.md, "Host
 //! bridge", "The link"): opsd's `Start`, `Stop` and `LogResend` become
 //! supervisor calls; the supervisor's events become `Started`, `Log`,
-//! `Metric`, `Exited` and `Lost` messages.
+//! `Metric`, `Exited` and `Lost` messages. The HTTP layer's requests go
+//! out as `Api` and `Export`; opsd's `ApiReply` and `ExportChunk` are kept
+//! for it to take.
 //!
 //! # Order and backpressure
 //!
@@ -44,12 +46,23 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use aether_abi::job::{self as abi, JobReply, JobRequest, LOG_CHUNK_MAX, LogChunk, MetricValue, TerminationReason};
-use aether_abi::link::LinkMessage;
+use aether_abi::job::{self as abi, JobReply, JobRequest, LOG_CHUNK_MAX, LogChunk, TerminationReason};
+use aether_abi::link::{EXPORT_CHUNK_MAX, LinkMessage};
 
 use crate::link::LinkPump;
 use crate::supervisor::{Error, Event, JobSpec, JobState, Stream, Supervisor};
-use crate::{ExitReason, MetricPoint};
+use crate::{ExitReason, JobMetric};
+
+/// One part of opsd's answer to an `Export` (`LinkMessage::ExportChunk`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportChunk {
+    pub id: u32,
+    /// The answer's last part.
+    pub last: bool,
+    /// False: opsd does not know the job.
+    pub found: bool,
+    pub text: Box<heapless::Vec<u8, EXPORT_CHUNK_MAX>>,
+}
 
 /// A log range to send again.
 #[derive(Clone, Copy, Debug)]
@@ -71,10 +84,13 @@ pub struct Bridge {
     /// Jobs whose end went out as the `n`-th message: forgotten once
     /// acknowledged.
     to_forget: Vec<(u64, u64)>,
-    /// The id of the next `Api` request.
+    /// The id of the next `Api` or `Export` request (one sequence: an id
+    /// names one request of either kind).
     next_api_id: u32,
     /// opsd's answers to `Api` requests, until taken.
     api_replies: Vec<(u32, JobReply)>,
+    /// Parts of opsd's answers to `Export` requests, until taken.
+    export_chunks: Vec<ExportChunk>,
     /// Jobs of an earlier opsd incarnation: stopped, not reported.
     orphans: BTreeSet<u64>,
     /// Starts waiting for an orphan of the same id to end.
@@ -100,6 +116,7 @@ impl Bridge {
             to_forget: Vec::new(),
             next_api_id: 1,
             api_replies: Vec::new(),
+            export_chunks: Vec::new(),
             orphans: BTreeSet::new(),
             deferred: BTreeMap::new(),
             now_ms: 0,
@@ -110,8 +127,7 @@ impl Bridge {
     /// answer comes back through [`Bridge::take_api_replies`] with the
     /// returned id.
     pub fn submit_api(&mut self, request: JobRequest) -> u32 {
-        let id = self.next_api_id;
-        self.next_api_id = self.next_api_id.wrapping_add(1).max(1);
+        let id = self.api_id();
         self.outbox.push_back(LinkMessage::Api {
             id,
             request: Box::new(request),
@@ -119,9 +135,30 @@ impl Bridge {
         id
     }
 
+    /// Queues a request for the metrics' exposition text (`Export`: every
+    /// job's, or `job_id`'s); its parts come back through
+    /// [`Bridge::take_export_chunks`] with the returned id.
+    pub fn submit_export(&mut self, job_id: Option<u64>) -> u32 {
+        let id = self.api_id();
+        self.outbox.push_back(LinkMessage::Export { id, job_id });
+        id
+    }
+
+    fn api_id(&mut self) -> u32 {
+        let id = self.next_api_id;
+        self.next_api_id = self.next_api_id.wrapping_add(1).max(1);
+        id
+    }
+
     /// opsd's answers to `Api` requests received since the last call.
     pub fn take_api_replies(&mut self) -> Vec<(u32, JobReply)> {
         std::mem::take(&mut self.api_replies)
+    }
+
+    /// Parts of opsd's answers to `Export` requests received since the
+    /// last call, in their order.
+    pub fn take_export_chunks(&mut self) -> Vec<ExportChunk> {
+        std::mem::take(&mut self.export_chunks)
     }
 
     /// Shutting down for good: asks every running job to stop (its own
@@ -207,6 +244,9 @@ impl Bridge {
             // jobs here are orphans.
             LinkMessage::Hello { incarnation, .. } => self.on_opsd(incarnation, warnings),
             LinkMessage::ApiReply { id, reply } => self.api_replies.push((id, *reply)),
+            LinkMessage::ExportChunk { id, last, found, text } => {
+                self.export_chunks.push(ExportChunk { id, last, found, text })
+            }
             other => warnings.push(format!("unexpected message from opsd: {other:?}")),
         }
     }
@@ -370,7 +410,7 @@ impl Bridge {
             Event::Log { job_id, .. } | Event::Exited { job_id, .. } | Event::Lost { job_id, .. } => {
                 Some(*job_id).filter(|id| self.orphans.contains(id))
             }
-            Event::Metric(p) => Some(p.job_id).filter(|id| self.orphans.contains(id)),
+            Event::Metric(m) => Some(m.job_id).filter(|id| self.orphans.contains(id)),
             _ => None,
         };
         if let Some(id) = orphan {
@@ -386,9 +426,11 @@ impl Bridge {
                 offset,
                 bytes,
             } => self.push_log(job_id, stream, offset, &bytes),
-            Event::Metric(point) => self.outbox.push_back(LinkMessage::Metric {
-                job_id: point.job_id,
-                metric: metric_value(&point, self.now_ms),
+            Event::Metric(JobMetric { job_id, offset, point }) => self.outbox.push_back(LinkMessage::Metric {
+                job_id,
+                ts_ms: self.now_ms,
+                offset,
+                point: *point,
             }),
             Event::MalformedMetric { job_id, offset, error } => warnings.push(format!(
                 "job {job_id}: malformed metric line at stdout offset {offset}: {error}"
@@ -512,15 +554,6 @@ pub fn termination_reason(reason: ExitReason, signal: Option<i32>) -> Terminatio
         ExitReason::Stopped => TerminationReason::Stopped,
         ExitReason::TimedOut => TerminationReason::TimedOut,
         ExitReason::SpawnError => TerminationReason::SpawnFailed,
-    }
-}
-
-fn metric_value(point: &MetricPoint, ts_ms: u64) -> MetricValue {
-    MetricValue {
-        name: truncated(&point.name),
-        value: point.value,
-        step: point.step,
-        ts_ms,
     }
 }
 

@@ -17,11 +17,14 @@
 //! * [`bridge`]: [`Bridge`], opsd's link messages turned into supervisor
 //!   calls and the supervisor's events into link messages.
 //! * [`metric`]: the metric line format (`{"aether_metric": {...}}`).
+//! * [`http`]: the HTTP API, answered by opsd over the link; [`export`]:
+//!   the metrics' exposition text gathered from opsd's parts.
 //!
 //! Linux only: it relies on `/proc`, process groups, sessions and
 //! `PR_SET_CHILD_SUBREAPER`.
 
 pub mod bridge;
+pub mod export;
 pub mod http;
 pub mod link;
 pub mod metric;
@@ -35,7 +38,7 @@ mod util;
 
 pub use bridge::Bridge;
 pub use link::{LinkPump, Side};
-pub use metric::MetricPoint;
+pub use metric::JobMetric;
 pub use records::{ExitReason, ExitRecord};
 pub use shm::ShmRegion;
 pub use supervisor::{

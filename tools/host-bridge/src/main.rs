@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use host_bridge::{
-    Bridge, DEFAULT_GRACE_MS, Event, JobSpec, LinkPump, ShmRegion, Stream, Supervisor, http, now_ms, shim,
+    Bridge, DEFAULT_GRACE_MS, Event, JobMetric, JobSpec, LinkPump, ShmRegion, Stream, Supervisor, http, now_ms, shim,
 };
 
 #[derive(Parser)]
@@ -310,10 +310,22 @@ fn run(state_dir: PathBuf, job_id: u64, spec: &JobSpec) -> Result<u8, host_bridg
                 } => {
                     let _ = std::io::stderr().write_all(&bytes);
                 }
-                Event::Metric(m) => eprintln!(
-                    "host-bridge: metric {} = {} (step {:?}) {:?}",
-                    m.name, m.value, m.step, m.tags
-                ),
+                Event::Metric(JobMetric { point: m, .. }) => {
+                    let tags: Vec<String> = m.tags.iter().map(|t| format!("{}={}", t.key, t.value)).collect();
+                    eprintln!(
+                        "host-bridge: metric {} {} = {} (step {:?}) {{{}}}{}",
+                        m.kind,
+                        m.name,
+                        m.value,
+                        m.step,
+                        tags.join(","),
+                        if m.buckets.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" buckets {:?}", m.buckets)
+                        }
+                    )
+                }
                 Event::MalformedMetric { offset, error, .. } => {
                     eprintln!("host-bridge: malformed metric line at stdout offset {offset}: {error}")
                 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metric::{self, Line, LineSplitter, MetricPoint};
+use crate::metric::{self, JobMetric, Line, LineSplitter};
 use crate::procfs;
 use crate::records::{self, ExitReason, ExitRecord, Ready, ShimInfo, StopRequest};
 use crate::shim::job_dir;
@@ -95,7 +95,7 @@ pub enum Event {
         offset: u64,
         bytes: Vec<u8>,
     },
-    Metric(MetricPoint),
+    Metric(JobMetric),
     /// A stdout line that tried to be a metric line (counted; it stays in
     /// the log).
     MalformedMetric {
@@ -729,11 +729,7 @@ impl Job {
 fn classify(job_id: u64, offset: u64, line: &[u8]) -> Option<Event> {
     match metric::classify(line) {
         Line::Log => None,
-        Line::Metric(point) => Some(Event::Metric(MetricPoint {
-            job_id,
-            offset,
-            ..point
-        })),
+        Line::Metric(point) => Some(Event::Metric(JobMetric { job_id, offset, point })),
         Line::Malformed(error) => Some(Event::MalformedMetric { job_id, offset, error }),
     }
 }

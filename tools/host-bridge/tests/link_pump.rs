@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aether_abi::job::{Arg, JobName, JobSpec, LogChunk, MetricValue, Stream, TerminationReason};
+use aether_abi::job::{Arg, JobName, JobSpec, LogChunk, Stream, TerminationReason};
 use aether_abi::link::LinkMessage;
+use aether_abi::metric::{MetricKind, MetricPoint};
 use aether_abi::shm_ring::{self, Consumer, Direction};
 use host_bridge::{Bridge, LinkPump, ShmRegion, Supervisor, procfs};
 
@@ -90,7 +91,8 @@ struct Guest {
     chunks: HashMap<(u64, Stream), Vec<(u64, usize)>>,
     duplicates: u64,
     gaps_asked: HashSet<(u64, Stream, u64)>,
-    metrics: Vec<(u64, MetricValue)>,
+    /// Job, stdout offset of the line, time, point.
+    metrics: Vec<(u64, u64, u64, MetricPoint)>,
     ended: BTreeMap<u64, LinkMessage>,
     other: Vec<LinkMessage>,
 }
@@ -150,7 +152,12 @@ impl Guest {
                 self.started.insert(job_id, msg);
             }
             LinkMessage::Log(chunk) => self.on_chunk(chunk),
-            LinkMessage::Metric { job_id, metric } => self.metrics.push((job_id, metric)),
+            LinkMessage::Metric {
+                job_id,
+                ts_ms,
+                offset,
+                point,
+            } => self.metrics.push((job_id, offset, ts_ms, point)),
             LinkMessage::Exited { job_id, .. } | LinkMessage::Lost { job_id } => {
                 self.running.remove(&job_id);
                 self.ended.insert(job_id, msg);
@@ -253,10 +260,21 @@ fn a_job_started_over_the_link_reports_logs_metrics_and_its_exit() {
         guest.log(1, Stream::Stderr),
         b"trainer: start, job 1, 5 steps\ntrainer: finished\n"
     );
-    let steps: Vec<Option<u64>> = guest.metrics.iter().map(|(_, m)| m.step).collect();
+    let steps: Vec<Option<u64>> = guest.metrics.iter().map(|(_, _, _, m)| m.step).collect();
     assert_eq!(steps, [1, 2, 3, 4, 5].map(Some));
-    assert!(guest.metrics.iter().all(|(id, m)| *id == 1 && m.name == "loss"));
-    assert_eq!(guest.metrics[1].1.value, 0.5);
+    assert!(
+        guest
+            .metrics
+            .iter()
+            .all(|(id, _, _, m)| *id == 1 && m.name == "loss" && m.kind == MetricKind::Gauge)
+    );
+    assert_eq!(guest.metrics[1].3.value, 0.5);
+    let stdout = guest.log(1, Stream::Stdout);
+    for (_, offset, ts_ms, m) in &guest.metrics {
+        // The offset is the line's place in stdout; the time the bridge's.
+        assert!(stdout[*offset as usize..].starts_with(b"{\"aether_metric\""), "{m:?}");
+        assert!(*ts_ms >= *started_ms, "{ts_ms}");
+    }
     match &guest.ended[&1] {
         LinkMessage::Exited {
             exit_code,

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use aether_abi::metric::{MetricError, MetricKind};
 use host_bridge::procfs;
-use host_bridge::{Error, Event, ExitReason, JobSpec, JobState, MetricPoint, Stream, Supervisor};
+use host_bridge::{Error, Event, ExitReason, JobMetric, JobSpec, JobState, Stream, Supervisor};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_host-bridge");
 /// Generous: only reached when something is broken.
@@ -69,7 +70,7 @@ fn supervisor(dir: &Path) -> Supervisor {
 struct Seen {
     stdout: Vec<u8>,
     stderr: Vec<u8>,
-    metrics: Vec<MetricPoint>,
+    metrics: Vec<JobMetric>,
     malformed: Vec<(u64, String)>,
     end: Option<Event>,
 }
@@ -450,10 +451,18 @@ fn metric_lines_are_parsed_and_malformed_ones_counted() {
     sup.start(id, &trainer(&["--steps", "3", "--bad-metric"])).unwrap();
     let mut seen = Seen::default();
     run_to_end(&mut sup, id, &mut seen);
-    let steps: Vec<_> = seen.metrics.iter().map(|m| (m.name.as_str(), m.step)).collect();
+    let steps: Vec<_> = seen
+        .metrics
+        .iter()
+        .map(|m| (m.point.name.as_str(), m.point.step))
+        .collect();
     assert_eq!(steps, [("loss", Some(1)), ("loss", Some(2)), ("loss", Some(3))]);
-    assert_eq!(seen.metrics[1].value, 0.5);
-    assert_eq!(seen.metrics[0].tags.get("split").map(String::as_str), Some("train"));
+    assert_eq!(seen.metrics[1].point.value, 0.5);
+    let tags = &seen.metrics[0].point.tags;
+    assert_eq!(
+        (tags.len(), tags[0].key.as_str(), tags[0].value.as_str()),
+        (1, "split", "train")
+    );
     for m in &seen.metrics {
         // The offset is the metric line's place in stdout (which keeps it).
         assert!(
@@ -467,6 +476,66 @@ fn metric_lines_are_parsed_and_malformed_ones_counted() {
     assert!(error.contains("not valid JSON"), "{error}");
     let status = sup.status(id).unwrap();
     assert_eq!((status.metrics, status.malformed_metrics), (3, 1));
+}
+
+/// The python helper's kinds, tags and bounds, parsed by the bridge;
+/// its old calls (tags as keyword arguments) unchanged; a point the ABI's
+/// checks refuse is malformed with the check's reason.
+#[test]
+fn the_python_helper_writes_every_kind_and_bad_points_are_malformed() {
+    let dir = TestDir::new();
+    let mut sup = supervisor(dir.path());
+    let id = unique_id();
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python");
+    let script = format!(
+        r#"import sys; sys.path.insert(0, {python:?}); import aether
+aether.metric("eval/accuracy", 0.9, step=3, split="val")
+aether.metric("samples", 5120, kind="counter", tags={{"kind": "train"}}, rank=1)
+aether.metric("batch.s", 0.21, kind="histogram", buckets=[0.1, 0.25, 1, float("inf")])
+aether.metric("samples", float("nan"), kind="counter")
+aether.metric("loss", 1, **{{"t%d" % i: i for i in range(9)}})
+"#
+    );
+    sup.start(id, &JobSpec::new(["python3", "-c", script.as_str()]))
+        .unwrap();
+    let mut seen = Seen::default();
+    let end = run_to_end(&mut sup, id, &mut seen);
+    assert_eq!(exited(&end).0, Some(0), "{}", String::from_utf8_lossy(&seen.stderr));
+    let points: Vec<_> = seen.metrics.iter().map(|m| &m.point).collect();
+    assert_eq!(points.len(), 3, "{points:?}");
+    let tags = |i: usize| -> Vec<(&str, &str)> {
+        points[i]
+            .tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect()
+    };
+    assert_eq!(
+        (points[0].name.as_str(), points[0].kind, points[0].step),
+        ("eval_accuracy", MetricKind::Gauge, Some(3))
+    );
+    assert_eq!(tags(0), [("split", "val")]);
+    assert_eq!(
+        (points[1].name.as_str(), points[1].kind, points[1].value),
+        ("samples", MetricKind::Counter, 5120.0)
+    );
+    assert_eq!(tags(1), [("kind", "train"), ("rank", "1")]);
+    assert_eq!(
+        (points[2].name.as_str(), points[2].kind),
+        ("batch_s", MetricKind::Histogram)
+    );
+    assert_eq!(
+        points[2].buckets.as_slice(),
+        [0.1, 0.25, 1.0],
+        "the +Inf bound is the exposition's own"
+    );
+    let reasons: Vec<&str> = seen.malformed.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [MetricError::NanInCounter.as_str(), MetricError::TooManyTags.as_str()]
+    );
+    let status = sup.status(id).unwrap();
+    assert_eq!((status.metrics, status.malformed_metrics), (3, 2));
 }
 
 #[test]
@@ -486,7 +555,7 @@ fn unterminated_last_line_and_non_utf8_bytes_are_kept() {
     assert_eq!(seen.stderr, b"\x80\x81");
     // The last line had no newline: it is parsed when the job has ended.
     assert_eq!(seen.metrics.len(), 1);
-    assert_eq!((seen.metrics[0].name.as_str(), seen.metrics[0].offset), ("x", 5));
+    assert_eq!((seen.metrics[0].point.name.as_str(), seen.metrics[0].offset), ("x", 5));
 }
 
 #[test]
@@ -557,7 +626,7 @@ fn a_new_supervisor_readopts_a_running_job_and_reports_its_end() {
     );
     // Metric points go on too: one per step, none twice.
     let last_step = seen.stdout_text().lines().filter(|l| l.starts_with("step ")).count() as u64;
-    let metric_steps: Vec<_> = seen.metrics.iter().filter_map(|m| m.step).collect();
+    let metric_steps: Vec<_> = seen.metrics.iter().filter_map(|m| m.point.step).collect();
     assert_eq!(metric_steps, (1..=last_step).collect::<Vec<_>>());
 }
 
