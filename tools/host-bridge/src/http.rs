@@ -2,7 +2,11 @@
 //! bearer-token protected, answered by opsd. The guest is the source of
 //! truth: every request goes over the link as `LinkMessage::Api { id,
 //! request }` and the answer comes back as `ApiReply { id, reply }`; a
-//! [`JobError`] becomes its [`JobError::http_status`].
+//! [`JobError`] becomes its [`JobError::http_status`]. The metrics
+//! (`GET /metrics`, `GET /jobs/{id}/metrics`) go the same way as
+//! `Export { id, job_id }`, answered by `ExportChunk`s of that id, joined
+//! in order up to the last one ([`ExportText`], at most `EXPORT_MAX`
+//! bytes) and served as Prometheus text format 0.0.4.
 //!
 //! Threads: the server runs on a tokio runtime; the bridge's loop (sync)
 //! owns the [`Bridge`]. They meet in [`channel`]: handlers send requests
@@ -38,12 +42,15 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::bridge::Bridge;
+use crate::export::ExportText;
 
 pub const DEFAULT_PORT: u16 = 7878;
 /// The largest request body.
 pub const BODY_MAX: usize = 64 * 1024;
 /// How long a handler waits for opsd's answer.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The content type of the metrics (Prometheus text format 0.0.4).
+pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The token file in the state directory.
 pub const TOKEN_FILE: &str = "token";
 /// The fields of a `JobSpec` in JSON (anything else is refused).
@@ -60,17 +67,27 @@ const SPEC_FIELDS: [&str; 10] = [
     "max_retries",
 ];
 
+/// What a handler asks opsd.
+enum Call {
+    /// `LinkMessage::Api` (boxed as there: a spec is large).
+    Job(Box<JobRequest>),
+    /// `LinkMessage::Export`: every job's metrics, or one job's.
+    Export(Option<u64>),
+}
+
 /// What became of a request.
 #[derive(Debug)]
 pub enum Outcome {
     /// Boxed: a reply carries up to four records.
     Reply(Box<JobReply>),
+    /// The parts of an export, joined (`found`: the last part's).
+    Export { found: bool, text: Vec<u8> },
     /// opsd is not connected.
     Unavailable,
 }
 
 struct Pending {
-    request: JobRequest,
+    call: Call,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -87,6 +104,8 @@ pub struct ApiQueue {
     /// Taken by [`ApiQueue::wait`], handed over by the next pump.
     early: Option<Pending>,
     waiting: HashMap<u32, oneshot::Sender<Outcome>>,
+    /// The parts of the exports being answered, by id.
+    exports: HashMap<u32, ExportText>,
     connected: Arc<AtomicBool>,
 }
 
@@ -103,6 +122,7 @@ pub fn channel() -> (ApiClient, ApiQueue) {
             rx,
             early: None,
             waiting: HashMap::new(),
+            exports: HashMap::new(),
             connected,
         },
     )
@@ -120,16 +140,38 @@ impl ApiQueue {
                 let _ = tx.send(Outcome::Reply(Box::new(reply)));
             }
         }
+        for chunk in bridge.take_export_chunks() {
+            if !self.waiting.contains_key(&chunk.id) {
+                // Its handler gave up: the rest of the text is dropped too.
+                self.exports.remove(&chunk.id);
+                continue;
+            }
+            let text = self.exports.entry(chunk.id).or_default();
+            text.push(&chunk.text);
+            if chunk.last {
+                let text = self.exports.remove(&chunk.id).unwrap_or_default().finish();
+                if let Some(tx) = self.waiting.remove(&chunk.id) {
+                    let _ = tx.send(Outcome::Export {
+                        found: chunk.found,
+                        text,
+                    });
+                }
+            }
+        }
         while let Some(p) = self.early.take().or_else(|| self.rx.try_recv().ok()) {
             if !connected {
                 let _ = p.reply.send(Outcome::Unavailable);
                 continue;
             }
-            let id = bridge.submit_api(p.request);
+            let id = match p.call {
+                Call::Job(request) => bridge.submit_api(*request),
+                Call::Export(job_id) => bridge.submit_export(job_id),
+            };
             self.waiting.insert(id, p.reply);
         }
-        // Handlers that gave up (timeout, client gone).
+        // Handlers that gave up (timeout, client gone), and their parts.
         self.waiting.retain(|_, tx| !tx.is_closed());
+        self.exports.retain(|id, _| self.waiting.contains_key(id));
     }
 }
 
@@ -206,14 +248,38 @@ impl ApiClient {
 
     /// Sends a request to opsd and waits for its answer.
     pub async fn call(&self, request: JobRequest) -> Result<JobResponse, ApiError> {
+        match self.send(Call::Job(Box::new(request))).await? {
+            Outcome::Reply(reply) => (*reply).map_err(ApiError::Job),
+            other => Err(ApiError::BadGateway(format!("unexpected answer from opsd: {other:?}"))),
+        }
+    }
+
+    /// Asks opsd for the metrics' exposition text (every job's, or
+    /// `job_id`'s) and waits for all of it. An unknown job is
+    /// `JobError::NoSuchJob` (404).
+    pub async fn export(&self, job_id: Option<u64>) -> Result<String, ApiError> {
+        match self.send(Call::Export(job_id)).await? {
+            Outcome::Export { found: false, .. } => Err(ApiError::Job(JobError::NoSuchJob)),
+            Outcome::Export { text, .. } => {
+                String::from_utf8(text).map_err(|e| ApiError::BadGateway(format!("opsd's metrics are not UTF-8: {e}")))
+            }
+            Outcome::Reply(reply) => Err(ApiError::BadGateway(format!(
+                "unexpected answer from opsd to an export: {reply:?}"
+            ))),
+            Outcome::Unavailable => Err(ApiError::Unavailable),
+        }
+    }
+
+    /// Hands `call` to the bridge loop and waits up to [`REPLY_TIMEOUT`].
+    async fn send(&self, call: Call) -> Result<Outcome, ApiError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Pending { request, reply })
+            .send(Pending { call, reply })
             .map_err(|_| ApiError::Unavailable)?;
         match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
             Err(_) => Err(ApiError::Timeout),
             Ok(Err(_)) | Ok(Ok(Outcome::Unavailable)) => Err(ApiError::Unavailable),
-            Ok(Ok(Outcome::Reply(reply))) => (*reply).map_err(ApiError::Job),
+            Ok(Ok(outcome)) => Ok(outcome),
         }
     }
 }
@@ -236,6 +302,8 @@ pub fn router(client: ApiClient, token: &str) -> Router {
         .route("/jobs/{id}/stop", post(stop_job))
         .route("/jobs/{id}/logs", get(get_logs))
         .route("/jobs/{id}/wait", get(wait_job))
+        .route("/jobs/{id}/metrics", get(job_metrics))
+        .route("/metrics", get(all_metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
@@ -536,6 +604,26 @@ async fn get_logs(
     );
     h.insert("aether-log-offset", HeaderValue::from(start));
     Ok(response)
+}
+
+/// Every job's metrics, Prometheus text format 0.0.4 (query parameters,
+/// which scrapers may add, are ignored).
+async fn all_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(exposition(state.client.export(None).await?))
+}
+
+/// One job's metrics (404 for a job opsd does not know).
+async fn job_metrics(State(state): State<AppState>, path: IdPath) -> Result<Response, ApiError> {
+    let job_id = job_id(path)?;
+    Ok(exposition(state.client.export(Some(job_id)).await?))
+}
+
+fn exposition(text: String) -> Response {
+    let mut response = Response::new(Body::from(text));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(EXPOSITION_CONTENT_TYPE));
+    response
 }
 
 fn unexpected(response: &JobResponse) -> ApiError {

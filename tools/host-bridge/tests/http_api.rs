@@ -2,7 +2,9 @@
 //! file that answers `Api` requests from a small job table, the real
 //! `Bridge` and `ApiQueue` in a loop thread, the real router on an
 //! ephemeral port, and a plain HTTP/1.1 client over `TcpStream`. Checks
-//! each status code the API documents.
+//! each status code the API documents. The fake opsd answers `Export` with
+//! two `ExportChunk`s (a character split across them) and an unknown job
+//! with `found: false`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use aether_abi::job::{
     JobError, JobName, JobRecord, JobReply, JobRequest, JobResponse, JobState, LIST_PAGE, LOG_CHUNK_MAX,
 };
-use aether_abi::link::LinkMessage;
+use aether_abi::link::{EXPORT_CHUNK_MAX, LinkMessage};
 use aether_abi::shm_ring;
 use host_bridge::http;
 use host_bridge::{Bridge, LinkPump, ShmRegion, Supervisor};
@@ -27,6 +29,31 @@ static LOG: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
     log.extend((0..5000u32).map(|i| b'a' + (i % 26) as u8));
     log
 });
+
+/// The exposition text of `job` (`None`: every job's), longer than one
+/// `ExportChunk`, with a two-byte character across the chunks' border.
+fn exposition(job: Option<u64>) -> String {
+    let ids = job.map_or(vec![1, 2], |id| vec![id]);
+    let mut text = String::from("# HELP loss loss\n# TYPE loss gauge\n");
+    for id in &ids {
+        text.push_str(&format!("loss{{job_id=\"{id}\",split=\"train\"}} 0.5\n"));
+    }
+    text.push_str("# HELP seen seen\n# TYPE seen counter\n");
+    let mut i = 0;
+    while text.len() < EXPORT_CHUNK_MAX - 100 {
+        text.push_str(&format!(
+            "seen{{job_id=\"{}\",shard=\"s{i}\"}} {i}\n",
+            ids[i % ids.len()]
+        ));
+        i += 1;
+    }
+    let head = format!("seen{{job_id=\"{}\",note=\"", ids[0]);
+    let pad = EXPORT_CHUNK_MAX - 1 - text.len() - head.len() - "# \n".len();
+    text.push_str(&format!("# {}\n{head}é\"}} 1\n", "x".repeat(pad)));
+    // The é starts at the last byte of the first chunk.
+    assert_eq!(text.as_bytes()[EXPORT_CHUNK_MAX - 1], 0xc3);
+    text
+}
 
 /// opsd's job table, as far as these tests need it.
 struct FakeOpsd {
@@ -86,7 +113,27 @@ impl FakeOpsd {
                 })
             }
             JobRequest::Wait { .. } => Err(JobError::NoSuchJob),
+            // Requests the API does not send (the ABI may grow more).
+            #[allow(unreachable_patterns)]
+            _ => Err(JobError::NoSuchJob),
         }
+    }
+
+    /// The answer to `Export { id, job_id }`: the text in two parts, or
+    /// one empty part with `found: false` for a job not in the table.
+    fn export(&self, id: u32, job_id: Option<u64>) -> Vec<LinkMessage> {
+        let chunk = |last, found, text: &[u8]| LinkMessage::ExportChunk {
+            id,
+            last,
+            found,
+            text: Box::new(heapless::Vec::from_slice(text).unwrap()),
+        };
+        if job_id.is_some_and(|j| !self.jobs.iter().any(|r| r.job_id == j)) {
+            return vec![chunk(true, false, b"")];
+        }
+        let text = exposition(job_id);
+        let (first, second) = text.as_bytes().split_at(EXPORT_CHUNK_MAX);
+        vec![chunk(false, true, first), chunk(true, true, second)]
     }
 }
 
@@ -134,9 +181,22 @@ fn start() -> Server {
             bridge.poll(now);
             api.pump(&mut bridge);
             for msg in guest.poll(now) {
-                if let LinkMessage::Api { id, request } = msg {
-                    let reply = Box::new(opsd.answer(*request));
-                    guest.send(&LinkMessage::ApiReply { id, reply }).unwrap();
+                match msg {
+                    LinkMessage::Api { id, request } => {
+                        let reply = Box::new(opsd.answer(*request));
+                        guest.send(&LinkMessage::ApiReply { id, reply }).unwrap();
+                    }
+                    // Job 9's export never ends (its handler gives up).
+                    LinkMessage::Export { id, job_id: Some(9) } => {
+                        let first = opsd.export(id, Some(2)).swap_remove(0);
+                        guest.send(&first).unwrap();
+                    }
+                    LinkMessage::Export { id, job_id } => {
+                        for chunk in opsd.export(id, job_id) {
+                            guest.send(&chunk).unwrap();
+                        }
+                    }
+                    _ => {}
                 }
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -327,10 +387,52 @@ fn every_documented_status_code() {
     assert_eq!(request(&s, "GET", "/jobs/42/wait", t, b"").0, 404);
     assert_eq!(request(&s, "GET", "/jobs/1/wait?timeout_ms=soon", t, b"").0, 400);
 
+    // GET /metrics, GET /jobs/{id}/metrics: the parts joined, as
+    // Prometheus text; 404 for a job opsd does not know; 400; 401.
+    for (path, job) in [
+        ("/metrics", None),
+        ("/metrics?name[]=loss", None),
+        ("/jobs/2/metrics", Some(2)),
+    ] {
+        let (status, headers, body) = request(&s, "GET", path, t, b"");
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        assert!(body.len() > EXPORT_CHUNK_MAX, "two parts");
+        assert_eq!(String::from_utf8(body).unwrap(), exposition(job), "{path}");
+    }
+    let (status, headers, body) = request(&s, "GET", "/jobs/42/metrics", t, b"");
+    assert_eq!(status, 404);
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
+    assert_eq!(json(&body)["error"], "no_such_job");
+    let (status, _, body) = request(&s, "GET", "/jobs/abc/metrics", t, b"");
+    assert_eq!(status, 400);
+    assert_eq!(json(&body)["error"], "bad_request");
+    assert_eq!(request(&s, "GET", "/jobs/-1/metrics", t, b"").0, 400);
+    assert_eq!(request(&s, "GET", "/metrics", None, b"").0, 401);
+    assert_eq!(request(&s, "GET", "/jobs/1/metrics", Some("nope"), b"").0, 401);
+
     // /healthz needs no token.
     let (status, _, body) = request(&s, "GET", "/healthz", None, b"");
     assert_eq!(status, 200);
     assert_eq!(json(&body), serde_json::json!({"status": "ok", "opsd_connected": true}));
+}
+
+#[test]
+fn an_export_opsd_does_not_finish_is_504() {
+    let s = start();
+    let t = Some(s.token.as_str());
+    let t0 = Instant::now();
+    let (status, _, body) = request(&s, "GET", "/jobs/9/metrics", t, b"");
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["error"], "timeout");
+    assert!(t0.elapsed() >= http::REPLY_TIMEOUT, "{:?}", t0.elapsed());
+    // The next export is whole, and nothing of the first one.
+    let (status, _, body) = request(&s, "GET", "/jobs/2/metrics", t, b"");
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8(body).unwrap(), exposition(Some(2)));
 }
 
 #[test]
@@ -367,6 +469,13 @@ fn without_opsd_requests_are_503() {
         }
     };
     assert_eq!(status, 503);
+    for path in ["/metrics", "/jobs/1/metrics"] {
+        let (status, _, body) = request(&s, "GET", path, Some(&s.token), b"");
+        assert_eq!(status, 503, "{path}");
+        assert_eq!(json(&body)["error"], "opsd_unavailable");
+    }
+    // A bad id is refused before opsd is needed.
+    assert_eq!(request(&s, "GET", "/jobs/abc/metrics", Some(&s.token), b"").0, 400);
     let (_, _, body) = request(&s, "GET", "/healthz", None, b"");
     assert_eq!(json(&body)["opsd_connected"], false);
 }
