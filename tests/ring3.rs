@@ -109,7 +109,7 @@ fn a_watchdog_kills_a_job_that_stops_heartbeating() {
     // Heartbeats for 1 s, then silence: killed 200 ms later.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let events: Vec<WatchdogEvent> = loop {
-        let events: Vec<WatchdogEvent> = run(&mut s, "events --json")
+        let events: Vec<WatchdogEvent> = run(&mut s, "watchdog log --json")
             .iter()
             .filter(|l| l.starts_with('{'))
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
@@ -129,7 +129,7 @@ fn a_watchdog_kills_a_job_that_stops_heartbeating() {
         "killed {since} ns after the last heartbeat"
     );
     assert!(ps(&mut s).iter().all(|p| p.pgid != pgid), "sleeper survived");
-    let text = run(&mut s, "events");
+    let text = run(&mut s, "watchdog log");
     assert!(text.iter().any(|l| l.contains("heartbeat 200 ms")), "{text:?}");
 }
 

@@ -73,9 +73,24 @@ pub const COMMANDS: &[Spec] = &[
         summary: "arm or disarm a group's watchdog",
     },
     Spec {
+        name: "watchdog log",
+        usage: "watchdog log [--json]",
+        summary: "the recorded watchdog firings",
+    },
+    Spec {
         name: "events",
-        usage: "events [--json]",
-        summary: "the recorded watchdog events",
+        usage: "events [--after ID] [--follow] [--json]",
+        summary: "the event bus (jobs, alerts, watchdogs, faults) after event ID; --follow waits for more (Ctrl-C ends)",
+    },
+    Spec {
+        name: "metrics",
+        usage: "metrics [JOB] [NAME] [--history] [--json]",
+        summary: "metric series (of job JOB, named NAME): last, min, max, best; --history: the kept points",
+    },
+    Spec {
+        name: "alerts",
+        usage: "alerts [--json] | alerts reload",
+        summary: "the alert rules and their firing alerts; reload: read /ops/rules.conf again",
     },
     Spec {
         name: "job start",
@@ -317,9 +332,26 @@ pub enum Command<'a> {
         pgid: Pgid,
         setting: WatchdogSetting,
     },
-    Events {
+    /// `watchdog log`: the kernel's record of watchdog firings.
+    WatchdogLog {
         json: bool,
     },
+    /// The event bus, from event `after + 1`.
+    Events {
+        after: u64,
+        follow: bool,
+        json: bool,
+    },
+    Metrics {
+        job_id: Option<u64>,
+        name: Option<&'a str>,
+        history: bool,
+        json: bool,
+    },
+    Alerts {
+        json: bool,
+    },
+    AlertsReload,
     /// `job start|ls|status|logs|stop|wait ...`: requests to opsd.
     Job(JobCommand<'a>),
     Ls {
@@ -1221,6 +1253,80 @@ fn parse_job_logs<'a>(args: impl Iterator<Item = &'a str>) -> Result<JobCommand<
     })
 }
 
+fn parse_events<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>, ParseError<'a>> {
+    let mut w = Words::new("events", args);
+    let (mut after, mut follow, mut json) = (None, None, None);
+    while let Some(word) = w.next() {
+        match word {
+            "--after" => {
+                w.once(&after, "--after")?;
+                after = Some(w.number64("--after")?);
+            }
+            "--follow" => w.flag(&mut follow, "--follow")?,
+            "--json" => w.flag(&mut json, "--json")?,
+            _ if is_option(word) => {
+                return Err(ParseError::UnknownOption {
+                    command: "events",
+                    option: word,
+                });
+            }
+            _ => {
+                return Err(ParseError::UnexpectedArgument {
+                    command: "events",
+                    argument: word,
+                });
+            }
+        }
+    }
+    Ok(Command::Events {
+        after: after.unwrap_or(0),
+        follow: follow.is_some(),
+        json: json.is_some(),
+    })
+}
+
+fn parse_metrics<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>, ParseError<'a>> {
+    const CMD: &str = "metrics";
+    let mut w = Words::new(CMD, args);
+    let (mut job_id, mut name, mut history, mut json) = (None, None, None, None);
+    while let Some(word) = w.next() {
+        match word {
+            "--history" => w.flag(&mut history, "--history")?,
+            "--json" => w.flag(&mut json, "--json")?,
+            _ if is_option(word) => {
+                return Err(ParseError::UnknownOption {
+                    command: CMD,
+                    option: word,
+                });
+            }
+            // The first positional is the job if it is a number.
+            _ if job_id.is_none() && name.is_none() && word.bytes().all(|b| b.is_ascii_digit()) => {
+                job_id = Some(number_upto(word, u64::MAX).map_err(|problem| w.bad("JOB", word, problem))?);
+            }
+            _ if name.is_none() => name = Some(word),
+            _ => {
+                return Err(ParseError::UnexpectedArgument {
+                    command: CMD,
+                    argument: word,
+                });
+            }
+        }
+    }
+    if history.is_some() && (job_id.is_none() || name.is_none()) {
+        return Err(ParseError::Requires {
+            command: CMD,
+            option: "--history",
+            needs: "JOB and NAME",
+        });
+    }
+    Ok(Command::Metrics {
+        job_id,
+        name,
+        history: history.is_some(),
+        json: json.is_some(),
+    })
+}
+
 fn parse_job(rest: &str) -> Result<Command<'_>, ParseError<'_>> {
     let mut args = words(rest);
     let Some(sub) = args.next() else {
@@ -1278,9 +1384,17 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
         }),
         "run" => parse_run(args),
         "kill" => parse_kill(args),
+        "watchdog" if words(rest).next() == Some("log") => Ok(Command::WatchdogLog {
+            json: json_flag("watchdog log", words(rest).skip(1))?,
+        }),
         "watchdog" => parse_watchdog(args),
-        "events" => Ok(Command::Events {
-            json: json_flag("events", args)?,
+        "events" => parse_events(args),
+        "metrics" => parse_metrics(args),
+        "alerts" if words(rest).next() == Some("reload") => {
+            positionals("alerts reload", [], words(rest).skip(1)).map(|[]| Command::AlertsReload)
+        }
+        "alerts" => Ok(Command::Alerts {
+            json: json_flag("alerts", args)?,
         }),
         "job" => parse_job(rest),
         "ls" => path_and_json("ls", Some("/"), args).map(|(path, json)| Command::Ls { path, json }),
@@ -1442,17 +1556,80 @@ mod tests {
     }
 
     #[test]
-    fn ps_and_events_take_only_json() {
+    fn ps_and_watchdog_log_take_only_json() {
         assert_eq!(parse("ps"), Ok(Command::Ps { json: false }));
         assert_eq!(parse("ps --json"), Ok(Command::Ps { json: true }));
-        assert_eq!(parse("events"), Ok(Command::Events { json: false }));
-        assert_eq!(parse(" events\t--json "), Ok(Command::Events { json: true }));
+        assert_eq!(parse(" watchdog\tlog --json "), Ok(Command::WatchdogLog { json: true }));
         assert_eq!(err("ps -a"), "ps: unexpected argument '-a' (usage: ps [--json])");
         assert_eq!(
-            err("events --json --json"),
-            "events: unexpected argument '--json' (usage: events [--json])"
+            err("watchdog log --json --json"),
+            "watchdog log: unexpected argument '--json' (usage: watchdog log [--json])"
         );
         assert!(parse("ps 1").is_err());
+    }
+
+    #[test]
+    fn events_metrics_and_alerts_parse_and_refuse_bad_arguments() {
+        assert_eq!(
+            parse("events"),
+            Ok(Command::Events {
+                after: 0,
+                follow: false,
+                json: false
+            })
+        );
+        assert_eq!(
+            parse("events --follow --after 12 --json"),
+            Ok(Command::Events {
+                after: 12,
+                follow: true,
+                json: true
+            })
+        );
+        assert!(
+            err("events --after").starts_with("events: --after"),
+            "{}",
+            err("events --after")
+        );
+        assert!(err("events --after x").contains("x"));
+        assert!(err("events --follow --follow").contains("--follow"));
+        assert!(err("events 3").starts_with("events: unexpected argument '3'"));
+        assert_eq!(
+            parse("metrics"),
+            Ok(Command::Metrics {
+                job_id: None,
+                name: None,
+                history: false,
+                json: false
+            })
+        );
+        assert_eq!(
+            parse("metrics 3 val_loss --history --json"),
+            Ok(Command::Metrics {
+                job_id: Some(3),
+                name: Some("val_loss"),
+                history: true,
+                json: true
+            })
+        );
+        assert_eq!(
+            parse("metrics loss"),
+            Ok(Command::Metrics {
+                job_id: None,
+                name: Some("loss"),
+                history: false,
+                json: false
+            })
+        );
+        assert!(err("metrics --history").contains("--history only applies with JOB and NAME"));
+        assert!(err("metrics 3 a b").starts_with("metrics: unexpected argument 'b'"));
+        assert!(err("metrics 99999999999999999999").contains("JOB"));
+        assert!(err("metrics --bogus").starts_with("metrics: unknown option '--bogus'"));
+        assert_eq!(parse("alerts"), Ok(Command::Alerts { json: false }));
+        assert_eq!(parse("alerts --json"), Ok(Command::Alerts { json: true }));
+        assert_eq!(parse("alerts reload"), Ok(Command::AlertsReload));
+        assert!(err("alerts reload now").starts_with("alerts reload: unexpected argument 'now'"));
+        assert!(err("alerts x").starts_with("alerts: unexpected argument 'x'"));
     }
 
     #[test]

@@ -10,6 +10,8 @@ extern crate alloc;
 
 #[path = "console/files.rs"]
 mod files;
+#[path = "console/telemetry.rs"]
+mod telemetry;
 
 use aether_abi::boot::{ConsoleReady, PROMPT};
 use aether_abi::console::{CommandHelp, MemReport, UptimeReport};
@@ -68,6 +70,19 @@ fn main(args: Args) -> i32 {
             }
         }
     }
+}
+
+/// One JSON document on its own line, of any size up to 16 KiB.
+fn json_line_sized(value: &impl Serialize) {
+    for size in [1024, 16 * 1024] {
+        let mut buf = vec![0u8; size];
+        if let Ok(n) = serde_json_core::to_slice(value, &mut buf) {
+            let _ = sys::console_write(buf.get(..n).unwrap_or_default());
+            let _ = sys::console_write(b"\r\n");
+            return;
+        }
+    }
+    println!("error: the JSON line is longer than 16 KiB");
 }
 
 /// One JSON document on its own line.
@@ -239,7 +254,16 @@ fn execute(line: &str) {
         Ok(Command::Run(spec)) => run(&spec),
         Ok(Command::Kill { target, grace_ms }) => kill(target, grace_ms),
         Ok(Command::Watchdog { pgid, setting }) => watchdog(pgid, setting),
-        Ok(Command::Events { json }) => events(json),
+        Ok(Command::WatchdogLog { json }) => watchdog_log(json),
+        Ok(Command::Events { after, follow, json }) => telemetry::events(after, follow, json),
+        Ok(Command::Metrics {
+            job_id,
+            name,
+            history,
+            json,
+        }) => telemetry::metrics(job_id, name, history, json),
+        Ok(Command::Alerts { json }) => telemetry::alerts(json),
+        Ok(Command::AlertsReload) => telemetry::reload(),
         Ok(Command::Job(cmd)) => job_command(&cmd),
         Ok(Command::Ls { path, json }) => files::ls(path, json),
         Ok(Command::Cat { path }) => files::cat(path),
@@ -438,12 +462,12 @@ fn watchdog(pgid: Pgid, setting: WatchdogSetting) {
     }
 }
 
-fn events(json: bool) {
+fn watchdog_log(json: bool) {
     let mut after = 0;
     loop {
         let (page, more) = match events_page(after) {
             Ok(page) => page,
-            Err(e) => return println!("error: events: {e}"),
+            Err(e) => return println!("error: watchdog log: {e}"),
         };
         for e in &page {
             if json {

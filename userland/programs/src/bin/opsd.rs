@@ -19,14 +19,16 @@ use aether_abi::link::{LinkMessage, LinkSplitter};
 use aether_abi::syscall::{
     self as abi, Errno, ExitStatus, GroupChoice, ProcRequest, ProcResponse, Target, WaitTarget, nr,
 };
+use aether_abi::telemetry::{TelemetryRequest, TelemetryResponse};
 use aether_link::{Config as LinkConfig, Endpoint};
 use aether_rt::fs::{self, File};
-use aether_rt::{Args, entry, println, proc, sys};
+use aether_rt::{Args, entry, event, metric, println, proc, sys};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use opsd_core::clock::WallClock;
+use opsd_core::telemetry::RULES_PATH;
 use opsd_core::{Action, Config, Handled, Jobs, Store};
 
 entry!(main);
@@ -57,6 +59,15 @@ fn main(_args: Args) -> i32 {
     // The jobs stored on the disk, if there is one (memory only if not).
     let mut jobs = Box::new(Jobs::restore(Config::default(), Box::new(Files), clock.now(mono_ms())));
     print_warnings(&mut jobs);
+    // The alert rules on the disk, if any (a bad file: said once, no rules).
+    if let TelemetryResponse::RulesRejected { line, reason } =
+        jobs.telemetry_request(TelemetryRequest::ReloadRules, clock.now(mono_ms()))
+    {
+        println!("opsd: {RULES_PATH} line {line}: {reason}: no alert rules loaded");
+    }
+    let mut drain = vec![0u8; aether_abi::metric::EMIT_BYTES_MAX];
+    // Points came from the kernel until then: drain faster.
+    let mut metrics_busy_until = 0;
     let mut link = Link::open(clock.now(mono_ms()));
     let mut request = vec![0u8; job::REQUEST_MAX];
     let mut answer = vec![0u8; JOB_RESPONSE_MAX];
@@ -69,7 +80,9 @@ fn main(_args: Args) -> i32 {
     // The link moved bytes until then: poll it faster.
     let mut link_busy_until = 0;
     loop {
-        let tick = if link.is_some() {
+        let tick = if sys::clock_ns() < metrics_busy_until {
+            METRICS_BUSY_TICK_NS
+        } else if link.is_some() {
             if sys::clock_ns() < link_busy_until {
                 LINK_BUSY_TICK_NS
             } else {
@@ -115,7 +128,11 @@ fn main(_args: Args) -> i32 {
         while let Some(action) = jobs.pop_action() {
             run_action(action, &mut jobs, &mut native, now);
         }
+        if drain_metrics(&mut jobs, &native, &clock, &mut drain) {
+            metrics_busy_until = sys::clock_ns() + LINK_BUSY_NS;
+        }
         reap_native(&mut jobs, &mut native, now);
+        publish_events(&mut jobs);
         print_warnings(&mut jobs);
         waits.retain(|&(call, job_id)| match jobs.wait_reply(job_id) {
             Some(reply) => {
@@ -124,8 +141,61 @@ fn main(_args: Args) -> i32 {
             }
             None => true,
         });
-        // Events go to the event bus in the telemetry issue; drop them here.
+        // State changes reach the bus through the telemetry (as events
+        // with labels `from` and `to`).
         jobs.drain_events().for_each(drop);
+    }
+}
+
+/// Rounds of [`drain_metrics`] per loop at most (each up to
+/// `EMIT_BYTES_MAX` of records), so requests and the link get their turn.
+const DRAIN_ROUNDS: usize = 16;
+/// The loop's wait while native points flow.
+const METRICS_BUSY_TICK_NS: u64 = 500_000;
+
+/// Moves the points native programs emitted (kept by the kernel) into the
+/// registry: a native job's by its group, others under job 0. Whether
+/// there were any.
+fn drain_metrics(jobs: &mut Jobs, native: &[(u32, u64)], clock: &WallClock, buf: &mut [u8]) -> bool {
+    let mut any = false;
+    for _ in 0..DRAIN_ROUNDS {
+        let (n, dropped) = match metric::drain(buf) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("opsd: metric drain: {e}");
+                return any;
+            }
+        };
+        if dropped > 0 {
+            jobs.telemetry_mut().kernel_dropped(dropped);
+        }
+        if n == 0 {
+            break;
+        }
+        any = true;
+        let now = clock.now(sys::clock_ns() / 1_000_000);
+        for (h, point) in aether_abi::metric::drained(&buf[..n]) {
+            let ts = clock.now(h.mono_ns / 1_000_000);
+            match native.iter().find(|(pid, _)| *pid == h.group) {
+                Some(&(_, job_id)) => jobs.native_metric(job_id, ts, &point, now),
+                None => jobs.system_metric(ts, &point, now),
+            }
+        }
+    }
+    any
+}
+
+/// What the table has to say on the event bus.
+fn publish_events(jobs: &mut Jobs) {
+    let bodies: Vec<_> = jobs.telemetry_mut().drain_published().collect();
+    let mut failed = 0;
+    for body in &bodies {
+        if event::publish(body).is_err() {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        jobs.telemetry_mut().publish_failed(failed);
     }
 }
 
@@ -311,7 +381,7 @@ fn host_time(msg: &LinkMessage) -> Option<u64> {
         LinkMessage::Started { started_ms, .. } => Some(*started_ms),
         LinkMessage::Exited { ended_ms, .. } => Some(*ended_ms),
         LinkMessage::Log(chunk) => Some(chunk.ts_ms),
-        LinkMessage::Metric { metric, .. } => Some(metric.ts_ms),
+        LinkMessage::Metric { ts_ms, .. } => Some(*ts_ms),
         _ => None,
     }
 }
