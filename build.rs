@@ -48,7 +48,7 @@ fn main() {
 /// `userland/programs`).
 const PROGRAMS: &[&str] = &[
     "console", "hello", "spin", "fault", "sleeper", "forker", "bench", "badcalls", "fuzz", "memcheck", "killer", "svc",
-    "opsd", "probe", "storm", "fsbench", "fscheck",
+    "opsd", "probe", "storm", "fsbench", "fscheck", "telem", "trainsim",
 ];
 
 /// Packs every program's ELF into the initial archive at `path`

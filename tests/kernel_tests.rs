@@ -41,6 +41,7 @@ const REQUIRED: &[&str] = &[
     "ring3_captured_output",
     "kernel_stacks_keep_a_quarter_free",
     "ring3_bad_syscalls_are_errors",
+    "ring3_metrics_and_events",
     "ring3_fuzz_100k_syscalls",
     "ring3_spawn_and_kill_errors",
     "ring3_corrupt_compressed_programs_are_refused",

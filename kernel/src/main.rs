@@ -28,6 +28,8 @@ mod link;
 mod panic;
 #[forbid(unsafe_code)]
 mod syscall;
+#[forbid(unsafe_code)]
+mod telemetry;
 // The scheduler: safe code but for the one context switch (noted there).
 mod task;
 #[forbid(unsafe_code)]

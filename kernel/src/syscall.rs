@@ -159,12 +159,12 @@ fn handle(frame: &mut SyscallFrame) -> Result<u64> {
         }
         nr::PROC => framed_proc(a0, a1, a2, a3),
         nr::FS => framed_fs(a0, a1, a2, a3),
-        nr::JOB | nr::METRIC | nr::EVENT | nr::TEST_SERVICE => service_call(n, a0, a1, a2, a3),
-        // Only the service numbers can be served (FS and PROC are the
-        // kernel's own).
-        nr::SERVE_REGISTER if !matches!(a0, nr::JOB | nr::METRIC | nr::EVENT | nr::TEST_SERVICE) => {
-            Err(Errno::InvalidArgument)
-        }
+        nr::METRIC => metric(a0, a1, a2, frame),
+        nr::EVENT => event(a0, a1, a2, a3, frame.r8, frame),
+        nr::JOB | nr::TEST_SERVICE => service_call(n, a0, a1, a2, a3),
+        // Only the service numbers can be served (FS, PROC, METRIC and
+        // EVENT are the kernel's own).
+        nr::SERVE_REGISTER if !matches!(a0, nr::JOB | nr::TEST_SERVICE) => Err(Errno::InvalidArgument),
         nr::SERVE_REGISTER => with(|k| k.serve_register(a0, a1 as usize, a2 as usize)).map(|()| 0),
         nr::SERVE_NEXT => serve_next(a0, a1, a2, a3, frame),
         nr::SERVE_REPLY => serve_reply(a0, a1, a2),
@@ -377,6 +377,136 @@ fn link_read(ptr: u64, cap: u64) -> Result<u64> {
     let n = crate::link::read(&mut buf[..cap]).map_err(|_| Errno::NoDevice)?;
     write_user(ptr, &buf[..n])?;
     Ok(n as u64)
+}
+
+/// `METRIC`: `metric_emit(ptr, len, 0)` or `metric_drain(ptr, cap,
+/// METRIC_DRAIN)` (`aether_abi::metric`; the ring: `crate::telemetry`).
+fn metric(ptr: u64, len: u64, op: u64, frame: &mut SyscallFrame) -> Result<u64> {
+    use aether_abi::metric::{EMIT_BYTES_MAX, METRIC_DRAIN, emit_fault};
+    use kcore::metric_ring::EmitError;
+    match op {
+        0 => {}
+        METRIC_DRAIN => return metric_drain(ptr, len, frame),
+        _ => return Err(Errno::InvalidArgument),
+    }
+    if len == 0 {
+        return Err(Errno::InvalidArgument);
+    }
+    if len > EMIT_BYTES_MAX as u64 {
+        return Err(Errno::TooLarge);
+    }
+    // A small batch (a single point) is copied to the stack, a larger one
+    // to one heap buffer: no allocation per point.
+    let mut small = [0u8; CONSOLE_IO_MAX];
+    let mut large = Vec::new();
+    let bytes = if len as usize <= small.len() {
+        &mut small[..len as usize]
+    } else {
+        large.try_reserve_exact(len as usize).map_err(|_| Errno::NoMemory)?;
+        large.resize(len as usize, 0);
+        &mut large[..]
+    };
+    // The copy and the caller's ids under one lock.
+    let (pid, pgid) = with(|k| {
+        let (pid, pgid) = (k.current, k.current_task().pgid());
+        match k.current_task_space() {
+            Some(space) => space.read(ptr, bytes).map(|()| (pid, pgid)).map_err(Errno::from),
+            None => Err(Errno::BadAddress),
+        }
+    })?;
+    let result = crate::telemetry::METRICS.lock().emit(bytes, pid, pgid, time::now_ns());
+    match result {
+        Ok(n) => Ok(n as u64),
+        Err(EmitError::BadFrame { index }) => {
+            frame.rdx = index as u64;
+            Err(Errno::BadFrame)
+        }
+        Err(EmitError::Point { index, error }) => {
+            frame.rdx = emit_fault(index, error);
+            Err(Errno::BadMetric)
+        }
+        Err(EmitError::Size) => Err(Errno::TooLarge),
+        Err(EmitError::Full { .. }) => Err(Errno::LimitReached),
+        Err(EmitError::NoMemory) => Err(Errno::NoMemory),
+    }
+}
+
+/// opsd's drain: whole records into the buffer, the refused points' count
+/// since the last drain in `rdx`.
+fn metric_drain(ptr: u64, cap: u64, frame: &mut SyscallFrame) -> Result<u64> {
+    if !with(|k| k.serves(nr::JOB)) {
+        return Err(Errno::NotPermitted);
+    }
+    let cap = cap.min(crate::telemetry::MOVE_MAX as u64) as usize;
+    // Checked first: points taken off the ring are never lost to a bad
+    // buffer.
+    check_user(ptr, cap, true)?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(cap).map_err(|_| Errno::NoMemory)?;
+    let dropped = crate::telemetry::METRICS.lock().drain(&mut out, cap);
+    write_user(ptr, &out)?;
+    frame.rdx = dropped;
+    Ok(out.len() as u64)
+}
+
+/// `EVENT`: `event_publish(ptr, len, 0)` (the `JOB` server only) or
+/// `event_read(ptr, cap, EVENT_READ, after, deadline_ns)`
+/// (`aether_abi::event`).
+fn event(ptr: u64, len: u64, op: u64, after: u64, deadline: u64, frame: &mut SyscallFrame) -> Result<u64> {
+    use aether_abi::event::{BODY_POSTCARD_MAX, EVENT_READ};
+    use kcore::event_ring::EventError;
+    match op {
+        0 => {}
+        EVENT_READ => return event_read(ptr, len, after, deadline, frame),
+        _ => return Err(Errno::InvalidArgument),
+    }
+    if !with(|k| k.serves(nr::JOB)) {
+        return Err(Errno::NotPermitted);
+    }
+    if len > BODY_POSTCARD_MAX as u64 {
+        return Err(Errno::TooLarge);
+    }
+    let mut body = [0u8; BODY_POSTCARD_MAX];
+    let body = &mut body[..len as usize];
+    read_user(ptr, body)?;
+    with(|k| k.publish_event(body)).map_err(|e| match e {
+        EventError::TooLarge => Errno::TooLarge,
+        EventError::BadFrame | EventError::TooSmall => Errno::BadFrame,
+        EventError::NoMemory => Errno::NoMemory,
+    })
+}
+
+/// Events with ids above `after` that fit in `cap` (waiting until there is
+/// one or `deadline`, 0 = no wait); the oldest id kept in `rdx`.
+fn event_read(ptr: u64, cap: u64, after: u64, deadline: u64, frame: &mut SyscallFrame) -> Result<u64> {
+    use kcore::event_ring::EventError;
+    let cap = cap.min(crate::telemetry::MOVE_MAX as u64) as usize;
+    check_user(ptr, cap, true)?;
+    let mut out = Vec::new();
+    loop {
+        let read = with(|k| {
+            if k.events.latest() > after {
+                return Some(k.events.read(after, &mut out, cap).map(|()| k.events.oldest()));
+            }
+            if deadline == 0 || time::now_ns() >= deadline {
+                return Some(Ok(k.events.oldest()));
+            }
+            // Checked and blocked under the lock publishers wake under.
+            k.block_current(Block::Event, Some(deadline));
+            None
+        });
+        match read {
+            Some(Ok(oldest)) => {
+                write_user(ptr, &out)?;
+                frame.rdx = oldest;
+                return Ok(out.len() as u64);
+            }
+            Some(Err(EventError::TooSmall)) => return Err(Errno::ResponseTooSmall),
+            Some(Err(EventError::NoMemory)) => return Err(Errno::NoMemory),
+            Some(Err(_)) => return Err(Errno::InvalidArgument),
+            None => schedule(),
+        }
+    }
 }
 
 /// Files: served by the kernel (`fs`), not a user server.

@@ -367,9 +367,90 @@ pub fn ring3_captured_output() -> TestResult {
 }
 
 pub fn ring3_bad_syscalls_are_errors() -> TestResult {
+    drain_metrics();
     let (pid, _) = spawn("badcalls", &[], DEFAULT_PRIORITY, GroupChoice::New)?;
     let r = wait_pid(pid)?;
     ensure!(r.status == ExitStatus::Exited(0), "badcalls: {:?}", r.status);
+    // Its refused batches kept nothing: only the two good points are there.
+    let names: Vec<_> = drain_metrics()
+        .into_iter()
+        .filter(|(h, _)| h.pid == pid)
+        .map(|(_, p)| p.name)
+        .collect();
+    ensure!(
+        names.len() == 2 && names[0] == "badcalls_a" && names[1] == "badcalls_b",
+        "badcalls' points in the kernel: {names:?}"
+    );
+    Ok(())
+}
+
+/// Everything the kernel holds of emitted points, taken.
+fn drain_metrics() -> Vec<(aether_abi::metric::DrainHeader, aether_abi::metric::MetricPoint)> {
+    let mut out = Vec::new();
+    crate::telemetry::METRICS.lock().drain(&mut out, usize::MAX);
+    aether_abi::metric::drained(&out).collect()
+}
+
+/// METRIC and EVENT from ring 3: points come out stamped, in order; a
+/// fault is an event a process reads; a reader blocks until a publish
+/// (or its deadline) and the publish wakes it.
+pub fn ring3_metrics_and_events() -> TestResult {
+    use aether_abi::event::{EventBody, EventKind, Severity};
+    drain_metrics();
+    const N: u64 = 1000;
+    let (pid, pgid) = spawn("telem", &["emit", "1000", "64"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    let r = wait_pid(pid)?;
+    ensure!(r.status == ExitStatus::Exited(0), "telem emit: {:?}", r.status);
+    let got = drain_metrics();
+    ensure!(got.len() == N as usize, "{} points drained, {N} emitted", got.len());
+    let mut last_ns = 0;
+    for (i, (h, p)) in got.iter().enumerate() {
+        ensure!(
+            h.pid == pid && h.group == pgid && h.mono_ns >= last_ns && h.mono_ns <= time::now_ns(),
+            "point {i}: {h:?} (pid {pid} pgid {pgid})"
+        );
+        ensure!(
+            p.name == "telem_step" && p.step == Some(i as u64) && p.value == i as f64 && p.tags.len() == 1,
+            "point {i}: {p:?}"
+        );
+        last_ns = h.mono_ns;
+    }
+
+    // A fault, read back as the kernel's event.
+    let (fpid, _) = spawn("fault", &[], DEFAULT_PRIORITY, GroupChoice::New)?;
+    ensure!(
+        matches!(wait_pid(fpid)?.status, ExitStatus::Faulted(_)),
+        "fault did not fault"
+    );
+    let arg = format!("{fpid}");
+    let (pid, _) = spawn("telem", &["fault", &arg], DEFAULT_PRIORITY, GroupChoice::New)?;
+    ensure!(
+        wait_pid(pid)?.status == ExitStatus::Exited(0),
+        "no fault event read for pid {fpid}"
+    );
+
+    // A waiting reader: its deadline, then a publish that wakes it.
+    let latest = format!("{}", task::with(|k| k.events.latest()));
+    let (pid, _) = spawn("telem", &["wait", &latest, "30"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    ensure!(
+        wait_pid(pid)?.status == ExitStatus::Exited(3),
+        "a read with nothing to read did not time out"
+    );
+    let (pid, _) = spawn("telem", &["wait", &latest, "5000"], DEFAULT_PRIORITY, GroupChoice::New)?;
+    sleep_ms(30);
+    let blocked = task::with(|k| k.tasks.get(&pid).map(|t| t.state));
+    ensure!(
+        blocked == Some(task::State::Blocked(task::Block::Event)),
+        "the reader is {blocked:?}, not waiting for an event"
+    );
+    let t0 = time::now_ns();
+    task::with(|k| {
+        k.publish_kernel_event(&EventBody::new(EventKind::Job, Severity::Info, 0, "ktest"));
+    });
+    let r = wait_pid(pid)?;
+    ensure!(r.status == ExitStatus::Exited(0), "the woken reader: {:?}", r.status);
+    let took = time::now_ns() - t0;
+    ensure!(took < 1_000_000_000, "the reader took {took} ns to wake");
     Ok(())
 }
 

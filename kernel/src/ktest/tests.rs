@@ -63,6 +63,7 @@ pub static ALL: &[Test] = &[
     test("ring3_opsd_runs_native_jobs", ring3::ring3_opsd_runs_native_jobs),
     test("ring3_captured_output", ring3::ring3_captured_output),
     test("ring3_bad_syscalls_are_errors", ring3::ring3_bad_syscalls_are_errors),
+    test("ring3_metrics_and_events", ring3::ring3_metrics_and_events),
     test("ring3_fuzz_100k_syscalls", ring3::ring3_fuzz_100k_syscalls),
     test("ring3_spawn_and_kill_errors", ring3::ring3_spawn_and_kill_errors),
     test(

@@ -57,6 +57,8 @@ pub enum Block {
     Call,
     /// Waiting for the disk's interrupt.
     Disk,
+    /// Waiting for an event on the bus (`event_read`).
+    Event,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +129,9 @@ pub struct Kernel {
     pub services: service::Services,
     /// Captured console output, by the pid it was made for.
     pub captures: BTreeMap<Pid, process::CaptureEntry>,
+    /// The event bus (`crate::telemetry`: under this lock, as the fault
+    /// and timer paths publish and readers block on it).
+    pub events: kcore::event_ring::EventRing,
 }
 
 static KERNEL: Mutex<Option<Kernel>> = Mutex::new(None);
@@ -195,6 +200,7 @@ pub fn init() {
         watchdogs: watchdog::Watchdogs::new(),
         services: service::Services::new(),
         captures: BTreeMap::new(),
+        events: kcore::event_ring::EventRing::default(),
     });
     user::init_shared();
     idt::set_preempt_hook(on_interrupt);

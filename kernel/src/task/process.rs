@@ -104,6 +104,9 @@ pub fn on_user_fault(f: UserFault) -> ! {
             fault.addr,
             fault.error_code
         );
+        let pgid = k.current_task().pgid();
+        let event = k.fault_event(cur, pgid, &fault);
+        k.publish_kernel_event(&event);
         k.terminate(cur, ExitStatus::Faulted(fault), false);
     });
     schedule();

@@ -188,6 +188,8 @@ impl Kernel {
                 now.saturating_sub(w.last_heartbeat_ns) / 1_000 % 1_000,
                 w.action,
             );
+            let body = self.watchdog_event(w.target, w.kind, w.action, late);
+            self.publish_kernel_event(&body);
             match (w.action, w.kind) {
                 (WatchdogAction::Warn, WatchdogKind::Heartbeat { period_ms }) => {
                     // Warn again one period later if it stays silent.

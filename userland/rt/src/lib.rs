@@ -10,9 +10,11 @@
 extern crate alloc;
 
 pub mod args;
+pub mod event;
 pub mod fs;
 mod heap;
 pub mod io;
+pub mod metric;
 pub mod proc;
 pub mod sys;
 

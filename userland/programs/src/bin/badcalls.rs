@@ -70,6 +70,8 @@ fn main(args: Args) -> i32 {
     processes(&mut c, me);
     mailbox(&mut c, me);
     memory(&mut c);
+    metrics(&mut c);
+    events(&mut c);
     watchdogs(&mut c, me);
     if let Err(code) = abi_rehello(&mut c) {
         // The kernel refuses everything (printing included) from now on.
@@ -226,12 +228,14 @@ fn unknown_numbers(c: &mut Checks) {
         let got = unsafe { sc(n, [0; 6]) };
         c.err(format_args!("unknown_syscall_{n:#x}"), &got, Errno::UnknownSyscall);
     }
-    // Service calls with no server (nothing registered them in this test).
-    for n in [nr::METRIC, nr::EVENT, nr::TEST_SERVICE] {
-        // SAFETY: no pointer arguments (all zero).
-        let got = unsafe { sc(n, [0; 6]) };
-        c.err(format_args!("no_service_{n}"), &got, Errno::NoSuchService);
-    }
+    // A service call with no server (nothing registered it in this test).
+    // SAFETY: no pointer arguments (all zero).
+    let got = unsafe { sc(nr::TEST_SERVICE, [0; 6]) };
+    c.err(
+        format_args!("no_service_{}", nr::TEST_SERVICE),
+        &got,
+        Errno::NoSuchService,
+    );
     // FS is the kernel's: a call without room for the answer, a request
     // over the limit, garbage, and a bad answer pointer.
     // SAFETY: no pointer arguments (all zero).
@@ -305,6 +309,112 @@ fn unknown_numbers(c: &mut Checks) {
         &sys::link_read(&mut byte),
         &[Errno::NoDevice, Errno::NotPermitted],
     );
+}
+
+/// `METRIC` (kernel-served): bad batches keep nothing and name the point;
+/// the drain is opsd's. Two good points are accepted (the kernel test
+/// that runs this program counts them in the kernel's buffer: exactly two
+/// from this process, so nothing of a refused batch was kept).
+fn metrics(c: &mut Checks) {
+    use aether_abi::metric::{EMIT_BYTES_MAX, MetricError, MetricKind, MetricPoint, encode_batch};
+    use aether_rt::metric::{self, EmitError};
+    let point = |name: &str, kind, value| MetricPoint::new(name, kind, value);
+    let (Some(a), Some(b), Some(nan)) = (
+        point("badcalls_a", MetricKind::Gauge, 1.0),
+        point("badcalls_b", MetricKind::Gauge, 2.0),
+        point("badcalls_seen", MetricKind::Counter, f64::NAN),
+    ) else {
+        c.check("metric_points", false, "points", "a name refused");
+        return;
+    };
+    let got = metric::emit_encoded(&[0xff; 16]);
+    c.check(
+        "metric_garbage",
+        got == Err(EmitError::BadFrame { index: 0 }),
+        "BadFrame at 0",
+        format_args!("{got:?}"),
+    );
+    let mut buf = vec![0u8; EMIT_BYTES_MAX + 1];
+    let n = encode_batch([&a], &mut buf).unwrap_or(0);
+    buf[n..n + 4].copy_from_slice(&[0xff; 4]);
+    let got = metric::emit_encoded(&buf[..n + 4]);
+    c.check(
+        "metric_garbage_after_a_point",
+        got == Err(EmitError::BadFrame { index: 1 }),
+        "BadFrame at 1",
+        format_args!("{got:?}"),
+    );
+    let got = metric::emit(&[a.clone(), b.clone(), nan]);
+    c.check(
+        "metric_nan_counter_at_2",
+        got == Err(EmitError::BadMetric {
+            index: 2,
+            error: MetricError::NanInCounter,
+        }),
+        "BadMetric at 2 (NanInCounter)",
+        format_args!("{got:?}"),
+    );
+    let got = metric::emit_encoded(&buf);
+    c.check(
+        "metric_too_large",
+        got == Err(EmitError::Refused(Errno::TooLarge)),
+        "TooLarge",
+        format_args!("{got:?}"),
+    );
+    let got = metric::emit_encoded(&[]);
+    c.check(
+        "metric_empty",
+        got == Err(EmitError::Refused(Errno::InvalidArgument)),
+        "InvalidArgument",
+        format_args!("{got:?}"),
+    );
+    // SAFETY: the kernel only reads the pointer of an emit (and refuses it).
+    let got = unsafe { sc(nr::METRIC, [KERNEL_PTR, 16, 0, 0, 0, 0]) };
+    c.err("metric_emit_kernel_pointer", &got, Errno::BadAddress);
+    // SAFETY: no pointer arguments.
+    let got = unsafe { sc(nr::METRIC, [0, 0, 7, 0, 0, 0]) };
+    c.err("metric_unknown_op", &got, Errno::InvalidArgument);
+    let mut out = vec![0u8; 4096];
+    c.err("metric_drain_not_server", &metric::drain(&mut out), Errno::NotPermitted);
+    // SAFETY: no pointer arguments.
+    let got = unsafe { sc(nr::SERVE_REGISTER, [nr::METRIC, 4096, 4096, 0, 0, 0]) };
+    c.err("serve_register_metric", &got, Errno::InvalidArgument);
+    c.ok(
+        "metric_emit_two",
+        metric::emit(&[a, b]).map(|n| n as u64).map_err(|e| e.errno()),
+        2,
+    );
+}
+
+/// `EVENT` (kernel-served): anyone reads, only opsd publishes.
+fn events(c: &mut Checks) {
+    use aether_abi::event::{EVENT_READ, EventBody, EventKind, Severity};
+    use aether_rt::event;
+    let body = EventBody::new(EventKind::Job, Severity::Info, 1, "badcalls");
+    c.err("event_publish_not_server", &event::publish(&body), Errno::NotPermitted);
+    let mut buf = vec![0u8; 4096];
+    let got = event::read(&mut buf, u64::MAX, 0);
+    c.check(
+        "event_read_after_max",
+        matches!(got, Ok((0, _))),
+        "Ok(0 bytes)",
+        format_args!("{got:?}"),
+    );
+    for (name, ptr) in [
+        ("event_read_kernel_pointer", KERNEL_PTR),
+        ("event_read_unmapped", UNMAPPED_PTR),
+        ("event_read_readonly", RODATA.as_ptr() as u64),
+    ] {
+        // SAFETY: pointers the kernel must refuse (never written).
+        let got = unsafe { sc(nr::EVENT, [ptr, 64, EVENT_READ, 0, 0, 0]) };
+        c.err(name, &got, Errno::BadAddress);
+    }
+    // SAFETY: no pointer arguments.
+    let got = unsafe { sc(nr::EVENT, [0, 0, 9, 0, 0, 0]) };
+    c.err("event_unknown_op", &got, Errno::InvalidArgument);
+    // SAFETY: no pointer arguments.
+    let got = unsafe { sc(nr::SERVE_REGISTER, [nr::EVENT, 4096, 4096, 0, 0, 0]) };
+    c.err("serve_register_event", &got, Errno::InvalidArgument);
 }
 
 fn console_write(c: &mut Checks, top: Option<u64>) {

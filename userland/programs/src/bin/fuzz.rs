@@ -1039,9 +1039,46 @@ impl Fuzzer {
         }
     }
 
+    /// `METRIC` and `EVENT` (kernel-served): emits of this program's bytes
+    /// (accepted or refused, anything but a crash), reads into its response
+    /// buffer without waiting more than [`MAX_BLOCK_NS`]; the drain and
+    /// publishing are the `JOB` server's, so `NotPermitted` here.
+    fn telemetry(&mut self, n: u64, mut a: [u64; 6]) {
+        a[2] = match self.rng.below(8) {
+            0..4 => 0,
+            4..7 => 1,
+            _ => a[2],
+        };
+        if self.rng.chance(1, 2) {
+            a[0] = self.req.as_ptr() as u64;
+            a[1] = self.rng.below(self.req.len() as u64 + 1);
+        }
+        let expect = match (n, a[2]) {
+            (_, 2..) => Expect::Err(Errno::InvalidArgument),
+            (nr::METRIC, 1) | (nr::EVENT, 0) => Expect::Err(Errno::NotPermitted),
+            (nr::EVENT, _) => {
+                if self.rng.chance(1, 2) {
+                    a[0] = self.resp.as_mut_ptr() as u64;
+                    a[1] = self.rng.below(self.resp.len() as u64 + 1);
+                }
+                a[4] = if self.rng.chance(1, 2) {
+                    0
+                } else {
+                    sys::clock_ns() + self.rng.below(MAX_BLOCK_NS)
+                };
+                Expect::Any
+            }
+            _ => Expect::Any,
+        };
+        self.probe(n, a, expect);
+    }
+
     /// The reserved framed numbers, with framed-call pointers (the kernel
     /// writes, if ever, only into the response buffer or refuses).
     fn reserved_framed(&mut self, n: u64, mut a: [u64; 6]) {
+        if n == nr::METRIC || n == nr::EVENT {
+            return self.telemetry(n, a);
+        }
         if self.rng.chance(1, 2) {
             a[0] = self.req.as_ptr() as u64;
             a[1] = self.rng.below(self.req.len() as u64 + 1);
