@@ -114,7 +114,31 @@ pub enum LinkMessage {
         found: bool,
         text: Box<heapless::Vec<u8, EXPORT_CHUNK_MAX>>,
     },
+    /// opsd -> bridge: POST `body` (JSON) to `url` (an alert
+    /// notification of a `webhook` receiver), retrying with backoff; the
+    /// bridge answers `Notified` with the same `id` once it is delivered or
+    /// given up. It never holds up the link.
+    Notify {
+        id: u64,
+        url: String<NOTIFY_URL_MAX>,
+        body: Box<heapless::Vec<u8, NOTIFY_BODY_MAX>>,
+    },
+    /// bridge -> opsd: how `Notify { id }` ended: `status` is the final
+    /// HTTP status (0: no answer at all), `delivered` a 2xx; `error` says
+    /// why not, for people.
+    Notified {
+        id: u64,
+        delivered: bool,
+        status: u16,
+        attempts: u16,
+        error: String<MESSAGE_MAX>,
+    },
 }
+
+/// The longest webhook URL.
+pub const NOTIFY_URL_MAX: usize = 512;
+/// The largest webhook body (opsd cuts a notification's alerts to fit).
+pub const NOTIFY_BODY_MAX: usize = 12 * 1024;
 
 /// Bytes of exposition text per `ExportChunk`.
 pub const EXPORT_CHUNK_MAX: usize = 8192;
@@ -515,6 +539,18 @@ mod tests {
                 point: crate::metric::tests::largest_point(),
             },
             LinkMessage::Export { id: 9, job_id: Some(3) },
+            LinkMessage::Notify {
+                id: u64::MAX,
+                url: String::try_from("x".repeat(NOTIFY_URL_MAX).as_str()).unwrap(),
+                body: Box::new(heapless::Vec::from_slice(&[b'{'; NOTIFY_BODY_MAX]).unwrap()),
+            },
+            LinkMessage::Notified {
+                id: u64::MAX,
+                delivered: false,
+                status: 503,
+                attempts: 6,
+                error: String::try_from("x".repeat(MESSAGE_MAX).as_str()).unwrap(),
+            },
             LinkMessage::ExportChunk {
                 id: 9,
                 last: true,

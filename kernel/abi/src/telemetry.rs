@@ -103,6 +103,9 @@ pub struct TelemetryStats {
     pub events_dropped: u64,
     /// Registry memory, bytes (approximate).
     pub heap_bytes: u64,
+    /// Webhook notifications the bridge delivered, and gave up on.
+    pub webhooks_delivered: u64,
+    pub webhooks_failed: u64,
 }
 
 // Moved once per answer, like `JobReply`.

@@ -1059,7 +1059,15 @@ impl Jobs {
             | LinkMessage::Stop { .. }
             | LinkMessage::LogResend { .. }
             | LinkMessage::ApiReply { .. }
-            | LinkMessage::ExportChunk { .. } => self.io.stats.unexpected_messages += 1,
+            | LinkMessage::ExportChunk { .. }
+            | LinkMessage::Notify { .. } => self.io.stats.unexpected_messages += 1,
+            LinkMessage::Notified {
+                id,
+                delivered,
+                status,
+                attempts,
+                error,
+            } => self.io.telemetry.on_notified(id, delivered, status, attempts, &error),
         }
         self.resolve_api_waits();
         self.write_due();

@@ -205,6 +205,15 @@ impl Telemetry {
         self.refusals.retain(|(j, _, _)| *j != job_id);
     }
 
+    /// The bridge's word on a webhook notification.
+    pub fn on_notified(&mut self, _id: u64, delivered: bool, _status: u16, _attempts: u16, _error: &str) {
+        if delivered {
+            self.stats.webhooks_delivered += 1;
+        } else {
+            self.stats.webhooks_failed += 1;
+        }
+    }
+
     /// Events to publish, oldest first.
     pub fn drain_published(&mut self) -> impl Iterator<Item = EventBody> + '_ {
         self.published.drain(..)
