@@ -48,6 +48,13 @@ pub enum TelemetryRequest {
     /// Read the rule file (`/ops/rules.conf`) again: a file with errors is
     /// refused whole and the rules stay as they were.
     ReloadRules,
+    /// The route file's lines as loaded (comments and blank lines left
+    /// out), from line `after`, and the router's counters.
+    Routes {
+        after: u32,
+    },
+    /// Read the route file (`/ops/routes.conf`) again (as `ReloadRules`).
+    ReloadRoutes,
     Stats,
 }
 
@@ -88,6 +95,20 @@ pub struct RuleInfo {
     pub firing: u32,
 }
 
+/// The router's counters (docs/telemetry.md, "Routing").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub struct RouteStats {
+    /// Notifications made, and of them dropped by a receiver's rate limit.
+    pub notifications: u64,
+    pub suppressed: u64,
+    /// Webhook notifications the bridge delivered, and gave up on.
+    pub webhooks_delivered: u64,
+    pub webhooks_failed: u64,
+    /// Notifications that could not be handed on (a file not written, a
+    /// body too large, the bridge away).
+    pub undelivered: u64,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
 pub struct TelemetryStats {
     pub series: u64,
@@ -103,9 +124,6 @@ pub struct TelemetryStats {
     pub events_dropped: u64,
     /// Registry memory, bytes (approximate).
     pub heap_bytes: u64,
-    /// Webhook notifications the bridge delivered, and gave up on.
-    pub webhooks_delivered: u64,
-    pub webhooks_failed: u64,
 }
 
 // Moved once per answer, like `JobReply`.
@@ -135,5 +153,17 @@ pub enum TelemetryResponse {
     },
     /// There is no rule file (no disk, or no `/ops/rules.conf`): no rules.
     NoRuleFile,
+    Routes {
+        lines: Vec<String<RULE_TEXT_MAX>, RULES_PAGE>,
+        more: bool,
+        stats: RouteStats,
+    },
+    /// The route file was read: receivers and routes now.
+    RoutesLoaded {
+        receivers: u32,
+        routes: u32,
+    },
+    /// There is no route file: alerts go to the event bus only.
+    NoRouteFile,
     Stats(TelemetryStats),
 }

@@ -93,6 +93,11 @@ pub const COMMANDS: &[Spec] = &[
         summary: "the alert rules and their firing alerts; reload: read /ops/rules.conf again",
     },
     Spec {
+        name: "routes",
+        usage: "routes [--json] | routes reload",
+        summary: "the alert routes and receivers, with delivery counts; reload: read /ops/routes.conf again",
+    },
+    Spec {
         name: "job start",
         usage: "job start [--name N] [--native] [--grace MS] [--timeout MS] [--stall MS] [--retries N] -- CMD [ARGS..]",
         summary: "submit a job to opsd: a host command (--native: an AetherOS program); prints its id",
@@ -352,6 +357,10 @@ pub enum Command<'a> {
         json: bool,
     },
     AlertsReload,
+    Routes {
+        json: bool,
+    },
+    RoutesReload,
     /// `job start|ls|status|logs|stop|wait ...`: requests to opsd.
     Job(JobCommand<'a>),
     Ls {
@@ -1396,6 +1405,12 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
         "alerts" => Ok(Command::Alerts {
             json: json_flag("alerts", args)?,
         }),
+        "routes" if words(rest).next() == Some("reload") => {
+            positionals("routes reload", [], words(rest).skip(1)).map(|[]| Command::RoutesReload)
+        }
+        "routes" => Ok(Command::Routes {
+            json: json_flag("routes", args)?,
+        }),
         "job" => parse_job(rest),
         "ls" => path_and_json("ls", Some("/"), args).map(|(path, json)| Command::Ls { path, json }),
         "cat" => positionals("cat", ["PATH"], args).map(|[path]| Command::Cat { path }),
@@ -1630,6 +1645,9 @@ mod tests {
         assert_eq!(parse("alerts reload"), Ok(Command::AlertsReload));
         assert!(err("alerts reload now").starts_with("alerts reload: unexpected argument 'now'"));
         assert!(err("alerts x").starts_with("alerts: unexpected argument 'x'"));
+        assert_eq!(parse("routes --json"), Ok(Command::Routes { json: true }));
+        assert_eq!(parse("routes reload"), Ok(Command::RoutesReload));
+        assert!(err("routes reload x").starts_with("routes reload: unexpected argument 'x'"));
     }
 
     #[test]

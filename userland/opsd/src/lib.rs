@@ -1183,6 +1183,7 @@ impl Jobs {
     pub fn on_bridge_connected(&mut self, now_ms: u64) {
         self.io.now_ms = now_ms;
         self.io.connected = true;
+        self.io.telemetry.set_bridge(true);
         let io = &mut self.io;
         for job in self.table.values_mut().filter(|j| j.kind == JobKind::Host) {
             match job.status() {
@@ -1211,6 +1212,7 @@ impl Jobs {
     pub fn on_bridge_lost(&mut self, now_ms: u64) {
         self.io.now_ms = now_ms;
         self.io.connected = false;
+        self.io.telemetry.set_bridge(false);
         self.io.outbox.retain(|o| matches!(o, Out::ApiReply(..)));
         for job in self.table.values_mut() {
             job.queued.start = false;
@@ -1233,7 +1235,8 @@ impl Jobs {
                 io.begin_stop(job, cause, now_ms);
             }
         }
-        self.io.telemetry.tick(now_ms);
+        let store = self.io.disk.as_mut().map(|d| d.store_mut());
+        self.io.telemetry.tick(now_ms, store);
         self.resolve_api_waits();
         self.disk_tick(now_ms);
     }
@@ -1395,7 +1398,7 @@ impl Jobs {
         loop {
             // The table's messages first, then the exports' text.
             let Some(out) = self.io.outbox.pop_front() else {
-                return self.io.telemetry.pop_export();
+                return self.io.telemetry.pop_link();
             };
             let job_id = match &out {
                 Out::ApiReply(..) => 0,

@@ -19,21 +19,30 @@ use core::fmt::Write as _;
 use aether_abi::event::{EventBody, EventKind, Severity, truncated};
 use aether_abi::fs::FsError;
 use aether_abi::job::JobState;
-use aether_abi::link::{EXPORT_CHUNK_MAX, EXPORT_MAX, LinkMessage};
+use aether_abi::link::{EXPORT_CHUNK_MAX, EXPORT_MAX, LinkMessage, NOTIFY_BODY_MAX};
 use aether_abi::metric::{MetricError, MetricPoint, TAGS_MAX, Tag};
 use aether_abi::telemetry::{
-    HISTORY_PAGE, RULES_PAGE, RuleInfo, SERIES_PAGE, SampleInfo, SeriesInfo, TelemetryRequest, TelemetryResponse,
-    TelemetryStats,
+    HISTORY_PAGE, RULES_PAGE, RouteStats, RuleInfo, SERIES_PAGE, SampleInfo, SeriesInfo, TelemetryRequest,
+    TelemetryResponse, TelemetryStats,
 };
 use heapless::Vec as HVec;
 use telemetry_core::metrics::{Objective, Point, Registry, SeriesRef};
 use telemetry_core::prom;
+use telemetry_core::routes::{self, Delivery, Router};
 use telemetry_core::rules::{self, Alert, AlertState, Mode, RuleType, Rules};
 
 use crate::persist::Store;
 
 /// The rule file.
 pub const RULES_PATH: &str = "/ops/rules.conf";
+/// The route file.
+pub const ROUTES_PATH: &str = "/ops/routes.conf";
+/// What alert bodies name as the place to look (`externalURL`,
+/// `generatorURL`): the bridge's HTTP API at its default address.
+pub const EXTERNAL_URL: &str = "http://127.0.0.1:8080";
+/// Console lines, file lines and webhook requests waiting, at most each
+/// (beyond: counted as undelivered).
+const DELIVERIES_MAX: usize = 256;
 /// The largest rule file read (256 rules of 1 KiB lines).
 pub const RULES_FILE_MAX: u64 = 256 * 1024;
 /// Events waiting to be published, at most (the oldest dropped, counted).
@@ -52,6 +61,16 @@ pub struct Telemetry {
     refusals: BTreeSet<(u64, String, u8)>,
     exports: VecDeque<LinkMessage>,
     stats: TelemetryStats,
+    /// `None`: no route file; alerts go to the bus only.
+    router: Option<Router>,
+    /// The route file's lines as loaded (for `routes`).
+    route_lines: Vec<String>,
+    route_stats: RouteStats,
+    console: VecDeque<String>,
+    files: VecDeque<(String, String)>,
+    notifies: VecDeque<LinkMessage>,
+    next_notify: u64,
+    bridge: bool,
 }
 
 impl Default for Telemetry {
@@ -69,6 +88,14 @@ impl Telemetry {
             refusals: BTreeSet::new(),
             exports: VecDeque::new(),
             stats: TelemetryStats::default(),
+            router: None,
+            route_lines: Vec::new(),
+            route_stats: RouteStats::default(),
+            console: VecDeque::new(),
+            files: VecDeque::new(),
+            notifies: VecDeque::new(),
+            next_notify: 1,
+            bridge: false,
         }
     }
 
@@ -128,6 +155,63 @@ impl Telemetry {
                 reason: truncated(&format!("{}", e.reason)),
             },
         }
+    }
+
+    /// Reads [`ROUTES_PATH`] from `store` into the router (a file with an
+    /// error is refused whole and the old routes stay).
+    pub fn load_routes(&mut self, store: &mut dyn Store, now_ms: u64) -> TelemetryResponse {
+        let text = match read_text(store, ROUTES_PATH) {
+            Ok(t) => t,
+            Err(FsError::NotFound | FsError::NoFileSystem) => return TelemetryResponse::NoRouteFile,
+            Err(e) => {
+                return TelemetryResponse::RulesRejected {
+                    line: 0,
+                    reason: truncated(&format!("cannot read {ROUTES_PATH}: {e}")),
+                };
+            }
+        };
+        self.set_routes(&text, now_ms)
+    }
+
+    /// Replaces the routes with those of `text` (a route file).
+    pub fn set_routes(&mut self, text: &str, now_ms: u64) -> TelemetryResponse {
+        let rejected = |e: routes::ConfigError| TelemetryResponse::RulesRejected {
+            line: e.line as u32,
+            reason: truncated(&format!("{}", e.reason)),
+        };
+        let config = match routes::parse(text) {
+            Ok(c) => c,
+            Err(e) => return rejected(e),
+        };
+        let receivers = config.receivers.len() as u32;
+        let count = count_routes(&config.root);
+        let result = match &mut self.router {
+            Some(r) => r.replace(now_ms, config),
+            None => Router::new(config).map(|r| self.router = Some(r)),
+        };
+        if let Err(e) = result {
+            return rejected(e);
+        }
+        self.route_lines = text
+            .lines()
+            .map(|l| l.trim_end())
+            .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .map(String::from)
+            .collect();
+        TelemetryResponse::RoutesLoaded {
+            receivers,
+            routes: count,
+        }
+    }
+
+    /// Whether the bridge is there (webhooks go through it).
+    pub fn set_bridge(&mut self, connected: bool) {
+        self.bridge = connected;
+    }
+
+    /// Lines for the console receiver, oldest first.
+    pub fn drain_console(&mut self) -> impl Iterator<Item = String> + '_ {
+        self.console.drain(..)
     }
 
     /// A point of a job, checked already by its sender ([`MetricPoint::check`]).
@@ -190,13 +274,61 @@ impl Telemetry {
         self.alerts(alerts);
     }
 
-    pub fn tick(&mut self, now_ms: u64) {
+    /// Time: the rules' timers, the router's due notifications, the file
+    /// receivers' lines (written through `store`).
+    pub fn tick(&mut self, now_ms: u64, store: Option<&mut dyn Store>) {
         let alerts = self.rules.tick(now_ms);
         self.alerts(alerts);
+        let notifications = self.router.as_mut().map(|r| r.tick(now_ms)).unwrap_or_default();
+        for n in &notifications {
+            let Some(receiver) = self.router.as_ref().and_then(|r| r.receiver(&n.receiver)) else {
+                continue;
+            };
+            let delivery = routes::render(receiver, n, EXTERNAL_URL);
+            self.deliver(delivery);
+        }
+        if let Some(store) = store {
+            while let Some((path, mut line)) = self.files.pop_front() {
+                line.push('\n');
+                if store.append(&path, line.as_bytes()).is_err() {
+                    self.route_stats.undelivered += 1;
+                }
+            }
+        } else {
+            self.route_stats.undelivered += self.files.len() as u64;
+            self.files.clear();
+        }
+    }
+
+    fn deliver(&mut self, delivery: Delivery) {
+        match delivery {
+            Delivery::Console { line } if self.console.len() < DELIVERIES_MAX => self.console.push_back(line),
+            Delivery::File { path, line } if self.files.len() < DELIVERIES_MAX => self.files.push_back((path, line)),
+            Delivery::Webhook { url, body }
+                if self.bridge && self.notifies.len() < DELIVERIES_MAX && body.len() <= NOTIFY_BODY_MAX =>
+            {
+                let (Ok(url), Ok(body)) = (
+                    heapless::String::try_from(url.as_str()),
+                    HVec::from_slice(body.as_bytes()),
+                ) else {
+                    self.route_stats.undelivered += 1;
+                    return;
+                };
+                let id = self.next_notify;
+                self.next_notify += 1;
+                self.notifies.push_back(LinkMessage::Notify {
+                    id,
+                    url,
+                    body: alloc::boxed::Box::new(body),
+                });
+            }
+            _ => self.route_stats.undelivered += 1,
+        }
     }
 
     pub fn next_deadline(&self) -> Option<u64> {
-        self.rules.next_deadline()
+        let router = self.router.as_ref().and_then(Router::next_deadline);
+        [self.rules.next_deadline(), router].into_iter().flatten().min()
     }
 
     /// A job's series go (its record was evicted).
@@ -205,13 +337,21 @@ impl Telemetry {
         self.refusals.retain(|(j, _, _)| *j != job_id);
     }
 
-    /// The bridge's word on a webhook notification.
-    pub fn on_notified(&mut self, _id: u64, delivered: bool, _status: u16, _attempts: u16, _error: &str) {
+    /// The bridge's word on a webhook notification: a failure is an event.
+    pub fn on_notified(&mut self, id: u64, delivered: bool, status: u16, attempts: u16, error: &str) {
         if delivered {
-            self.stats.webhooks_delivered += 1;
-        } else {
-            self.stats.webhooks_failed += 1;
+            self.route_stats.webhooks_delivered += 1;
+            return;
         }
+        self.route_stats.webhooks_failed += 1;
+        self.publish(
+            EventBody::new(EventKind::Alert, Severity::Warning, 0, "bridge")
+                .label("notification", &format!("{id}"))
+                .label("state", "undelivered")
+                .field("status", &format!("{status}"))
+                .field("attempts", &format!("{attempts}"))
+                .field("message", error),
+        );
     }
 
     /// Events to publish, oldest first.
@@ -260,9 +400,10 @@ impl Telemetry {
         }
     }
 
-    /// The next export chunk for the bridge.
-    pub fn pop_export(&mut self) -> Option<LinkMessage> {
-        self.exports.pop_front()
+    /// The next message for the bridge: a webhook request, else a part
+    /// of an export.
+    pub fn pop_link(&mut self) -> Option<LinkMessage> {
+        self.notifies.pop_front().or_else(|| self.exports.pop_front())
     }
 
     /// Answers a query (`store`: the table's disk, for `ReloadRules`).
@@ -332,6 +473,22 @@ impl Telemetry {
                 Some(store) => self.load_rules(store, now_ms),
                 None => TelemetryResponse::NoRuleFile,
             },
+            TelemetryRequest::Routes { after } => {
+                let mut lines = HVec::new();
+                let mut it = self.route_lines.iter().skip(after as usize);
+                for l in it.by_ref().take(RULES_PAGE) {
+                    let _ = lines.push(truncated(l));
+                }
+                TelemetryResponse::Routes {
+                    lines,
+                    more: it.next().is_some(),
+                    stats: self.route_stats(),
+                }
+            }
+            TelemetryRequest::ReloadRoutes => match store {
+                Some(store) => self.load_routes(store, now_ms),
+                None => TelemetryResponse::NoRouteFile,
+            },
             TelemetryRequest::Stats => TelemetryResponse::Stats(self.stats()),
         }
     }
@@ -361,7 +518,20 @@ impl Telemetry {
 
     fn alerts(&mut self, alerts: Vec<Alert>) {
         for a in alerts {
+            if let Some(r) = &mut self.router {
+                r.on_alert(a.at_ms, &a);
+            }
             self.publish(alert_event(&a));
+        }
+    }
+
+    /// The router's counters.
+    pub fn route_stats(&self) -> RouteStats {
+        let r = self.router.as_ref().map(Router::stats).unwrap_or_default();
+        RouteStats {
+            notifications: r.notifications,
+            suppressed: r.suppressed,
+            ..self.route_stats
         }
     }
 
@@ -385,6 +555,10 @@ impl Telemetry {
             let _ = self.registry.set_objective(job, &name, &pairs, obj);
         }
     }
+}
+
+fn count_routes(r: &routes::Route) -> u32 {
+    1 + r.routes.iter().map(count_routes).sum::<u32>()
 }
 
 fn objective(mode: Mode) -> Objective {

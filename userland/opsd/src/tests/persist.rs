@@ -171,7 +171,7 @@ impl Store for MemStore {
 }
 
 impl MemStore {
-    fn file(&self, path: &str) -> Option<StdVec<u8>> {
+    pub(super) fn file(&self, path: &str) -> Option<StdVec<u8>> {
         self.0.borrow().now.files.get(path).cloned()
     }
 

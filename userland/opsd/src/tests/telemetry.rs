@@ -358,3 +358,92 @@ fn an_export_goes_out_in_chunks_that_join_to_the_text() {
     assert!(text.contains(&format!("layer_norm_sum{{job_id=\"{id}\",layer=\"l0039\"}} 39")));
     assert_eq!(unknown, Some((true, false, 0)));
 }
+
+const ROUTES: &str = "\
+receiver con  console
+receiver log  file path=/ops/alerts.jsonl rate=off
+receiver hook webhook url=http://127.0.0.1:9/alerts
+route receiver=con group_by=alertname,job_id group_wait=0s group_interval=1s
+  route {severity=critical} receiver=hook
+  route {alertname=val_best} receiver=log continue
+  route {alertname=val_best} receiver=con
+";
+
+#[test]
+fn alerts_are_routed_to_the_console_a_file_and_a_webhook() {
+    let (mut h, store) = with_rules(RULES);
+    store.put("/ops/routes.conf", ROUTES.as_bytes());
+    assert_eq!(
+        telemetry(&mut h, TelemetryRequest::ReloadRoutes, 0),
+        TelemetryResponse::RoutesLoaded {
+            receivers: 3,
+            routes: 4
+        }
+    );
+    let id = running_host(&mut h, 10);
+    h.out();
+    metric(&mut h, id, "val_loss", 0.9, 0, 100);
+    metric(&mut h, id, "val_loss", 0.5, 1, 110);
+    metric(&mut h, id, "loss", f64::NAN, 2, 120);
+    h.tick(130);
+    // val_best (a new best) goes to the file and, as `continue` says, on
+    // to the console; the NaN (critical) to the webhook.
+    let lines = std::string::String::from_utf8(store.file("/ops/alerts.jsonl").unwrap()).unwrap();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    assert!(
+        lines.contains("\"alertname\":\"val_best\"") && lines.contains("\"status\":\"firing\""),
+        "{lines}"
+    );
+    let console: StdVec<StdString> = h.jobs.telemetry_mut().drain_console().collect();
+    assert_eq!(console.len(), 1, "{console:?}");
+    assert!(console[0].contains("new best 0.5"), "{console:?}");
+    let hooks: StdVec<LinkMessage> = h.out();
+    let [LinkMessage::Notify { id: nid, url, body }] = hooks.as_slice() else {
+        panic!("{hooks:?}")
+    };
+    assert_eq!(url.as_str(), "http://127.0.0.1:9/alerts");
+    let body = core::str::from_utf8(body).unwrap();
+    assert!(
+        body.contains("\"version\":\"4\"") && body.contains("\"alertname\":\"nan_loss\""),
+        "{body}"
+    );
+    // The bridge gave up: counted, and an event says so.
+    published(&mut h);
+    h.link(
+        LinkMessage::Notified {
+            id: *nid,
+            delivered: false,
+            status: 0,
+            attempts: 6,
+            error: "connection refused".try_into().unwrap(),
+        },
+        200,
+    );
+    let events = published(&mut h);
+    assert!(
+        events.iter().any(|e| e.get_label("state") == Some("undelivered")),
+        "{events:?}"
+    );
+    match telemetry(&mut h, TelemetryRequest::Routes { after: 0 }, 200) {
+        TelemetryResponse::Routes { lines, more, stats } => {
+            assert!(!more);
+            assert_eq!(lines.len(), 7);
+            assert_eq!((stats.webhooks_failed, stats.notifications), (1, 3));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same alert firing again is deduplicated: nothing new is sent.
+    metric(&mut h, id, "loss", f64::NAN, 3, 300);
+    h.tick(2_000);
+    assert!(h.out().is_empty());
+    // A bad route file is refused with its line; the routes stay.
+    store.put("/ops/routes.conf", b"receiver con console\nroute receiver=nobody\n");
+    match telemetry(&mut h, TelemetryRequest::ReloadRoutes, 2_100) {
+        TelemetryResponse::RulesRejected { line, reason } => assert_eq!(line, 2, "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    match telemetry(&mut h, TelemetryRequest::Routes { after: 0 }, 2_100) {
+        TelemetryResponse::Routes { lines, .. } => assert_eq!(lines.len(), 7),
+        other => panic!("{other:?}"),
+    }
+}

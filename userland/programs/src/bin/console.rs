@@ -23,6 +23,7 @@ use aether_abi::syscall::{
     EVENTS_PAGE, Errno, ExitRecord, ExitStatus, PS_PAGE, Pgid, Pid, ProcInfo, ProcRequest, ProcResponse, SystemInfo,
     Target, WaitTarget, WatchdogAction, WatchdogEvent, WatchdogKind, decode, encode, nr,
 };
+use aether_abi::telemetry::TelemetryRequest;
 use aether_rt::{Args, entry, print, println, proc, sys};
 use alloc::string::String;
 use alloc::vec;
@@ -263,7 +264,9 @@ fn execute(line: &str) {
             json,
         }) => telemetry::metrics(job_id, name, history, json),
         Ok(Command::Alerts { json }) => telemetry::alerts(json),
-        Ok(Command::AlertsReload) => telemetry::reload(),
+        Ok(Command::AlertsReload) => telemetry::reload(TelemetryRequest::ReloadRules),
+        Ok(Command::Routes { json }) => telemetry::routes(json),
+        Ok(Command::RoutesReload) => telemetry::reload(TelemetryRequest::ReloadRoutes),
         Ok(Command::Job(cmd)) => job_command(&cmd),
         Ok(Command::Ls { path, json }) => files::ls(path, json),
         Ok(Command::Cat { path }) => files::cat(path),

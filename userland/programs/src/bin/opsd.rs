@@ -28,7 +28,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use opsd_core::clock::WallClock;
-use opsd_core::telemetry::RULES_PATH;
+use opsd_core::telemetry::{ROUTES_PATH, RULES_PATH};
 use opsd_core::{Action, Config, Handled, Jobs, Store};
 
 entry!(main);
@@ -64,6 +64,11 @@ fn main(_args: Args) -> i32 {
         jobs.telemetry_request(TelemetryRequest::ReloadRules, clock.now(mono_ms()))
     {
         println!("opsd: {RULES_PATH} line {line}: {reason}: no alert rules loaded");
+    }
+    if let TelemetryResponse::RulesRejected { line, reason } =
+        jobs.telemetry_request(TelemetryRequest::ReloadRoutes, clock.now(mono_ms()))
+    {
+        println!("opsd: {ROUTES_PATH} line {line}: {reason}: alerts go to the event bus only");
     }
     let mut drain = vec![0u8; aether_abi::metric::EMIT_BYTES_MAX];
     // Points came from the kernel until then: drain faster.
@@ -196,6 +201,10 @@ fn publish_events(jobs: &mut Jobs) {
     }
     if failed > 0 {
         jobs.telemetry_mut().publish_failed(failed);
+    }
+    // The console receiver's notifications.
+    for line in jobs.telemetry_mut().drain_console() {
+        println!("{line}");
     }
 }
 

@@ -334,20 +334,67 @@ pub fn alerts(json: bool) {
     }
 }
 
-/// `alerts reload`.
-pub fn reload() {
-    match telemetry_call(TelemetryRequest::ReloadRules) {
-        Ok(TelemetryResponse::Reloaded { rules }) => println!("{rules} rules loaded from /ops/rules.conf"),
-        Ok(TelemetryResponse::RulesRejected { line, reason }) => {
-            if line == 0 {
-                println!("error: alerts reload: {reason}; the rules stay as they were");
-            } else {
-                println!("error: alerts reload: /ops/rules.conf line {line}: {reason}; the rules stay as they were");
-            }
+/// `alerts reload` and `routes reload`.
+pub fn reload(request: TelemetryRequest) {
+    let (cmd, path) = match request {
+        TelemetryRequest::ReloadRoutes => ("routes reload", "/ops/routes.conf"),
+        _ => ("alerts reload", "/ops/rules.conf"),
+    };
+    match telemetry_call(request) {
+        Ok(TelemetryResponse::Reloaded { rules }) => println!("{rules} rules loaded from {path}"),
+        Ok(TelemetryResponse::RoutesLoaded { receivers, routes }) => {
+            println!("{receivers} receivers and {routes} routes loaded from {path}")
         }
-        Ok(TelemetryResponse::NoRuleFile) => println!("error: alerts reload: no /ops/rules.conf (no rules)"),
+        Ok(TelemetryResponse::RulesRejected { line: 0, reason }) => {
+            println!("error: {cmd}: {reason}; nothing changed")
+        }
+        Ok(TelemetryResponse::RulesRejected { line, reason }) => {
+            println!("error: {cmd}: {path} line {line}: {reason}; nothing changed")
+        }
+        Ok(TelemetryResponse::NoRuleFile | TelemetryResponse::NoRouteFile) => {
+            println!("error: {cmd}: there is no {path} (mkdir /ops, then write {path} ...)")
+        }
         Ok(_) => job_error(JobFail::Sys(UNEXPECTED)),
         Err(e) => job_error(e),
+    }
+}
+
+#[derive(Serialize)]
+struct RoutesLine<'a> {
+    line: &'a str,
+}
+
+/// `routes [--json]`: the route file as loaded, and the delivery counts.
+pub fn routes(json: bool) {
+    let mut after = 0u32;
+    let s = loop {
+        let (lines, more, s) = match telemetry_call(TelemetryRequest::Routes { after }) {
+            Ok(TelemetryResponse::Routes { lines, more, stats }) => (lines, more, stats),
+            Ok(_) => return job_error(JobFail::Sys(UNEXPECTED)),
+            Err(e) => return job_error(e),
+        };
+        for l in &lines {
+            if json {
+                super::json_line_sized(&RoutesLine { line: l });
+            } else {
+                println!("{l}");
+            }
+        }
+        after += lines.len() as u32;
+        if !more || lines.is_empty() {
+            break s;
+        }
+    };
+    if json {
+        super::json_line_sized(&s);
+    } else {
+        if after == 0 {
+            println!("no routes (write them to /ops/routes.conf, then `routes reload`): alerts go to `events` only");
+        }
+        println!(
+            "notifications {} (rate-limited {}), webhooks delivered {} failed {}, undelivered {}",
+            s.notifications, s.suppressed, s.webhooks_delivered, s.webhooks_failed, s.undelivered
+        );
     }
 }
 
