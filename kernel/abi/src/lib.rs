@@ -6,6 +6,7 @@
 
 extern crate alloc;
 
+pub mod artifact;
 pub mod boot;
 pub mod console;
 pub mod crc;

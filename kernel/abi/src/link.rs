@@ -133,7 +133,50 @@ pub enum LinkMessage {
         attempts: u16,
         error: String<MESSAGE_MAX>,
     },
+    /// bridge -> opsd: a file a job made (in `$AETHER_ARTIFACT_DIR`, or
+    /// announced on its stdout); `transfer` is the bridge's number for it.
+    /// opsd answers `ArtifactWant` (send the bytes) or `ArtifactDone`
+    /// (unchanged, refused).
+    ArtifactOffer { transfer: u64, offer: Box<ArtifactOffer> },
+    /// opsd -> bridge: send the bytes of `transfer` from `offset`.
+    ArtifactWant { transfer: u64, offset: u64 },
+    /// bridge -> opsd: bytes of `transfer` at `offset`, in order.
+    ArtifactChunk {
+        transfer: u64,
+        offset: u64,
+        bytes: Box<heapless::Vec<u8, { crate::artifact::CHUNK_MAX }>>,
+    },
+    /// opsd -> bridge: how `transfer` ended.
+    ArtifactDone { transfer: u64, outcome: ArtifactOutcome },
+    /// bridge -> opsd: up to `FETCH_MAX` bytes from `offset` of a stored
+    /// version (an HTTP download), answered by `ArtifactBytes` of `id`.
+    ArtifactFetch {
+        id: u32,
+        job_id: u64,
+        kind: crate::artifact::ArtifactKind,
+        name: String<{ crate::artifact::NAME_MAX }>,
+        selector: String<{ crate::artifact::SELECTOR_MAX }>,
+        offset: u64,
+    },
+    /// opsd -> bridge: the next bytes for `ArtifactFetch { id }`: `size`
+    /// and `digest` of the whole version; the last part has `last`; an
+    /// `error` (no such artifact or version, the digest does not match
+    /// what is stored: never served) ends the fetch with no bytes.
+    ArtifactBytes {
+        id: u32,
+        version: u32,
+        size: u64,
+        digest: [u8; 32],
+        offset: u64,
+        last: bool,
+        error: Option<String<{ crate::artifact::REASON_MAX }>>,
+        bytes: Box<heapless::Vec<u8, { crate::artifact::CHUNK_MAX }>>,
+    },
 }
+
+/// The artifact store's messages, for a file a job made and for reads of
+/// stored versions ([`crate::artifact`]).
+pub use crate::artifact::{ArtifactOffer, ArtifactOutcome};
 
 /// The longest webhook URL.
 pub const NOTIFY_URL_MAX: usize = 512;
@@ -543,6 +586,49 @@ mod tests {
                 id: u64::MAX,
                 url: String::try_from("x".repeat(NOTIFY_URL_MAX).as_str()).unwrap(),
                 body: Box::new(heapless::Vec::from_slice(&[b'{'; NOTIFY_BODY_MAX]).unwrap()),
+            },
+            LinkMessage::ArtifactOffer {
+                transfer: u64::MAX,
+                offer: Box::new(crate::artifact::ArtifactOffer {
+                    job_id: u64::MAX,
+                    kind: crate::artifact::ArtifactKind::Model,
+                    name: String::try_from("m".repeat(64).as_str()).unwrap(),
+                    size: u64::MAX,
+                    digest: [0xff; 32],
+                    step: Some(u64::MAX),
+                    metrics: (0..crate::artifact::METRICS_MAX)
+                        .map(|_| crate::artifact::ArtifactMetric {
+                            name: String::try_from("x".repeat(64).as_str()).unwrap(),
+                            value: f64::MIN,
+                        })
+                        .collect(),
+                    created_ms: u64::MAX,
+                }),
+            },
+            LinkMessage::ArtifactWant {
+                transfer: 1,
+                offset: 1 << 40,
+            },
+            LinkMessage::ArtifactChunk {
+                transfer: 1,
+                offset: 0,
+                bytes: Box::new(heapless::Vec::from_slice(&[0; crate::artifact::CHUNK_MAX]).unwrap()),
+            },
+            LinkMessage::ArtifactDone {
+                transfer: 1,
+                outcome: ArtifactOutcome::Refused {
+                    reason: String::try_from("r".repeat(crate::artifact::REASON_MAX).as_str()).unwrap(),
+                },
+            },
+            LinkMessage::ArtifactBytes {
+                id: u32::MAX,
+                version: u32::MAX,
+                size: u64::MAX,
+                digest: [0; 32],
+                offset: u64::MAX,
+                last: true,
+                error: None,
+                bytes: Box::new(heapless::Vec::from_slice(&[0xff; crate::artifact::CHUNK_MAX]).unwrap()),
             },
             LinkMessage::Notified {
                 id: u64::MAX,

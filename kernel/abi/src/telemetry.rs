@@ -6,6 +6,7 @@ use heapless::{String, Vec};
 use postcard::experimental::max_size::MaxSize;
 use serde::{Deserialize, Serialize};
 
+use crate::artifact::{ArtifactInfo, ArtifactKind};
 use crate::metric::{MetricKind, NAME_MAX, TAGS_MAX, Tag};
 
 /// Series per `Series` page.
@@ -55,6 +56,30 @@ pub enum TelemetryRequest {
     },
     /// Read the route file (`/ops/routes.conf`) again (as `ReloadRules`).
     ReloadRoutes,
+    /// Stored artifact versions (of one job, or all), from position
+    /// `after`, in the order job, kind, name, version.
+    Artifacts {
+        job_id: Option<u64>,
+        after: u32,
+    },
+    /// Pin (or unpin) a version: a pinned version is never collected.
+    ArtifactPin {
+        job_id: u64,
+        kind: ArtifactKind,
+        name: String<{ crate::artifact::NAME_MAX }>,
+        selector: String<{ crate::artifact::SELECTOR_MAX }>,
+        pin: bool,
+    },
+    /// One version's record, after checking its object's digest (its
+    /// object path on the disk with it).
+    ArtifactCheck {
+        job_id: u64,
+        kind: ArtifactKind,
+        name: String<{ crate::artifact::NAME_MAX }>,
+        selector: String<{ crate::artifact::SELECTOR_MAX }>,
+    },
+    /// Read the artifact policy file (`/ops/artifacts.conf`) again.
+    ReloadArtifactPolicy,
     Stats,
 }
 
@@ -165,5 +190,28 @@ pub enum TelemetryResponse {
     },
     /// There is no route file: alerts go to the event bus only.
     NoRouteFile,
+    Artifacts {
+        entries: Vec<ArtifactInfo, { crate::artifact::LIST_PAGE }>,
+        more: bool,
+    },
+    /// A pin changed (or was as asked already).
+    Pinned {
+        version: u32,
+        pinned: bool,
+    },
+    /// The version's digest matched its object (`path`: where it is).
+    Checked {
+        info: ArtifactInfo,
+        path: String<128>,
+    },
+    /// An artifact request that failed: no such artifact or version, a
+    /// digest that does not match (never served), a bad name.
+    ArtifactError {
+        reason: String<REASON_MAX>,
+    },
+    /// The artifact policy file was read: rules now.
+    PolicyLoaded {
+        rules: u32,
+    },
     Stats(TelemetryStats),
 }
