@@ -3,14 +3,16 @@
 //! supervisor calls; the supervisor's events become `Started`, `Log`,
 //! `Metric`, `Exited` and `Lost` messages. The HTTP layer's requests go
 //! out as `Api` and `Export`; opsd's `ApiReply` and `ExportChunk` are kept
-//! for it to take.
+//! for it to take. opsd's `Notify` goes to the [webhook sender](Webhooks),
+//! which never holds up the loop; each one's `Notified` comes back to opsd.
 //!
 //! # Order and backpressure
 //!
 //! Messages for opsd go out in three tiers, each only when the one before
-//! is empty: the outbox (answers and converted events, FIFO), then pending
-//! resends (log ranges opsd asked for again, read from the files chunk by
-//! chunk as the window allows), then a new `Supervisor::poll`. When the
+//! is empty: the outbox (webhook outcomes, then answers and converted
+//! events, FIFO), then pending resends (log ranges opsd asked for again,
+//! read from the files chunk by chunk as the window allows), then a new
+//! `Supervisor::poll`. When the
 //! link's window is full nothing is taken from the supervisor: its files
 //! keep everything, and the outbox holds at most one poll's events.
 //!
@@ -43,6 +45,14 @@
 //! from another incarnation makes every job it has an orphan: stopped (its
 //! own grace), never reported, forgotten once ended. A `Start` of the new
 //! opsd for an id an orphan still holds waits until that orphan has ended.
+//! The outcomes of the old opsd's notifications are dropped (the new one's
+//! ids may be the same).
+//!
+//! # Webhook outcomes
+//!
+//! A `Notified` waits in its own queue while the link is down or its window
+//! full, at most [`NOTIFIED_MAX`] (past that the oldest is dropped, with a
+//! warning).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -51,6 +61,7 @@ use aether_abi::link::{EXPORT_CHUNK_MAX, LinkMessage};
 
 use crate::link::LinkPump;
 use crate::supervisor::{Error, Event, JobSpec, JobState, Stream, Supervisor};
+use crate::webhook::{Outcome, WebhookConfig, Webhooks};
 use crate::{ExitReason, JobMetric};
 
 /// One part of opsd's answer to an `Export` (`LinkMessage::ExportChunk`).
@@ -63,6 +74,9 @@ pub struct ExportChunk {
     pub found: bool,
     pub text: Box<heapless::Vec<u8, EXPORT_CHUNK_MAX>>,
 }
+
+/// The most `Notified` messages waiting for the link.
+pub const NOTIFIED_MAX: usize = 1024;
 
 /// A log range to send again.
 #[derive(Clone, Copy, Debug)]
@@ -95,13 +109,25 @@ pub struct Bridge {
     orphans: BTreeSet<u64>,
     /// Starts waiting for an orphan of the same id to end.
     deferred: BTreeMap<u64, abi::JobSpec>,
+    /// The sender of opsd's `Notify`s.
+    webhooks: Webhooks,
+    /// Their outcomes waiting for the link (at most [`NOTIFIED_MAX`]).
+    notified: VecDeque<Outcome>,
+    /// The incarnation of the opsd of this session (0 before its Hello): a
+    /// notification's origin.
+    opsd: u64,
     now_ms: u64,
 }
 
 impl Bridge {
     /// A bridge over a supervisor (which may have re-adopted jobs) and a
-    /// link pump.
+    /// link pump, sending webhooks with the default configuration.
     pub fn new(supervisor: Supervisor, pump: LinkPump) -> Bridge {
+        Bridge::with_webhooks(supervisor, pump, WebhookConfig::default())
+    }
+
+    /// [`Bridge::new`] with the webhook sender's timeouts and bounds given.
+    pub fn with_webhooks(supervisor: Supervisor, pump: LinkPump, webhooks: WebhookConfig) -> Bridge {
         let mut sent_upto = BTreeMap::new();
         for job in supervisor.jobs() {
             sent_upto.insert((job.job_id, Stream::Stdout), job.stdout_offset);
@@ -119,6 +145,9 @@ impl Bridge {
             export_chunks: Vec::new(),
             orphans: BTreeSet::new(),
             deferred: BTreeMap::new(),
+            webhooks: Webhooks::new(webhooks),
+            notified: VecDeque::new(),
+            opsd: 0,
             now_ms: 0,
         }
     }
@@ -169,7 +198,15 @@ impl Bridge {
 
     /// Everything queued for opsd has been sent and acknowledged.
     pub fn is_flushed(&self) -> bool {
-        self.outbox.is_empty() && self.resends.is_empty() && self.pump.endpoint().queued() == 0
+        self.outbox.is_empty()
+            && self.notified.is_empty()
+            && self.resends.is_empty()
+            && self.pump.endpoint().queued() == 0
+    }
+
+    /// Notifications handed to the webhook sender and not answered yet.
+    pub fn webhooks_pending(&self) -> usize {
+        self.webhooks.pending()
     }
 
     pub fn supervisor(&self) -> &Supervisor {
@@ -188,6 +225,9 @@ impl Bridge {
         let mut warnings = Vec::new();
         for msg in self.pump.poll(now_ms) {
             self.handle(msg, &mut warnings);
+        }
+        for outcome in self.webhooks.take_outcomes() {
+            self.push_notified(outcome, &mut warnings);
         }
         self.drain(&mut warnings);
         // Send what was queued now, not one poll later.
@@ -243,6 +283,11 @@ impl Bridge {
             // (Start again, LogResend, Stop again); another one means the
             // jobs here are orphans.
             LinkMessage::Hello { incarnation, .. } => self.on_opsd(incarnation, warnings),
+            LinkMessage::Notify { id, url, body } => {
+                if let Err(refused) = self.webhooks.submit(self.opsd, id, &url, body.to_vec()) {
+                    self.push_notified(refused, warnings);
+                }
+            }
             LinkMessage::ApiReply { id, reply } => self.api_replies.push((id, *reply)),
             LinkMessage::ExportChunk { id, last, found, text } => {
                 self.export_chunks.push(ExportChunk { id, last, found, text })
@@ -251,8 +296,35 @@ impl Bridge {
         }
     }
 
+    /// A notification's outcome for opsd: queued unless it was another
+    /// opsd's, the oldest dropped when [`NOTIFIED_MAX`] wait.
+    fn push_notified(&mut self, outcome: Outcome, warnings: &mut Vec<String>) {
+        if outcome.origin != self.opsd {
+            return;
+        }
+        if !outcome.delivered {
+            warnings.push(format!(
+                "webhook notification {} not delivered: {}",
+                outcome.id, outcome.error
+            ));
+        }
+        if self.notified.len() >= NOTIFIED_MAX
+            && let Some(old) = self.notified.pop_front()
+        {
+            warnings.push(format!(
+                "dropped the outcome of webhook notification {}: {NOTIFIED_MAX} wait for the link",
+                old.id
+            ));
+        }
+        self.notified.push_back(outcome);
+    }
+
     /// A session with opsd `incarnation` began.
     fn on_opsd(&mut self, incarnation: u64, warnings: &mut Vec<String>) {
+        if incarnation != self.opsd {
+            self.opsd = incarnation;
+            self.notified.retain(|o| o.origin == incarnation);
+        }
         match self.supervisor.owner() {
             Some(owner) if owner != incarnation => {
                 let ids: Vec<u64> = self.supervisor.jobs().iter().map(|j| j.job_id).collect();
@@ -358,6 +430,14 @@ impl Bridge {
     fn drain(&mut self, warnings: &mut Vec<String>) {
         let mut polled = false;
         loop {
+            while let Some(outcome) = self.notified.front() {
+                match self.pump.send(&outcome.to_message()) {
+                    Ok(_) => {
+                        self.notified.pop_front();
+                    }
+                    Err(_) => return,
+                }
+            }
             while let Some(msg) = self.outbox.front() {
                 match self.pump.send(msg) {
                     Ok(n) => {
@@ -558,7 +638,7 @@ pub fn termination_reason(reason: ExitReason, signal: Option<i32>) -> Terminatio
 }
 
 /// `s` cut to fit `N` bytes, at a character boundary.
-fn truncated<const N: usize>(s: &str) -> heapless::String<N> {
+pub(crate) fn truncated<const N: usize>(s: &str) -> heapless::String<N> {
     let mut end = s.len().min(N);
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -19,6 +19,8 @@
 //! * [`metric`]: the metric line format (`{"aether_metric": {...}}`).
 //! * [`http`]: the HTTP API, answered by opsd over the link; [`export`]:
 //!   the metrics' exposition text gathered from opsd's parts.
+//! * [`webhook`]: [`Webhooks`], opsd's alert notifications POSTed to their
+//!   `http://` receivers (retries, backoff, bounded), off the bridge's loop.
 //!
 //! Linux only: it relies on `/proc`, process groups, sessions and
 //! `PR_SET_CHILD_SUBREAPER`.
@@ -35,6 +37,7 @@ pub mod shm;
 mod state;
 mod supervisor;
 mod util;
+pub mod webhook;
 
 pub use bridge::Bridge;
 pub use link::{LinkPump, Side};
@@ -45,3 +48,4 @@ pub use supervisor::{
     DEFAULT_GRACE_MS, Error, Event, JobSpec, JobState, JobStatus, LOG_CHUNK_MAX, Started, Stream, Supervisor,
 };
 pub use util::now_ms;
+pub use webhook::{WebhookConfig, Webhooks};

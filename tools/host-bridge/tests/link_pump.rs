@@ -467,3 +467,94 @@ fn the_jobs_of_a_restarted_opsd_are_stopped_and_their_ids_free_for_the_new_one()
     }
     assert!(guest.other.is_empty(), "{:?}", guest.other);
 }
+
+/// A receiver that answers its first request 200 and hands it (head and
+/// body) to the test.
+fn one_shot_receiver() -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alert", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut chunk).unwrap();
+            got.extend_from_slice(&chunk[..n]);
+            let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if n == 0 || got.len() >= end + 4 + len {
+                break;
+            }
+        }
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = tx.send(got);
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_notify_over_the_link_is_posted_and_its_notified_comes_back() {
+    let dir = TestDir::new();
+    let mut guest = Guest::new(&dir);
+    let mut bridge = bridge(&dir, 1);
+    run_until(&mut bridge, &mut guest, "the handshake", |g, b| {
+        g.pump.is_connected() && b.pump().is_connected()
+    });
+    let (url, posted) = one_shot_receiver();
+    let body = br#"{"version":"4","status":"resolved","alerts":[]}"#;
+    guest.send(LinkMessage::Notify {
+        id: 42,
+        url: heapless::String::try_from(url.as_str()).unwrap(),
+        body: Box::new(heapless::Vec::from_slice(body).unwrap()),
+    });
+    guest.send(LinkMessage::Notify {
+        id: 43,
+        url: heapless::String::try_from("https://chat.example.invalid/send").unwrap(),
+        body: Box::new(heapless::Vec::from_slice(body).unwrap()),
+    });
+    run_until(&mut bridge, &mut guest, "both Notified", |g, _| {
+        g.other
+            .iter()
+            .filter(|m| matches!(m, LinkMessage::Notified { .. }))
+            .count()
+            == 2
+    });
+    let request = posted.recv_timeout(DEADLINE).expect("the POST");
+    let text = String::from_utf8_lossy(&request);
+    assert!(text.starts_with("POST /alert HTTP/1.1\r\n"), "{text}");
+    assert!(text.contains("\r\nContent-Type: application/json\r\n"), "{text}");
+    assert!(request.ends_with(body), "{text}");
+    let mut notified: Vec<(u64, bool, u16, u16, String)> = guest
+        .other
+        .iter()
+        .filter_map(|m| match m {
+            LinkMessage::Notified {
+                id,
+                delivered,
+                status,
+                attempts,
+                error,
+            } => Some((*id, *delivered, *status, *attempts, error.to_string())),
+            _ => None,
+        })
+        .collect();
+    notified.sort();
+    assert_eq!(
+        notified,
+        [
+            (42, true, 200, 1, String::new()),
+            (43, false, 0, 0, host_bridge::webhook::HTTPS_UNSUPPORTED.to_string()),
+        ]
+    );
+    assert_eq!(bridge.webhooks_pending(), 0);
+    run_until(&mut bridge, &mut guest, "the link to be flushed", |_, b| b.is_flushed());
+}
