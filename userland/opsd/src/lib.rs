@@ -115,6 +115,7 @@
 
 extern crate alloc;
 
+pub mod artifacts;
 pub mod clock;
 mod log;
 pub mod persist;
@@ -135,6 +136,7 @@ use aether_abi::link::LinkMessage;
 use aether_abi::metric::MetricPoint;
 use aether_abi::telemetry::{TelemetryRequest, TelemetryResponse};
 
+use crate::artifacts::Artifacts;
 use crate::log::StreamLog;
 use crate::persist::{Disk, JobDisk};
 pub use crate::persist::{DiskStats, Store};
@@ -373,6 +375,8 @@ struct Io {
     disk: Option<Disk>,
     /// The metrics registry and the alert rules ([`telemetry`]).
     telemetry: Telemetry,
+    /// The artifact store ([`artifacts`]).
+    artifacts: Artifacts,
 }
 
 impl Io {
@@ -746,6 +750,7 @@ impl Jobs {
                 stats: Stats::default(),
                 disk: None,
                 telemetry: Telemetry::new(),
+                artifacts: Artifacts::new(),
             },
         }
     }
@@ -1060,7 +1065,35 @@ impl Jobs {
             | LinkMessage::LogResend { .. }
             | LinkMessage::ApiReply { .. }
             | LinkMessage::ExportChunk { .. }
-            | LinkMessage::Notify { .. } => self.io.stats.unexpected_messages += 1,
+            | LinkMessage::Notify { .. }
+            | LinkMessage::ArtifactWant { .. }
+            | LinkMessage::ArtifactDone { .. }
+            | LinkMessage::ArtifactBytes { .. } => self.io.stats.unexpected_messages += 1,
+            LinkMessage::ArtifactOffer { transfer, offer } => {
+                let disk = self.io.disk.as_mut().map(|d| d.store_mut());
+                self.io.artifacts.on_offer(transfer, &offer, disk, now_ms);
+            }
+            LinkMessage::ArtifactChunk {
+                transfer,
+                offset,
+                bytes,
+            } => {
+                let disk = self.io.disk.as_mut().map(|d| d.store_mut());
+                self.io.artifacts.on_chunk(transfer, offset, &bytes, disk, now_ms);
+            }
+            LinkMessage::ArtifactFetch {
+                id,
+                job_id,
+                kind,
+                name,
+                selector,
+                offset,
+            } => {
+                let disk = self.io.disk.as_mut().map(|d| d.store_mut());
+                self.io
+                    .artifacts
+                    .on_fetch(id, job_id, kind, &name, &selector, offset, disk);
+            }
             LinkMessage::Notified {
                 id,
                 delivered,
@@ -1326,7 +1359,18 @@ impl Jobs {
     /// table's disk.
     pub fn telemetry_request(&mut self, request: TelemetryRequest, now_ms: u64) -> TelemetryResponse {
         let store = self.io.disk.as_mut().map(|d| d.store_mut());
-        self.io.telemetry.handle(request, store, now_ms)
+        match request {
+            TelemetryRequest::Artifacts { .. }
+            | TelemetryRequest::ArtifactPin { .. }
+            | TelemetryRequest::ArtifactCheck { .. }
+            | TelemetryRequest::ReloadArtifactPolicy => self.io.artifacts.handle(request, store, now_ms),
+            _ => self.io.telemetry.handle(request, store, now_ms),
+        }
+    }
+
+    /// The artifact store.
+    pub fn artifacts(&self) -> &Artifacts {
+        &self.io.artifacts
     }
 
     /// A native job's process group has ended (`forced`: it had to be
@@ -1398,7 +1442,7 @@ impl Jobs {
         loop {
             // The table's messages first, then the exports' text.
             let Some(out) = self.io.outbox.pop_front() else {
-                return self.io.telemetry.pop_link();
+                return self.io.telemetry.pop_link().or_else(|| self.io.artifacts.pop_link());
             };
             let job_id = match &out {
                 Out::ApiReply(..) => 0,

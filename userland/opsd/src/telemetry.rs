@@ -490,6 +490,13 @@ impl Telemetry {
                 None => TelemetryResponse::NoRouteFile,
             },
             TelemetryRequest::Stats => TelemetryResponse::Stats(self.stats()),
+            // Answered by the artifact store (crate::artifacts) before this.
+            TelemetryRequest::Artifacts { .. }
+            | TelemetryRequest::ArtifactPin { .. }
+            | TelemetryRequest::ArtifactCheck { .. }
+            | TelemetryRequest::ReloadArtifactPolicy => TelemetryResponse::ArtifactError {
+                reason: truncated("no artifact store"),
+            },
         }
     }
 

@@ -7,6 +7,7 @@ use heapless::{String, Vec};
 
 use super::*;
 
+mod artifacts;
 mod persist;
 mod telemetry;
 

@@ -543,7 +543,13 @@ impl Jobs {
     /// Warning lines about the disk (damaged files at restore, failed
     /// writes), for the console log.
     pub fn drain_warnings(&mut self) -> impl Iterator<Item = String> + '_ {
-        let warnings = self.io.disk.as_mut().map(|d| core::mem::take(&mut d.warnings));
+        let io = &mut self.io;
+        if let Some(d) = io.disk.as_mut() {
+            for w in io.artifacts.drain_warnings() {
+                d.warn(w);
+            }
+        }
+        let warnings = io.disk.as_mut().map(|d| core::mem::take(&mut d.warnings));
         warnings.into_iter().flatten()
     }
 

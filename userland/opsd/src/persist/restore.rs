@@ -118,6 +118,9 @@ impl Jobs {
             .map(StreamDisk::bytes)
             .sum();
         jobs.io.disk = Some(disk);
+        if let Some(d) = jobs.io.disk.as_mut() {
+            jobs.io.artifacts.restore(d.store_mut(), now_ms);
+        }
         jobs.lose_live_jobs(now_ms);
         while jobs.table.len() > jobs.io.config.max_jobs && jobs.evict_one() {}
         jobs.enforce_disk_budget();

@@ -185,6 +185,14 @@ impl MemStore {
         s.list(layout::JOBS_DIR).unwrap_or_default()
     }
 
+    /// The names in `dir`, sorted (none if there is no such directory).
+    pub(super) fn names_in(&self, dir: &str) -> StdVec<StdString> {
+        let mut s = self.clone();
+        let mut names = s.list(dir).unwrap_or_default();
+        names.sort();
+        names
+    }
+
     fn stored(&self, job_id: u64) -> StoredJob {
         record::decode(&self.file(&layout::record_path(job_id)).expect("a record file")).expect("a whole record")
     }
@@ -206,7 +214,7 @@ impl MemStore {
     }
 
     /// A power cut: what was not synced is gone.
-    fn cut(&self) {
+    pub(super) fn cut(&self) {
         let mut fs = self.0.borrow_mut();
         fs.now = fs.durable.clone();
     }
