@@ -93,6 +93,11 @@ pub const COMMANDS: &[Spec] = &[
         summary: "the alert rules and their firing alerts; reload: read /ops/rules.conf again",
     },
     Spec {
+        name: "artifacts",
+        usage: "artifacts ls [JOB] [--json] | artifacts get|pin|unpin JOB/KIND/NAME[@latest|@best|@vN] [--json] | artifacts reload",
+        summary: "stored artifact versions; get checks the sha256 and says where the bytes are; pin keeps a version; reload reads /ops/artifacts.conf",
+    },
+    Spec {
         name: "routes",
         usage: "routes [--json] | routes reload",
         summary: "the alert routes and receivers, with delivery counts; reload: read /ops/routes.conf again",
@@ -360,6 +365,17 @@ pub enum Command<'a> {
     Routes {
         json: bool,
     },
+    ArtifactsList {
+        job_id: Option<u64>,
+        json: bool,
+    },
+    /// `get` (`pin: None`), `pin` or `unpin` of one version.
+    Artifact {
+        spec: ArtifactSpec<'a>,
+        pin: Option<bool>,
+        json: bool,
+    },
+    ArtifactsReload,
     RoutesReload,
     /// `job start|ls|status|logs|stop|wait ...`: requests to opsd.
     Job(JobCommand<'a>),
@@ -399,6 +415,15 @@ pub enum Command<'a> {
         text: &'a str,
     },
     Sync,
+}
+
+/// `JOB/KIND/NAME[@SELECTOR]` (the selector `latest` when left out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArtifactSpec<'a> {
+    pub job_id: u64,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub selector: &'a str,
 }
 
 /// What is wrong with an option's or a positional argument's value.
@@ -574,10 +599,12 @@ impl fmt::Display for ParseError<'_> {
                 write!(f, "{command}: missing subcommand ({JOB_SUBCOMMANDS}; try 'help')")
             }
             ParseError::UnknownSubcommand { command, sub } => {
-                write!(
-                    f,
-                    "{command}: unknown subcommand '{sub}' ({JOB_SUBCOMMANDS}; try 'help')"
-                )
+                let subs = if command == "artifacts" {
+                    "ls, get, pin, unpin, reload"
+                } else {
+                    JOB_SUBCOMMANDS
+                };
+                write!(f, "{command}: unknown subcommand '{sub}' ({subs}; try 'help')")
             }
             ParseError::BeforeSeparator { command, word } => write!(
                 f,
@@ -1262,6 +1289,102 @@ fn parse_job_logs<'a>(args: impl Iterator<Item = &'a str>) -> Result<JobCommand<
     })
 }
 
+fn parse_artifacts(rest: &str) -> Result<Command<'_>, ParseError<'_>> {
+    let mut args = words(rest);
+    // `artifacts` alone lists them.
+    let sub = args.next().unwrap_or("ls");
+    match sub {
+        "reload" => positionals("artifacts reload", [], args).map(|[]| Command::ArtifactsReload),
+        "ls" => {
+            let (mut job_id, mut json) = (None, false);
+            for a in args {
+                match a {
+                    "--json" if !json => json = true,
+                    _ if is_option(a) => {
+                        return Err(ParseError::UnknownOption {
+                            command: "artifacts ls",
+                            option: a,
+                        });
+                    }
+                    _ if job_id.is_none() => {
+                        job_id = Some(number_upto(a, u64::MAX).map_err(|problem| ParseError::BadValue {
+                            command: "artifacts ls",
+                            what: "JOB",
+                            value: a,
+                            problem,
+                        })?)
+                    }
+                    _ => {
+                        return Err(ParseError::UnexpectedArgument {
+                            command: "artifacts ls",
+                            argument: a,
+                        });
+                    }
+                }
+            }
+            Ok(Command::ArtifactsList { job_id, json })
+        }
+        "get" | "pin" | "unpin" => {
+            let command = match sub {
+                "get" => "artifacts get",
+                "pin" => "artifacts pin",
+                _ => "artifacts unpin",
+            };
+            let (mut spec, mut json) = (None, false);
+            for a in args {
+                match a {
+                    "--json" if !json => json = true,
+                    _ if is_option(a) => return Err(ParseError::UnknownOption { command, option: a }),
+                    _ if spec.is_none() => spec = Some(parse_artifact_spec(command, a)?),
+                    _ => return Err(ParseError::UnexpectedArgument { command, argument: a }),
+                }
+            }
+            let spec = spec.ok_or(ParseError::Missing {
+                command,
+                what: "JOB/KIND/NAME",
+            })?;
+            let pin = match sub {
+                "get" => None,
+                "pin" => Some(true),
+                _ => Some(false),
+            };
+            Ok(Command::Artifact { spec, pin, json })
+        }
+        _ => Err(ParseError::UnknownSubcommand {
+            command: "artifacts",
+            sub,
+        }),
+    }
+}
+
+fn parse_artifact_spec<'a>(command: &'static str, word: &'a str) -> Result<ArtifactSpec<'a>, ParseError<'a>> {
+    let bad = |problem| ParseError::BadValue {
+        command,
+        what: "JOB/KIND/NAME[@VERSION]",
+        value: word,
+        problem,
+    };
+    let (path, selector) = word.split_once('@').unwrap_or((word, "latest"));
+    let mut parts = path.split('/');
+    let (Some(job), Some(kind), Some(name), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(bad(ValueProblem::Expected(
+            "JOB/KIND/NAME with an optional @latest, @best or @vN",
+        )));
+    };
+    let job_id = number_upto(job, u64::MAX).map_err(bad)?;
+    if kind.is_empty() || name.is_empty() || selector.is_empty() {
+        return Err(bad(ValueProblem::Expected(
+            "JOB/KIND/NAME with an optional @latest, @best or @vN",
+        )));
+    }
+    Ok(ArtifactSpec {
+        job_id,
+        kind,
+        name,
+        selector,
+    })
+}
+
 fn parse_events<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>, ParseError<'a>> {
     let mut w = Words::new("events", args);
     let (mut after, mut follow, mut json) = (None, None, None);
@@ -1405,6 +1528,7 @@ pub fn parse(line: &str) -> Result<Command<'_>, ParseError<'_>> {
         "alerts" => Ok(Command::Alerts {
             json: json_flag("alerts", args)?,
         }),
+        "artifacts" => parse_artifacts(rest),
         "routes" if words(rest).next() == Some("reload") => {
             positionals("routes reload", [], words(rest).skip(1)).map(|[]| Command::RoutesReload)
         }
@@ -1646,6 +1770,56 @@ mod tests {
         assert!(err("alerts reload now").starts_with("alerts reload: unexpected argument 'now'"));
         assert!(err("alerts x").starts_with("alerts: unexpected argument 'x'"));
         assert_eq!(parse("routes --json"), Ok(Command::Routes { json: true }));
+        assert_eq!(
+            parse("artifacts ls 3 --json"),
+            Ok(Command::ArtifactsList {
+                job_id: Some(3),
+                json: true
+            })
+        );
+        assert_eq!(
+            parse("artifacts get 7/model/ckpt@best"),
+            Ok(Command::Artifact {
+                spec: ArtifactSpec {
+                    job_id: 7,
+                    kind: "model",
+                    name: "ckpt",
+                    selector: "best"
+                },
+                pin: None,
+                json: false
+            })
+        );
+        assert!(matches!(
+            parse("artifacts pin 7/model/ckpt"),
+            Ok(Command::Artifact {
+                spec: ArtifactSpec { selector: "latest", .. },
+                pin: Some(true),
+                ..
+            })
+        ));
+        assert_eq!(parse("artifacts reload"), Ok(Command::ArtifactsReload));
+        assert_eq!(
+            parse("artifacts"),
+            Ok(Command::ArtifactsList {
+                job_id: None,
+                json: false
+            })
+        );
+        for bad in [
+            "artifacts rm x",
+            "artifacts get",
+            "artifacts get 7/model",
+            "artifacts get x/model/ckpt",
+            "artifacts get 7/model/ckpt@",
+            "artifacts ls x",
+            "artifacts ls 1 2",
+            "artifacts get 1/a/b 1/a/c",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert!(err("artifacts get 7/model").contains("JOB/KIND/NAME"));
+        assert!(err("artifacts rm x").contains("(ls, get, pin, unpin, reload;"));
         assert_eq!(parse("routes reload"), Ok(Command::RoutesReload));
         assert!(err("routes reload x").starts_with("routes reload: unexpected argument 'x'"));
     }

@@ -2,6 +2,7 @@
 //! "Telemetry"). `events` reads the kernel's event bus; `metrics` and
 //! `alerts` ask opsd.
 
+use aether_abi::artifact::{ArtifactInfo, ArtifactKind};
 use aether_abi::event::{self, Event, RecordHeader};
 use aether_abi::job::{JobRequest, JobResponse};
 use aether_abi::metric::Tag;
@@ -14,6 +15,7 @@ use core::fmt::Write as _;
 use serde::Serialize;
 
 use super::{JobFail, UNEXPECTED, interrupted, job_call, job_error};
+use console::command::ArtifactSpec;
 
 /// How long one wait of `events --follow` lasts before Ctrl-C is checked.
 const FOLLOW_WAIT_NS: u64 = 200_000_000;
@@ -338,6 +340,7 @@ pub fn alerts(json: bool) {
 pub fn reload(request: TelemetryRequest) {
     let (cmd, path) = match request {
         TelemetryRequest::ReloadRoutes => ("routes reload", "/ops/routes.conf"),
+        TelemetryRequest::ReloadArtifactPolicy => ("artifacts reload", "/ops/artifacts.conf"),
         _ => ("alerts reload", "/ops/rules.conf"),
     };
     match telemetry_call(request) {
@@ -351,6 +354,8 @@ pub fn reload(request: TelemetryRequest) {
         Ok(TelemetryResponse::RulesRejected { line, reason }) => {
             println!("error: {cmd}: {path} line {line}: {reason}; nothing changed")
         }
+        Ok(TelemetryResponse::PolicyLoaded { rules }) => println!("{rules} policy lines loaded from {path}"),
+        Ok(TelemetryResponse::ArtifactError { reason }) => println!("error: {cmd}: {reason}"),
         Ok(TelemetryResponse::NoRuleFile | TelemetryResponse::NoRouteFile) => {
             println!("error: {cmd}: there is no {path} (mkdir /ops, then write {path} ...)")
         }
@@ -395,6 +400,158 @@ pub fn routes(json: bool) {
             "notifications {} (rate-limited {}), webhooks delivered {} failed {}, undelivered {}",
             s.notifications, s.suppressed, s.webhooks_delivered, s.webhooks_failed, s.undelivered
         );
+    }
+}
+
+#[derive(Serialize)]
+struct ArtifactLine<'a> {
+    job_id: u64,
+    kind: &'static str,
+    name: &'a str,
+    version: u32,
+    digest: &'a str,
+    size: u64,
+    created_ms: u64,
+    step: Option<u64>,
+    latest: bool,
+    best: bool,
+    pinned: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+}
+
+fn artifact_line<'a>(a: &'a ArtifactInfo, digest: &'a str, path: Option<&'a str>) -> ArtifactLine<'a> {
+    ArtifactLine {
+        job_id: a.job_id,
+        kind: a.kind.as_str(),
+        name: &a.name,
+        version: a.version,
+        digest,
+        size: a.size,
+        created_ms: a.created_ms,
+        step: a.step,
+        latest: a.latest,
+        best: a.best,
+        pinned: a.pinned,
+        path,
+    }
+}
+
+fn aliases(a: &ArtifactInfo) -> String {
+    let mut s = String::new();
+    for (on, name) in [(a.latest, "latest"), (a.best, "best"), (a.pinned, "pinned")] {
+        if on {
+            if !s.is_empty() {
+                s.push(',');
+            }
+            s.push_str(name);
+        }
+    }
+    if s.is_empty() {
+        s.push('-');
+    }
+    s
+}
+
+/// `artifacts ls [JOB] [--json]`.
+pub fn artifacts_ls(job_id: Option<u64>, json: bool) {
+    let mut after = 0u32;
+    if !json {
+        println!(
+            "{:>4} {:<7} {:<24} {:>4} {:>10} {:>8} {:<18} DIGEST",
+            "JOB", "KIND", "NAME", "VER", "SIZE", "STEP", "ALIASES"
+        );
+    }
+    loop {
+        let (entries, more) = match telemetry_call(TelemetryRequest::Artifacts { job_id, after }) {
+            Ok(TelemetryResponse::Artifacts { entries, more }) => (entries, more),
+            Ok(_) => return job_error(JobFail::Sys(UNEXPECTED)),
+            Err(e) => return job_error(e),
+        };
+        for a in &entries {
+            let digest = aether_abi::artifact::hex(&a.digest);
+            if json {
+                super::json_line_sized(&artifact_line(a, &digest, None));
+            } else {
+                println!(
+                    "{:>4} {:<7} {:<24} {:>4} {:>10} {:>8} {:<18} {}",
+                    a.job_id,
+                    a.kind.as_str(),
+                    a.name,
+                    a.version,
+                    a.size,
+                    a.step.map_or(String::from("-"), |s| alloc::format!("{s}")),
+                    aliases(a),
+                    &digest[..16]
+                );
+            }
+        }
+        after += entries.len() as u32;
+        if !more || entries.is_empty() {
+            return;
+        }
+    }
+}
+
+/// `artifacts get|pin|unpin JOB/KIND/NAME[@SEL]`.
+pub fn artifact(spec: &ArtifactSpec<'_>, pin: Option<bool>, json: bool) {
+    let cmd = match pin {
+        None => "artifacts get",
+        Some(true) => "artifacts pin",
+        Some(false) => "artifacts unpin",
+    };
+    let Some(kind) = ArtifactKind::from_name(spec.kind) else {
+        return println!(
+            "error: {cmd}: unknown kind '{}' (model, report, plot, pdf, other)",
+            spec.kind
+        );
+    };
+    let (Ok(name), Ok(selector)) = (
+        heapless::String::try_from(spec.name),
+        heapless::String::try_from(spec.selector),
+    ) else {
+        return println!("error: {cmd}: the name or the version is too long");
+    };
+    let request = match pin {
+        None => TelemetryRequest::ArtifactCheck {
+            job_id: spec.job_id,
+            kind,
+            name,
+            selector,
+        },
+        Some(pin) => TelemetryRequest::ArtifactPin {
+            job_id: spec.job_id,
+            kind,
+            name,
+            selector,
+            pin,
+        },
+    };
+    match telemetry_call(request) {
+        Ok(TelemetryResponse::Checked { info, path }) => {
+            let digest = aether_abi::artifact::hex(&info.digest);
+            if json {
+                super::json_line_sized(&artifact_line(&info, &digest, Some(&path)));
+            } else {
+                println!(
+                    "{}/{}/{} v{}: {} bytes, sha256 {digest} (checked), step {}, {}",
+                    info.job_id,
+                    info.kind.as_str(),
+                    info.name,
+                    info.version,
+                    info.size,
+                    info.step.map_or(String::from("-"), |s| alloc::format!("{s}")),
+                    aliases(&info)
+                );
+                println!("at {path}");
+            }
+        }
+        Ok(TelemetryResponse::Pinned { version, pinned }) => {
+            println!("v{version} {}", if pinned { "pinned" } else { "unpinned" })
+        }
+        Ok(TelemetryResponse::ArtifactError { reason }) => println!("error: {cmd}: {reason}"),
+        Ok(_) => job_error(JobFail::Sys(UNEXPECTED)),
+        Err(e) => job_error(e),
     }
 }
 
