@@ -149,6 +149,8 @@ pub struct TelemetryStats {
     pub events_dropped: u64,
     /// Registry memory, bytes (approximate).
     pub heap_bytes: u64,
+    /// Points not written to `/ops/metrics` (a bound, a failed write).
+    pub exports_dropped: u64,
 }
 
 // Moved once per answer, like `JobReply`.

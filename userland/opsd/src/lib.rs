@@ -118,6 +118,7 @@ extern crate alloc;
 pub mod artifacts;
 pub mod clock;
 mod log;
+pub mod metric_export;
 pub mod persist;
 pub mod telemetry;
 #[cfg(test)]

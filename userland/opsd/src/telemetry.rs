@@ -31,6 +31,7 @@ use telemetry_core::prom;
 use telemetry_core::routes::{self, Delivery, Router};
 use telemetry_core::rules::{self, Alert, AlertState, Mode, RuleType, Rules};
 
+use crate::metric_export::Exports;
 use crate::persist::Store;
 
 /// The rule file.
@@ -71,6 +72,8 @@ pub struct Telemetry {
     notifies: VecDeque<LinkMessage>,
     next_notify: u64,
     bridge: bool,
+    /// The points as JSON lines on the disk.
+    files_out: Exports,
 }
 
 impl Default for Telemetry {
@@ -96,6 +99,7 @@ impl Telemetry {
             notifies: VecDeque::new(),
             next_notify: 1,
             bridge: false,
+            files_out: Exports::default(),
         }
     }
 
@@ -114,6 +118,7 @@ impl Telemetry {
             points: r.accepted,
             refused: r.refused,
             rules: self.rules.rules().len() as u64,
+            exports_dropped: self.files_out.dropped,
             alerts_firing: self.rules.firing() as u64,
             heap_bytes: self.registry.heap_bytes() as u64,
             ..self.stats
@@ -240,6 +245,7 @@ impl Telemetry {
             // The series was just made: it is there.
             let _ = self.registry.set_objective(job_id, &point.name, &tags, objective(mode));
         }
+        self.files_out.add(job_id, ts_ms, point);
         let alerts = self
             .rules
             .on_point(now_ms, job_id, &point.name, &tags, point.value, point.step);
@@ -267,6 +273,7 @@ impl Telemetry {
         let alerts = if to == JobState::Running {
             self.rules.on_job_started(now_ms, job_id)
         } else if to.is_terminal() {
+            self.files_out.job_ended();
             self.rules.on_job_ended(now_ms, job_id)
         } else {
             Vec::new()
@@ -288,6 +295,7 @@ impl Telemetry {
             self.deliver(delivery);
         }
         if let Some(store) = store {
+            self.files_out.flush(store, now_ms);
             while let Some((path, mut line)) = self.files.pop_front() {
                 line.push('\n');
                 if store.append(&path, line.as_bytes()).is_err() {
@@ -334,6 +342,7 @@ impl Telemetry {
     /// A job's series go (its record was evicted).
     pub fn forget_job(&mut self, job_id: u64) {
         self.registry.remove_job(job_id);
+        self.files_out.forget_job(job_id);
         self.refusals.retain(|(j, _, _)| *j != job_id);
     }
 

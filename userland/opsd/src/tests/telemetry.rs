@@ -219,6 +219,46 @@ fn an_ended_job_resolves_its_alerts_and_state_changes_are_events() {
 }
 
 #[test]
+fn points_are_written_as_json_lines_per_job_and_name() {
+    let (mut h, store) = with_rules("");
+    let id = running_host(&mut h, 10);
+    metric(&mut h, id, "val_loss", 0.5, 1, 20);
+    metric(&mut h, id, "val_loss", f64::NAN, 2, 30);
+    let mut p = MetricPoint::new("acc", MetricKind::Gauge, 0.75).unwrap();
+    p.tags
+        .push(aether_abi::metric::Tag {
+            key: "split".try_into().unwrap(),
+            value: "v\"al".try_into().unwrap(),
+        })
+        .unwrap();
+    h.link(
+        LinkMessage::Metric {
+            job_id: id,
+            ts_ms: 40,
+            offset: 9,
+            point: p,
+        },
+        40,
+    );
+    // Nothing yet within the second; all of it once the job ends.
+    h.tick(50);
+    assert_eq!(store.file(&format!("/ops/metrics/{id}/val_loss.jsonl")), None);
+    h.link(exited(id, 0, 60), 60);
+    h.tick(61);
+    let text =
+        |name: &str| StdString::from_utf8(store.file(&format!("/ops/metrics/{id}/{name}.jsonl")).unwrap()).unwrap();
+    assert_eq!(
+        text("val_loss"),
+        "{\"ts_ms\":20,\"step\":1,\"kind\":\"gauge\",\"value\":0.5,\"tags\":{}}\n\
+         {\"ts_ms\":30,\"step\":2,\"kind\":\"gauge\",\"value\":\"NaN\",\"tags\":{}}\n"
+    );
+    assert_eq!(
+        text("acc"),
+        "{\"ts_ms\":40,\"step\":null,\"kind\":\"gauge\",\"value\":0.75,\"tags\":{\"split\":\"v\\\"al\"}}\n"
+    );
+}
+
+#[test]
 fn a_bad_rule_file_is_refused_and_the_old_rules_stay() {
     let (mut h, store) = with_rules(RULES);
     store.put(
