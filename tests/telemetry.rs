@@ -98,7 +98,10 @@ fn training_alerts_from_native_jobs() {
     let mut s = boot(&image);
     let out = run(&mut s, "alerts");
     assert_eq!(out.len(), 5, "{out:?}");
-    assert!(out[0].ends_with("vb: new_best val_loss mode=min min_delta=0"), "{out:?}");
+    assert!(
+        out[0].ends_with("vb: new_best val_loss mode=min min_delta=0"),
+        "{out:?}"
+    );
 
     // Three improvements on the first value, then three points without:
     // three new_best, then one plateau (resolved when the job ends).
@@ -116,7 +119,10 @@ fn training_alerts_from_native_jobs() {
     let series = json_lines(&run(&mut s, &format!("metrics {id} val_loss --json")));
     assert_eq!(series.len(), 1, "{series:?}");
     let v = &series[0];
-    assert_eq!((v["count"].as_u64(), v["best"].as_f64(), v["best_step"].as_u64()), (Some(7), Some(0.4), Some(3)));
+    assert_eq!(
+        (v["count"].as_u64(), v["best"].as_f64(), v["best_step"].as_u64()),
+        (Some(7), Some(0.4), Some(3))
+    );
     assert_eq!(v["objective"], "min");
     let history = json_lines(&run(&mut s, &format!("metrics {id} val_loss --history --json")));
     let values: Vec<f64> = history.iter().map(|p| p["value"].as_f64().unwrap()).collect();
@@ -132,7 +138,10 @@ fn training_alerts_from_native_jobs() {
     assert_eq!(nan["severity"], "critical");
 
     // Throughput halved for three points, then back.
-    let id = job(&mut s, "trainsim throughput 1000,1000,1000,1000,1000,480,480,480,990 10");
+    let id = job(
+        &mut s,
+        "trainsim throughput 1000,1000,1000,1000,1000,480,480,480,990 10",
+    );
     assert_eq!(alerts(&mut s, id), pairs(&[("slow", "firing"), ("slow", "resolved")]));
 
     // A job that goes silent for longer than `after`: stall, resolved by
@@ -148,7 +157,9 @@ fn training_alerts_from_native_jobs() {
     assert_eq!(moves.len(), 2, "{moves:?}");
     assert_eq!(moves[1]["labels"]["to"], "SUCCEEDED");
     // `--after` starts past what was seen.
-    let last = json_lines(&run(&mut s, "events --json")).last().unwrap()["id"].as_u64().unwrap();
+    let last = json_lines(&run(&mut s, "events --json")).last().unwrap()["id"]
+        .as_u64()
+        .unwrap();
     assert!(run(&mut s, &format!("events --after {last}")).is_empty());
 }
 
@@ -161,7 +172,10 @@ fn a_bad_rule_file_is_refused_with_its_line_and_the_old_rules_stay() {
     run(&mut s, "write --append /ops/rules.conf vf: plateau val_loss patince=3");
     let out = run(&mut s, "alerts reload");
     assert!(
-        out.len() == 1 && out[0].starts_with("error: alerts reload: /ops/rules.conf line 2: ") && out[0].contains("patince") && out[0].ends_with("nothing changed"),
+        out.len() == 1
+            && out[0].starts_with("error: alerts reload: /ops/rules.conf line 2: ")
+            && out[0].contains("patince")
+            && out[0].ends_with("nothing changed"),
         "{out:?}"
     );
     let out = run(&mut s, "alerts --json");
@@ -172,7 +186,13 @@ fn a_bad_rule_file_is_refused_with_its_line_and_the_old_rules_stay() {
     let out = run(&mut s, "alerts");
     assert!(out.len() == 1 && out[0].contains("vf: plateau"), "{out:?}");
     // Wrong input to the commands: one error line each.
-    for bad in ["metrics --history", "events --after x", "alerts reload now", "metrics 1 a b", "routes x"] {
+    for bad in [
+        "metrics --history",
+        "events --after x",
+        "alerts reload now",
+        "metrics 1 a b",
+        "routes x",
+    ] {
         let out = run(&mut s, bad);
         assert!(out.len() == 1 && out[0].starts_with("error: "), "{bad}: {out:?}");
     }
