@@ -59,16 +59,19 @@ pub fn emit(points: &[MetricPoint]) -> Result<usize, EmitError> {
         return Err(EmitError::Refused(Errno::TooLarge));
     }
     let too_large = EmitError::Refused(Errno::TooLarge);
-    if let [point] = points {
-        // One point: on the stack.
-        let mut buf = [0u8; POINT_POSTCARD_MAX];
-        let n = encode_batch([point], &mut buf).ok_or(too_large)?;
+    // One buffer for every batch: allocating and zeroing 64 KiB a call cost
+    // more than the kernel's work for 256 points under TCG.
+    let Some(mut buf) = BATCH.try_lock() else {
+        let mut buf = vec![0u8; (points.len() * POINT_POSTCARD_MAX).min(EMIT_BYTES_MAX)];
+        let n = encode_batch(points, &mut buf).ok_or(too_large)?;
         return emit_encoded(&buf[..n]);
-    }
-    let mut buf = vec![0u8; (points.len() * POINT_POSTCARD_MAX).min(EMIT_BYTES_MAX)];
-    let n = encode_batch(points, &mut buf).ok_or(too_large)?;
+    };
+    let n = encode_batch(points, &mut buf[..]).ok_or(too_large)?;
     emit_encoded(&buf[..n])
 }
+
+/// The encoding buffer of [`emit`] (in `.bss`: mapped at its first use).
+static BATCH: spin::Mutex<[u8; EMIT_BYTES_MAX]> = spin::Mutex::new([0; EMIT_BYTES_MAX]);
 
 /// Emits points already encoded back to back (postcard, as
 /// [`encode_batch`] writes them): how many were accepted.

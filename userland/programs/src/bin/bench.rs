@@ -42,6 +42,15 @@ const PONG_QUIT: u64 = u64::MAX;
 /// How long the ping-pong may take in all before it counts as hung.
 const PINGPONG_TIMEOUT_NS: u64 = 60_000_000_000;
 const MS: u64 = 1_000_000;
+/// Points per call of `metric_emit_per_s_batched`, and its calls.
+const METRIC_BATCH: usize = 256;
+const METRIC_BATCHES: u64 = 128;
+/// Calls (one point each) of `metric_emit_per_s_single`. Both runs'
+/// points (about 57 000 of 44 bytes each in the kernel, warm-ups
+/// included) fit in the kernel's 4 MiB buffer with nothing draining it.
+const METRIC_SINGLES: u64 = 20_000;
+/// Untimed calls before each run.
+const METRIC_WARMUP: u64 = 16;
 
 fn main(args: Args) -> i32 {
     let div = match args.get(1) {
@@ -70,6 +79,8 @@ fn main(args: Args) -> i32 {
     b.pingpong(20_000 / div, 1000 / div, prio, Ipc::SendRecv);
     b.pingpong(20_000 / div, 1000 / div, prio, Ipc::SendThenRecv);
     b.timer("timer_1ms", 500 / div);
+    b.metric_emit(METRIC_BATCHES / div, METRIC_BATCH);
+    b.metric_emit(METRIC_SINGLES / div, 1);
     // Both need to preempt processes at HOG_PRIORITY: at a priority not above
     // theirs this process would starve (the group kill could never start).
     let above_hogs = my_prio.is_some_and(|p| p < HOG_PRIORITY);
@@ -112,6 +123,53 @@ impl Bench {
         }
         let dt = sys::clock_ns().saturating_sub(t0);
         report("syscall_getppid", Fixed3::ratio(dt, n), "ns/call");
+    }
+
+    /// `metric_emit_per_s_batched` / `_single`: `calls` `METRIC` emits of
+    /// `batch` points each (a gauge with a step, encoded by the runtime's
+    /// `metric::emit` at each call), in points per second.
+    fn metric_emit(&mut self, calls: u64, batch: usize) {
+        use aether_abi::metric::{MetricKind, MetricPoint};
+        use aether_rt::metric;
+        let name = if batch == 1 {
+            "metric_emit_per_s_single"
+        } else {
+            "metric_emit_per_s_batched"
+        };
+        let Some(point) = MetricPoint::new("bench_loss", MetricKind::Gauge, 0.5) else {
+            return self.fail(name, "point");
+        };
+        let mut points: Vec<MetricPoint> = (0..batch as u64)
+            .map(|i| MetricPoint {
+                step: Some(i),
+                ..point.clone()
+            })
+            .collect();
+        // The first emit after boot reserves the kernel's 4 MiB buffer (the
+        // heap maps and zeroes it): a one-time cost, not the rate.
+        for _ in 0..METRIC_WARMUP {
+            if let Err(e) = metric::emit(&points) {
+                return self.err(name, e.errno());
+            }
+        }
+        let t0 = sys::clock_ns();
+        for c in 0..calls {
+            if let Some(p) = points.first_mut() {
+                p.value = c as f64;
+            }
+            match metric::emit(&points) {
+                Ok(n) if n == batch => {}
+                Ok(_) => return self.fail(name, "short"),
+                Err(e) => return self.err(name, e.errno()),
+            }
+        }
+        let dt = sys::clock_ns().saturating_sub(t0);
+        let n = calls * batch as u64;
+        report(
+            name,
+            Fixed3::ratio(n.saturating_mul(1_000_000_000), dt.max(1)),
+            "points/s",
+        );
     }
 
     /// `syscall_postcard_roundtrip`: one framed request with its encoding
