@@ -59,6 +59,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use aether_abi::job::{self as abi, JobReply, JobRequest, LOG_CHUNK_MAX, LogChunk, TerminationReason};
 use aether_abi::link::{EXPORT_CHUNK_MAX, LinkMessage};
 
+use crate::artifacts::Artifacts;
+use crate::artifacts::api::{BytesPart, FetchRequest};
 use crate::link::LinkPump;
 use crate::supervisor::{Error, Event, JobSpec, JobState, Stream, Supervisor};
 use crate::webhook::{Outcome, WebhookConfig, Webhooks};
@@ -109,6 +111,12 @@ pub struct Bridge {
     orphans: BTreeSet<u64>,
     /// Starts waiting for an orphan of the same id to end.
     deferred: BTreeMap<u64, abi::JobSpec>,
+    /// The files jobs make, offered and sent to opsd.
+    artifacts: Artifacts,
+    /// Parts of opsd's answers to `ArtifactFetch`, until taken.
+    artifact_bytes: Vec<BytesPart>,
+    /// Warnings from before the first poll (reading the artifacts' state).
+    early_warnings: Vec<String>,
     /// The sender of opsd's `Notify`s.
     webhooks: Webhooks,
     /// Their outcomes waiting for the link (at most [`NOTIFIED_MAX`]).
@@ -129,9 +137,12 @@ impl Bridge {
     /// [`Bridge::new`] with the webhook sender's timeouts and bounds given.
     pub fn with_webhooks(supervisor: Supervisor, pump: LinkPump, webhooks: WebhookConfig) -> Bridge {
         let mut sent_upto = BTreeMap::new();
+        let mut early_warnings = Vec::new();
+        let mut artifacts = Artifacts::open(supervisor.state_dir(), &mut early_warnings);
         for job in supervisor.jobs() {
             sent_upto.insert((job.job_id, Stream::Stdout), job.stdout_offset);
             sent_upto.insert((job.job_id, Stream::Stderr), job.stderr_offset);
+            artifacts.watch(job.job_id, &job.job_dir);
         }
         Bridge {
             supervisor,
@@ -145,6 +156,9 @@ impl Bridge {
             export_chunks: Vec::new(),
             orphans: BTreeSet::new(),
             deferred: BTreeMap::new(),
+            artifacts,
+            artifact_bytes: Vec::new(),
+            early_warnings,
             webhooks: Webhooks::new(webhooks),
             notified: VecDeque::new(),
             opsd: 0,
@@ -171,6 +185,33 @@ impl Bridge {
         let id = self.api_id();
         self.outbox.push_back(LinkMessage::Export { id, job_id });
         id
+    }
+
+    /// Queues a fetch of a stored artifact version's bytes
+    /// (`ArtifactFetch`); its parts come back through
+    /// [`Bridge::take_artifact_bytes`] with the returned id.
+    pub fn submit_fetch(&mut self, request: FetchRequest) -> u32 {
+        let id = self.api_id();
+        self.outbox.push_back(LinkMessage::ArtifactFetch {
+            id,
+            job_id: request.job_id,
+            kind: request.kind,
+            name: request.name,
+            selector: request.selector,
+            offset: request.offset,
+        });
+        id
+    }
+
+    /// Parts of opsd's answers to `ArtifactFetch` received since the last
+    /// call, in their order.
+    pub fn take_artifact_bytes(&mut self) -> Vec<BytesPart> {
+        std::mem::take(&mut self.artifact_bytes)
+    }
+
+    /// The artifact transfers (files waiting to be hashed, offered, sent).
+    pub fn artifacts(&self) -> &Artifacts {
+        &self.artifacts
     }
 
     fn api_id(&mut self) -> u32 {
@@ -222,7 +263,7 @@ impl Bridge {
     /// as the window takes. Returns warnings for the operator.
     pub fn poll(&mut self, now_ms: u64) -> Vec<String> {
         self.now_ms = now_ms;
-        let mut warnings = Vec::new();
+        let mut warnings = std::mem::take(&mut self.early_warnings);
         for msg in self.pump.poll(now_ms) {
             self.handle(msg, &mut warnings);
         }
@@ -230,6 +271,10 @@ impl Bridge {
             self.push_notified(outcome, &mut warnings);
         }
         self.drain(&mut warnings);
+        // Artifacts last: offers and chunks take what room is left (a
+        // bounded part of the window), so nothing above waits for them.
+        self.artifacts.poll(now_ms, &mut warnings);
+        self.artifacts.drain(&mut self.pump, now_ms, &mut warnings);
         // Send what was queued now, not one poll later.
         for msg in self.pump.poll(now_ms) {
             self.handle(msg, &mut warnings);
@@ -288,6 +333,29 @@ impl Bridge {
                     self.push_notified(refused, warnings);
                 }
             }
+            LinkMessage::ArtifactWant { transfer, offset } => {
+                self.artifacts.on_want(transfer, offset, self.now_ms, warnings)
+            }
+            LinkMessage::ArtifactDone { transfer, outcome } => self.artifacts.on_done(transfer, outcome, warnings),
+            LinkMessage::ArtifactBytes {
+                id,
+                version,
+                size,
+                digest,
+                offset,
+                last,
+                error,
+                bytes,
+            } => self.artifact_bytes.push(BytesPart {
+                id,
+                version,
+                size,
+                digest,
+                offset,
+                last,
+                error: error.map(|e| e.to_string()),
+                bytes,
+            }),
             LinkMessage::ApiReply { id, reply } => self.api_replies.push((id, *reply)),
             LinkMessage::ExportChunk { id, last, found, text } => {
                 self.export_chunks.push(ExportChunk { id, last, found, text })
@@ -325,6 +393,8 @@ impl Bridge {
             self.opsd = incarnation;
             self.notified.retain(|o| o.origin == incarnation);
         }
+        self.artifacts
+            .on_session(incarnation, self.supervisor.owner(), warnings);
         match self.supervisor.owner() {
             Some(owner) if owner != incarnation => {
                 let ids: Vec<u64> = self.supervisor.jobs().iter().map(|j| j.job_id).collect();
@@ -392,6 +462,7 @@ impl Bridge {
                 if let Err(e) = self.supervisor.forget(job_id) {
                     warnings.push(format!("forgetting job {job_id} before its new attempt: {e}"));
                 }
+                self.artifacts.forget_job(job_id);
                 self.to_forget.retain(|&(_, id)| id != job_id);
                 self.resends.retain(|r| r.job_id != job_id);
                 // The previous attempt's messages still in the outbox would
@@ -402,6 +473,7 @@ impl Bridge {
         }
         let msg = match self.supervisor.start(job_id, &to_supervisor_spec(spec)) {
             Ok(started) => {
+                self.artifacts.watch(job_id, &self.supervisor.job_dir(job_id));
                 self.sent_upto.insert((job_id, Stream::Stdout), 0);
                 self.sent_upto.insert((job_id, Stream::Stderr), 0);
                 LinkMessage::Started {
@@ -491,6 +563,7 @@ impl Bridge {
                 Some(*job_id).filter(|id| self.orphans.contains(id))
             }
             Event::Metric(m) => Some(m.job_id).filter(|id| self.orphans.contains(id)),
+            Event::Artifact { job_id, .. } => Some(*job_id).filter(|id| self.orphans.contains(id)),
             _ => None,
         };
         if let Some(id) = orphan {
@@ -515,6 +588,10 @@ impl Bridge {
             Event::MalformedMetric { job_id, offset, error } => warnings.push(format!(
                 "job {job_id}: malformed metric line at stdout offset {offset}: {error}"
             )),
+            Event::Artifact { job_id, announce, .. } => self.artifacts.announce(job_id, *announce, warnings),
+            Event::MalformedArtifact { job_id, offset, error } => warnings.push(format!(
+                "job {job_id}: malformed artifact line at stdout offset {offset}: {error}"
+            )),
             Event::Exited {
                 job_id,
                 exit_code,
@@ -523,16 +600,21 @@ impl Bridge {
                 ended_ms,
                 reason,
                 ..
-            } => self.outbox.push_back(LinkMessage::Exited {
-                job_id,
-                exit_code,
-                signal,
-                forced,
-                ended_ms,
-                reason: termination_reason(reason, signal),
-            }),
+            } => {
+                // Whatever the job left is taken before it can be forgotten.
+                self.artifacts.job_ended(job_id, warnings);
+                self.outbox.push_back(LinkMessage::Exited {
+                    job_id,
+                    exit_code,
+                    signal,
+                    forced,
+                    ended_ms,
+                    reason: termination_reason(reason, signal),
+                })
+            }
             Event::Lost { job_id, message } => {
                 warnings.push(format!("job {job_id} lost: {message}"));
+                self.artifacts.job_ended(job_id, warnings);
                 self.outbox.push_back(LinkMessage::Lost { job_id });
             }
             Event::Warning { job_id, message } => warnings.push(match job_id {
@@ -573,6 +655,7 @@ impl Bridge {
             self.to_forget.swap_remove(i);
             match self.supervisor.forget(job_id) {
                 Ok(()) | Err(Error::NotFound(_)) => {
+                    self.artifacts.forget_job(job_id);
                     self.sent_upto.remove(&(job_id, Stream::Stdout));
                     self.sent_upto.remove(&(job_id, Stream::Stderr));
                 }

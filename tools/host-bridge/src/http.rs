@@ -6,7 +6,9 @@
 //! (`GET /metrics`, `GET /jobs/{id}/metrics`) go the same way as
 //! `Export { id, job_id }`, answered by `ExportChunk`s of that id, joined
 //! in order up to the last one ([`ExportText`], at most `EXPORT_MAX`
-//! bytes) and served as Prometheus text format 0.0.4.
+//! bytes) and served as Prometheus text format 0.0.4. Artifact downloads
+//! go as `ArtifactFetch { id, .. }`, their `ArtifactBytes` joined per
+//! window ([`crate::artifacts::api`]).
 //!
 //! Threads: the server runs on a tokio runtime; the bridge's loop (sync)
 //! owns the [`Bridge`]. They meet in [`channel`]: handlers send requests
@@ -41,6 +43,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use crate::artifacts::{self, api::FetchRequest, api::Window};
 use crate::bridge::Bridge;
 use crate::export::ExportText;
 
@@ -68,11 +71,13 @@ const SPEC_FIELDS: [&str; 10] = [
 ];
 
 /// What a handler asks opsd.
-enum Call {
+pub(crate) enum Call {
     /// `LinkMessage::Api` (boxed as there: a spec is large).
     Job(Box<JobRequest>),
     /// `LinkMessage::Export`: every job's metrics, or one job's.
     Export(Option<u64>),
+    /// `LinkMessage::ArtifactFetch`: a window of a stored version.
+    Fetch(Box<FetchRequest>),
 }
 
 /// What became of a request.
@@ -82,6 +87,8 @@ pub enum Outcome {
     Reply(Box<JobReply>),
     /// The parts of an export, joined (`found`: the last part's).
     Export { found: bool, text: Vec<u8> },
+    /// The parts of an artifact fetch, joined.
+    Fetched(Box<Window>),
     /// opsd is not connected.
     Unavailable,
 }
@@ -106,6 +113,8 @@ pub struct ApiQueue {
     waiting: HashMap<u32, oneshot::Sender<Outcome>>,
     /// The parts of the exports being answered, by id.
     exports: HashMap<u32, ExportText>,
+    /// The parts of the artifact fetches being answered, by id.
+    fetches: HashMap<u32, Window>,
     connected: Arc<AtomicBool>,
 }
 
@@ -123,6 +132,7 @@ pub fn channel() -> (ApiClient, ApiQueue) {
             early: None,
             waiting: HashMap::new(),
             exports: HashMap::new(),
+            fetches: HashMap::new(),
             connected,
         },
     )
@@ -158,6 +168,20 @@ impl ApiQueue {
                 }
             }
         }
+        for part in bridge.take_artifact_bytes() {
+            if !self.waiting.contains_key(&part.id) {
+                self.fetches.remove(&part.id);
+                continue;
+            }
+            let window = self.fetches.entry(part.id).or_default();
+            window.push(&part);
+            if part.last || part.error.is_some() {
+                let window = self.fetches.remove(&part.id).unwrap_or_default();
+                if let Some(tx) = self.waiting.remove(&part.id) {
+                    let _ = tx.send(Outcome::Fetched(Box::new(window)));
+                }
+            }
+        }
         while let Some(p) = self.early.take().or_else(|| self.rx.try_recv().ok()) {
             if !connected {
                 let _ = p.reply.send(Outcome::Unavailable);
@@ -166,12 +190,14 @@ impl ApiQueue {
             let id = match p.call {
                 Call::Job(request) => bridge.submit_api(*request),
                 Call::Export(job_id) => bridge.submit_export(job_id),
+                Call::Fetch(request) => bridge.submit_fetch(*request),
             };
             self.waiting.insert(id, p.reply);
         }
         // Handlers that gave up (timeout, client gone), and their parts.
         self.waiting.retain(|_, tx| !tx.is_closed());
         self.exports.retain(|id, _| self.waiting.contains_key(id));
+        self.fetches.retain(|id, _| self.waiting.contains_key(id));
     }
 }
 
@@ -202,6 +228,8 @@ pub enum ApiError {
     Timeout,
     /// opsd answered with a response of another request kind.
     BadGateway(String),
+    /// Any other status, with the `error` code and the message.
+    Status(StatusCode, &'static str, String),
 }
 
 impl IntoResponse for ApiError {
@@ -229,6 +257,7 @@ impl IntoResponse for ApiError {
                 "opsd did not answer in time".into(),
             ),
             ApiError::BadGateway(m) => (StatusCode::BAD_GATEWAY, json!("bad_gateway"), m),
+            ApiError::Status(status, error, m) => (status, json!(error), m),
         };
         let mut response = (status, Json(json!({ "error": error, "message": message }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -263,15 +292,15 @@ impl ApiClient {
             Outcome::Export { text, .. } => {
                 String::from_utf8(text).map_err(|e| ApiError::BadGateway(format!("opsd's metrics are not UTF-8: {e}")))
             }
-            Outcome::Reply(reply) => Err(ApiError::BadGateway(format!(
-                "unexpected answer from opsd to an export: {reply:?}"
-            ))),
             Outcome::Unavailable => Err(ApiError::Unavailable),
+            other => Err(ApiError::BadGateway(format!(
+                "unexpected answer from opsd to an export: {other:?}"
+            ))),
         }
     }
 
     /// Hands `call` to the bridge loop and waits up to [`REPLY_TIMEOUT`].
-    async fn send(&self, call: Call) -> Result<Outcome, ApiError> {
+    pub(crate) async fn send(&self, call: Call) -> Result<Outcome, ApiError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Pending { call, reply })
@@ -285,8 +314,8 @@ impl ApiClient {
 }
 
 #[derive(Clone)]
-struct AppState {
-    client: ApiClient,
+pub(crate) struct AppState {
+    pub(crate) client: ApiClient,
     token: Arc<str>,
 }
 
@@ -304,6 +333,11 @@ pub fn router(client: ApiClient, token: &str) -> Router {
         .route("/jobs/{id}/wait", get(wait_job))
         .route("/jobs/{id}/metrics", get(job_metrics))
         .route("/metrics", get(all_metrics))
+        .route("/artifacts", get(artifacts::api::list))
+        .route(
+            "/artifacts/{job}/{kind}/{name}/{selector}",
+            get(artifacts::api::download),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))

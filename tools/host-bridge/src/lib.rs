@@ -17,6 +17,8 @@
 //! * [`bridge`]: [`Bridge`], opsd's link messages turned into supervisor
 //!   calls and the supervisor's events into link messages.
 //! * [`metric`]: the metric line format (`{"aether_metric": {...}}`).
+//! * [`artifacts`]: [`Artifacts`], the files jobs make offered to opsd and
+//!   sent over the link; the announce line; the HTTP downloads.
 //! * [`http`]: the HTTP API, answered by opsd over the link; [`export`]:
 //!   the metrics' exposition text gathered from opsd's parts.
 //! * [`webhook`]: [`Webhooks`], opsd's alert notifications POSTed to their
@@ -25,6 +27,7 @@
 //! Linux only: it relies on `/proc`, process groups, sessions and
 //! `PR_SET_CHILD_SUBREAPER`.
 
+pub mod artifacts;
 pub mod bridge;
 pub mod export;
 pub mod http;
@@ -39,6 +42,7 @@ mod supervisor;
 mod util;
 pub mod webhook;
 
+pub use artifacts::Artifacts;
 pub use bridge::Bridge;
 pub use link::{LinkPump, Side};
 pub use metric::JobMetric;

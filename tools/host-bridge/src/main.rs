@@ -329,6 +329,15 @@ fn run(state_dir: PathBuf, job_id: u64, spec: &JobSpec) -> Result<u8, host_bridg
                 Event::MalformedMetric { offset, error, .. } => {
                     eprintln!("host-bridge: malformed metric line at stdout offset {offset}: {error}")
                 }
+                // No opsd to offer it to: said, not sent.
+                Event::Artifact { announce, .. } => eprintln!(
+                    "host-bridge: artifact {} (step {:?})",
+                    announce.path.display(),
+                    announce.step
+                ),
+                Event::MalformedArtifact { offset, error, .. } => {
+                    eprintln!("host-bridge: malformed artifact line at stdout offset {offset}: {error}")
+                }
                 Event::Warning { message, .. } => eprintln!("host-bridge: warning: {message}"),
                 Event::Lost { message, .. } => {
                     eprintln!("host-bridge: job lost: {message}");

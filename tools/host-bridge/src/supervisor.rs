@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::announce::{self, Announce};
 use crate::metric::{self, JobMetric, Line, LineSplitter};
 use crate::procfs;
 use crate::records::{self, ExitReason, ExitRecord, Ready, ShimInfo, StopRequest};
@@ -99,6 +100,18 @@ pub enum Event {
     /// A stdout line that tried to be a metric line (counted; it stays in
     /// the log).
     MalformedMetric {
+        job_id: u64,
+        offset: u64,
+        error: String,
+    },
+    /// A stdout line announcing a file (`{"aether_artifact": ...}`).
+    Artifact {
+        job_id: u64,
+        offset: u64,
+        announce: Box<Announce>,
+    },
+    /// A stdout line that tried to announce one; why it does not.
+    MalformedArtifact {
         job_id: u64,
         offset: u64,
         error: String,
@@ -719,7 +732,8 @@ impl Job {
         for event in found.into_iter().flatten() {
             match &event {
                 Event::Metric(_) => self.entry.metrics += 1,
-                _ => self.entry.malformed_metrics += 1,
+                Event::MalformedMetric { .. } => self.entry.malformed_metrics += 1,
+                _ => {}
             }
             events.push(event);
         }
@@ -728,7 +742,14 @@ impl Job {
 
 fn classify(job_id: u64, offset: u64, line: &[u8]) -> Option<Event> {
     match metric::classify(line) {
-        Line::Log => None,
+        Line::Log => match announce::classify(line)? {
+            Ok(a) => Some(Event::Artifact {
+                job_id,
+                offset,
+                announce: Box::new(a),
+            }),
+            Err(error) => Some(Event::MalformedArtifact { job_id, offset, error }),
+        },
         Line::Metric(point) => Some(Event::Metric(JobMetric { job_id, offset, point })),
         Line::Malformed(error) => Some(Event::MalformedMetric { job_id, offset, error }),
     }

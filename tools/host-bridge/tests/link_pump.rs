@@ -162,6 +162,8 @@ impl Guest {
                 self.running.remove(&job_id);
                 self.ended.insert(job_id, msg);
             }
+            // The trainer's checkpoint.json (tests/artifacts.rs covers them).
+            LinkMessage::ArtifactOffer { .. } => {}
             other => self.other.push(other),
         }
     }
