@@ -4,99 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aether_abi::boot::{CONSOLE_READY_MARKER, PROMPT};
+use aether_abi::boot::PROMPT;
 use aetheros::bridge;
-use aetheros::runner::{Firmware, Launch, Qemu, Serial, Session};
-
-/// QEMU with the link device, the real host bridge on its other side, and
-/// the console's session; the bridge, its state and the region file go
-/// with it (also when a test fails).
-struct Rig {
-    session: Session,
-    bridge: Child,
-    shm: PathBuf,
-    state: PathBuf,
-    /// The bridge's stderr (printed when a test fails).
-    log: PathBuf,
-    /// The bridge's HTTP API on 127.0.0.1.
-    port: u16,
-}
-
-impl Rig {
-    /// Boots to the prompt (`name` keeps parallel tests' files apart) and
-    /// starts the bridge; `limit` bounds the whole QEMU run.
-    fn start(name: &str, limit: Duration) -> Rig {
-        let id = std::process::id();
-        let shm = PathBuf::from(format!("/dev/shm/aether-{name}-{id}"));
-        let state = std::env::temp_dir().join(format!("aether-{name}-state-{id}"));
-        let _ = std::fs::remove_dir_all(&state);
-        let launch = Launch {
-            cpu: Default::default(),
-            extra: aetheros::runner::link_device_args(&shm, 1024),
-            firmware: Firmware::Bios,
-            serial: Serial::Piped,
-            cmdline: common::console_cmdline(),
-        };
-        let qemu = Qemu::locate().unwrap_or_else(|e| panic!("{e}"));
-        let cmd = qemu
-            .command(&aetheros::images(), &launch)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut session = Session::spawn(cmd, limit).unwrap_or_else(|e| panic!("{e}"));
-        session
-            .expect(CONSOLE_READY_MARKER, common::BOOT)
-            .unwrap_or_else(|e| panic!("{e}"));
-        session.expect(PROMPT, common::REPLY).unwrap_or_else(|e| panic!("{e}"));
-        let port = bridge::free_port().expect("a free port");
-        let log = std::env::temp_dir().join(format!("aether-{name}-bridge-{id}.log"));
-        let bridge = spawn_bridge(&shm, &state, port, &log);
-        Rig {
-            session,
-            bridge,
-            shm,
-            state,
-            log,
-            port,
-        }
-    }
-
-    /// Kills the bridge (SIGKILL: a crash, its jobs keep running) and,
-    /// `down` later, starts a new one on the same state directory and
-    /// region.
-    fn restart_bridge(&mut self, down: Duration) {
-        let _ = self.bridge.kill();
-        let _ = self.bridge.wait();
-        std::thread::sleep(down);
-        self.bridge = spawn_bridge(&self.shm, &self.state, self.port, &self.log);
-    }
-}
-
-/// `host-bridge serve` on `shm` and `state`, its output appended to `log`.
-fn spawn_bridge(shm: &Path, state: &Path, port: u16, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("the bridge's log file");
-    bridge::serve(shm, state, port, log).expect("start the bridge")
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        // As `cargo run` does: SIGTERM, the bridge stops its jobs.
-        bridge::shut_down(&mut self.bridge, Duration::from_secs(20));
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("--- the bridge's log ---\n{log}--- end of the bridge's log ---");
-        }
-        let _ = std::fs::remove_file(&self.log);
-        let _ = std::fs::remove_file(&self.shm);
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
+use aetheros::runner::Session;
+use common::rig::Rig;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

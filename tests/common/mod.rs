@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+pub mod rig;
+
 use aether_abi::boot::{BootArgs, CONSOLE_READY_MARKER, LogLevel, Mode, OnPanic, PROMPT};
 use aetheros::runner::{Firmware, Launch, Qemu, Serial, Session};
 
