@@ -28,13 +28,13 @@ const LOG_BYTES: u64 = 32 << 20;
 const LIMIT: Duration = Duration::from_secs(300);
 
 /// QEMU and the bridge; both go (and the files) on drop.
-struct Rig {
+pub(crate) struct Rig {
     _session: Session,
     bridge: std::process::Child,
     shm: PathBuf,
     state: PathBuf,
-    port: u16,
-    token: String,
+    pub(crate) port: u16,
+    pub(crate) token: String,
 }
 
 impl Drop for Rig {
@@ -46,6 +46,11 @@ impl Drop for Rig {
 }
 
 fn boot(qemu: &Qemu) -> Result<Rig, String> {
+    boot_with(qemu, None)
+}
+
+/// [`boot`] with `disk` attached as the guest's disk.
+pub(crate) fn boot_with(qemu: &Qemu, disk: Option<&std::path::Path>) -> Result<Rig, String> {
     let id = std::process::id();
     let shm = PathBuf::from(format!("/dev/shm/aether-bench-jobs-{id}"));
     let state = std::env::temp_dir().join(format!("aether-bench-jobs-{id}"));
@@ -55,7 +60,13 @@ fn boot(qemu: &Qemu) -> Result<Rig, String> {
         qemu,
         Mode::Console,
         LogLevel::Info,
-        aetheros::runner::link_device_args(&shm, 1024),
+        {
+            let mut extra = aetheros::runner::link_device_args(&shm, 1024);
+            if let Some(d) = disk {
+                extra.extend(aetheros::runner::blk_device_args(d, false));
+            }
+            extra
+        },
         LIMIT,
     )?;
     session
@@ -88,7 +99,7 @@ fn boot(qemu: &Qemu) -> Result<Rig, String> {
 }
 
 impl Rig {
-    fn get(&self, path: &str) -> Result<(u16, Vec<u8>), String> {
+    pub(crate) fn get(&self, path: &str) -> Result<(u16, Vec<u8>), String> {
         bridge::http(self.port, "GET", path, &self.token, "").map_err(|e| format!("GET {path}: {e}"))
     }
 
@@ -102,7 +113,7 @@ impl Rig {
     }
 
     /// `POST /jobs` with `argv`; the job id.
-    fn start(&self, argv: &[&str]) -> Result<u64, String> {
+    pub(crate) fn start(&self, argv: &[&str]) -> Result<u64, String> {
         let spec = serde_json::json!({ "entrypoint": argv }).to_string();
         let (code, body) = bridge::http(self.port, "POST", "/jobs", &self.token, &spec).map_err(|e| e.to_string())?;
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
@@ -114,7 +125,11 @@ impl Rig {
 
     /// Polls job `id` until `done(record)`; the record and when it was
     /// seen.
-    fn until(&self, id: u64, done: impl Fn(&serde_json::Value) -> bool) -> Result<(serde_json::Value, u64), String> {
+    pub(crate) fn until(
+        &self,
+        id: u64,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<(serde_json::Value, u64), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let r = self.record(id)?;

@@ -23,6 +23,7 @@
 mod files;
 mod jobs;
 mod storage;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -220,6 +221,7 @@ fn main() -> ExitCode {
     let mut jobs = false;
     let mut storage = false;
     let mut files = false;
+    let mut telemetry = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -236,9 +238,10 @@ fn main() -> ExitCode {
             "--jobs" => jobs = true,
             "--storage" => storage = true,
             "--files" => files = true,
+            "--telemetry" => telemetry = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo run --release --bin bench -- [--runs N] [--linux] [--guest] | --link-probe | --jobs | --storage [--linux] | --files [--linux]"
+                    "usage: cargo run --release --bin bench -- [--runs N] [--linux] [--guest] | --link-probe | --jobs | --storage [--linux] | --files [--linux] | --telemetry"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -252,7 +255,7 @@ fn main() -> ExitCode {
         Ok(q) => q,
         Err(code) => return code,
     };
-    if probe || jobs || storage || files {
+    if probe || jobs || storage || files || telemetry {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/linux-guest/run.sh");
         let mut all = vec![];
         let mut theirs = vec![];
@@ -268,6 +271,8 @@ fn main() -> ExitCode {
             }
             let result = if jobs {
                 jobs::once(&qemu)
+            } else if telemetry {
+                telemetry::once(&qemu)
             } else if storage {
                 storage::once(&qemu)
             } else if files {

@@ -1,0 +1,168 @@
+//! `--telemetry`: issue 6's figures through the whole path (docs/telemetry.md):
+//!
+//! * `alert_latency_p50` / `_max`: a Python trainer on the host prints a
+//!   new best value every [`EVERY_S`] s, stamping the host's clock just
+//!   before each line; the webhook receiver (here) notes when the POST
+//!   for that step arrives. Path: the bridge's line parser, the link,
+//!   opsd's registry and rules and router, the link, the bridge's sender.
+//!   Median and largest of [`POINTS`] - 1 alerts (the first value is the
+//!   mark, not a new best).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aetheros::runner::Qemu;
+
+use crate::jobs::{Rig, boot_with};
+
+const POINTS: usize = 31;
+const EVERY_S: f64 = 0.1;
+
+fn unix_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// POST bodies and when they arrived (unix ns).
+type Posts = Arc<Mutex<Vec<(u128, String)>>>;
+
+fn receiver() -> Result<(u16, Posts), String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let posts: Posts = Arc::default();
+    let seen = posts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let at = unix_ns();
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            seen.lock()
+                .unwrap()
+                .push((at, String::from_utf8_lossy(&body).into_owned()));
+        }
+    });
+    Ok((port, posts))
+}
+
+/// A disk image with `files`, removed on drop.
+struct Image(PathBuf);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn image(files: &[(&str, String)]) -> Result<Image, String> {
+    let path = std::env::temp_dir().join(format!("aether-bench-telemetry-{}.img", std::process::id()));
+    aether_disk::mkfs(&path, 256 << 20).map_err(|e| e.to_string())?;
+    let img = Image(path);
+    aether_disk::mkdir(&img.0, "/ops").map_err(|e| e.to_string())?;
+    for (at, text) in files {
+        let host = img.0.with_extension("put");
+        std::fs::write(&host, text).map_err(|e| e.to_string())?;
+        aether_disk::put(&img.0, &host, at).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&host);
+    }
+    Ok(img)
+}
+
+/// The job's stderr (its stamps), read over HTTP once it ended.
+fn stamps(rig: &Rig, id: u64) -> Result<Vec<u128>, String> {
+    let (code, body) = rig.get(&format!("/jobs/{id}/logs?stream=stderr&max=1048576"))?;
+    if code != 200 {
+        return Err(format!("logs: {code}"));
+    }
+    let mut out = vec![0; POINTS];
+    for line in String::from_utf8_lossy(&body).lines() {
+        let mut w = line.split_whitespace();
+        if let (Some("stamp"), Some(step), Some(ns)) = (w.next(), w.next(), w.next())
+            && let (Ok(step), Ok(ns)) = (step.parse::<usize>(), ns.parse::<u128>())
+            && step < POINTS
+        {
+            out[step] = ns;
+        }
+    }
+    Ok(out)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
+    let (port, posts) = receiver()?;
+    let rules = String::from("best: new_best val_loss mode=min\n");
+    let routes = format!(
+        "receiver hook webhook url=http://127.0.0.1:{port}/alerts rate=off\n\
+         route receiver=hook group_by=... group_wait=0s group_interval=10ms\n"
+    );
+    let img = image(&[("/ops/rules.conf", rules), ("/ops/routes.conf", routes)])?;
+    let rig = boot_with(qemu, Some(&img.0))?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/python/scripted.py");
+    let values: Vec<String> = (0..POINTS).map(|i| format!("{}", 1.0 - i as f64 * 0.01)).collect();
+    let id = rig.start(&[
+        "python3",
+        &script.to_string_lossy(),
+        "val_loss",
+        &values.join(","),
+        "--every",
+        &EVERY_S.to_string(),
+        "--stamp",
+    ])?;
+    rig.until(id, |r| r["status"] == "SUCCEEDED" || r["status"] == "FAILED")?;
+    // The last POSTs come a moment after the job's end.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while posts.lock().unwrap().len() < POINTS - 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stamps = stamps(&rig, id)?;
+    let mut latencies = Vec::new();
+    for (at, body) in posts.lock().unwrap().iter() {
+        let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))?;
+        for a in v["alerts"].as_array().into_iter().flatten() {
+            // "job 1 val_loss: new best 0.97 at step 3 (was 0.98)"
+            let summary = a["annotations"]["summary"].as_str().unwrap_or("");
+            let step = summary
+                .split(" at step ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|s| s.parse::<usize>().ok());
+            if let Some(step) = step
+                && step < POINTS
+                && stamps[step] > 0
+            {
+                latencies.push((at.saturating_sub(stamps[step])) as f64 / 1e6);
+            }
+        }
+    }
+    if latencies.len() < (POINTS - 1) / 2 {
+        return Err(format!("only {} of {} alerts were timed", latencies.len(), POINTS - 1));
+    }
+    let max = latencies.iter().copied().fold(0.0, f64::max);
+    let n = latencies.len() as f64;
+    Ok(vec![
+        ("alert_latency_p50".into(), median(latencies), "ms".into()),
+        ("alert_latency_max".into(), max, "ms".into()),
+        ("alert_latency_timed".into(), n, "alerts".into()),
+    ])
+}
