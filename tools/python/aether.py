@@ -21,6 +21,19 @@ the strings "NaN", "Infinity" and "-Infinity". The bridge maps "/", ".",
 "-" and spaces in names to "_" ("eval/accuracy" is "eval_accuracy"), and
 refuses (counts and logs) a line whose point is invalid: a counter that is
 NaN or negative, more than 8 tags, unsorted bucket bounds, ... (docs/jobs.md).
+
+Files a job makes are artifacts: written into artifact_dir() (as
+<kind>/<name>, kind one of model, report, plot, pdf, other, or directly
+there) they are sent to opsd once complete; write to a temporary (*.tmp)
+and rename it into place to be sure a half-written file is never taken.
+A file elsewhere, or one that should carry its step and metrics, is
+announced:
+
+    aether.artifact("ckpt.pt", kind="model", name="ckpt", step=1200,
+                    metrics={"val_loss": 0.25})
+
+prints {"aether_artifact": {...}} (docs/telemetry.md, "Artifact transfer
+(the bridge)").
 """
 
 import json
@@ -28,7 +41,7 @@ import math
 import os
 import sys
 
-__all__ = ["metric", "artifact_dir", "job_id"]
+__all__ = ["metric", "artifact", "artifact_dir", "job_id"]
 
 
 def _value(value):
@@ -67,6 +80,35 @@ def metric(name, value, step=None, *, kind=None, buckets=None, tags=None, **more
     if buckets is not None:
         payload["buckets"] = [_value(b) for b in buckets]
     line = json.dumps({"aether_metric": payload}, separators=(",", ":"))
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+ARTIFACT_KINDS = ("model", "report", "plot", "pdf", "other")
+
+
+def artifact(path, kind=None, name=None, step=None, metrics=None):
+    """Announces a finished file (and flushes stdout): the bridge hashes it
+    and offers it to opsd with its step and metrics.
+
+    path: relative to the job's working directory, or absolute; kind: one
+    of ARTIFACT_KINDS (by default the artifact directory's <kind>/ it lies
+    in, else guessed from the extension); name: 1 to 64 characters of
+    [A-Za-z0-9_.-] (by default the file's name); metrics: a dict of at
+    most 16 numbers.
+    """
+    payload = {"path": os.fspath(path)}
+    if kind is not None:
+        if kind not in ARTIFACT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(ARTIFACT_KINDS)}, not {kind!r}")
+        payload["kind"] = kind
+    if name is not None:
+        payload["name"] = str(name)
+    if step is not None:
+        payload["step"] = int(step)
+    if metrics:
+        payload["metrics"] = {str(k): _value(v) for k, v in metrics.items()}
+    line = json.dumps({"aether_artifact": payload}, separators=(",", ":"))
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 

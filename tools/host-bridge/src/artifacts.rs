@@ -343,6 +343,13 @@ impl Artifacts {
         self.items.len()
     }
 
+    /// Bytes are being sent (the bridge's loop then rounds faster).
+    pub fn sending(&self) -> bool {
+        self.items
+            .values()
+            .any(|i| matches!(&i.state, State::Offered(o) if o.send.is_some()))
+    }
+
     /// Watches the artifact directory of a job (started, or re-adopted
     /// after a restart); its cwd is read from its `spec.json`.
     pub fn watch(&mut self, job_id: u64, job_dir: &Path) {

@@ -218,8 +218,9 @@ fn serve(shm: &std::path::Path, state_dir: PathBuf, port: u16) -> Result<(), hos
             );
         }
         // About every millisecond; at once when an HTTP request comes in,
-        // and every 100 us while one waits for opsd's answer.
-        api.wait(if api.outstanding() > 0 {
+        // and every 100 us while one waits for opsd's answer or an
+        // artifact's bytes are being sent.
+        api.wait(if api.outstanding() > 0 || bridge.artifacts().sending() {
             Duration::from_micros(100)
         } else {
             Duration::from_millis(1)
