@@ -497,10 +497,22 @@ impl Artifacts {
     fn lookup(&self, job_id: u64, kind: ArtifactKind, name: &str, selector: &str) -> Result<(Key, u32), String> {
         let key = Key::new(job_id, kind_of(kind), name).map_err(|e| reason(&e))?;
         let version = self.store.resolve(&key, selector).map_err(|e| reason(&e))?;
+        if self.in_transfer(&key, version) {
+            return Err(format!("{key} v{version} is still being received"));
+        }
         Ok((key, version))
     }
 
+    /// Whether `version`'s bytes are still coming: such a version is not
+    /// listed or served (never a half artifact visible).
+    fn in_transfer(&self, key: &Key, version: u32) -> bool {
+        self.receiving.values().any(|r| r.key == *key && r.version == version)
+    }
+
     fn info(&self, key: &Key, version: u32) -> Option<ArtifactInfo> {
+        if self.in_transfer(key, version) {
+            return None;
+        }
         let v = self.store.version(key, version)?;
         let a = self.store.aliases(key, version)?;
         Some(ArtifactInfo {
@@ -534,6 +546,7 @@ impl Artifacts {
                     .keys()
                     .filter(|k| job_id.is_none_or(|j| k.job_id() == j))
                     .flat_map(|k| self.store.versions(k).map(move |(v, _)| (k, v)))
+                    .filter(|(k, v)| !self.in_transfer(k, *v))
                     .skip(after as usize);
                 for (k, v) in all.by_ref().take(LIST_PAGE) {
                     if let Some(info) = self.info(k, v) {

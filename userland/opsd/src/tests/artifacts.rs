@@ -233,6 +233,8 @@ fn a_transfer_offered_again_goes_on_from_where_it_was() {
         },
         11,
     );
+    // Half a file is never visible.
+    assert!(list(&mut h).is_empty());
     // The bridge restarted: a new transfer number, the same file.
     h.link(
         LinkMessage::ArtifactOffer {
