@@ -7,6 +7,11 @@
 //!   opsd's registry and rules and router, the link, the bridge's sender.
 //!   Median and largest of [`POINTS`] - 1 alerts (the first value is the
 //!   mark, not a new best).
+//! * `artifact_transfer_mib_per_s`: a trainer writes an [`ARTIFACT_MIB`]
+//!   MiB checkpoint and announces it; from the moment it is written (the
+//!   trainer's stamp) until `GET /artifacts` lists the stored version
+//!   (polled every 10 ms): the bridge's sha256, the link, opsd's sha256
+//!   and its writes to the disk, sync and rename included.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -19,6 +24,7 @@ use aetheros::runner::Qemu;
 use crate::jobs::{Rig, boot_with};
 
 const POINTS: usize = 31;
+const ARTIFACT_MIB: usize = 64;
 const EVERY_S: f64 = 0.1;
 
 fn unix_ns() -> u128 {
@@ -160,9 +166,47 @@ pub fn once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
     }
     let max = latencies.iter().copied().fold(0.0, f64::max);
     let n = latencies.len() as f64;
+    let mib_per_s = artifact_rate(&rig)?;
     Ok(vec![
         ("alert_latency_p50".into(), median(latencies), "ms".into()),
         ("alert_latency_max".into(), max, "ms".into()),
         ("alert_latency_timed".into(), n, "alerts".into()),
+        ("artifact_transfer_mib_per_s".into(), mib_per_s, "MiB/s".into()),
     ])
+}
+
+fn artifact_rate(rig: &Rig) -> Result<f64, String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/python/checkpoints.py");
+    let size = ARTIFACT_MIB << 20;
+    let id = rig.start(&[
+        "python3",
+        &script.to_string_lossy(),
+        "0.5",
+        "--size",
+        &size.to_string(),
+        "--name",
+        "big",
+        "--stamp",
+    ])?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let listed_ns = loop {
+        let (code, body) = rig.get(&format!("/artifacts?job_id={id}"))?;
+        if code == 200 {
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            if v.as_array().is_some_and(|a| a.iter().any(|x| x["name"] == "big")) {
+                break unix_ns();
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("the checkpoint was never listed".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (_, body) = rig.get(&format!("/jobs/{id}/logs?stream=stderr"))?;
+    let written_ns = String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix("written 0 ")?.trim().parse::<u128>().ok())
+        .ok_or("no stamp from the trainer")?;
+    let secs = listed_ns.saturating_sub(written_ns) as f64 / 1e9;
+    Ok(ARTIFACT_MIB as f64 / secs)
 }
