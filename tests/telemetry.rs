@@ -127,6 +127,12 @@ fn training_alerts_from_native_jobs() {
     let history = json_lines(&run(&mut s, &format!("metrics {id} val_loss --history --json")));
     let values: Vec<f64> = history.iter().map(|p| p["value"].as_f64().unwrap()).collect();
     assert_eq!(values, [0.9, 0.7, 0.5, 0.4, 0.4, 0.6, 0.45]);
+    let part = json_lines(&run(
+        &mut s,
+        &format!("metrics {id} val_loss --history --steps 2..4 --json"),
+    ));
+    let values: Vec<f64> = part.iter().map(|p| p["value"].as_f64().unwrap()).collect();
+    assert_eq!(values, [0.5, 0.4, 0.4]);
 
     // A NaN loss for five points: one anomaly, resolved by a number.
     let id = job(&mut s, "trainsim loss 0.5,nan,nan,nan,nan,nan,0.4 10");

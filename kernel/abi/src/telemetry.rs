@@ -33,12 +33,13 @@ pub enum TelemetryRequest {
         after: u32,
     },
     /// The kept history of one series (the newest points at full
-    /// resolution, older ones thinned), oldest first, from position
-    /// `after`.
+    /// resolution, older ones thinned), oldest first, those in `range`,
+    /// from position `after` among them.
     History {
         job_id: u64,
         name: String<NAME_MAX>,
         tags: Vec<Tag, TAGS_MAX>,
+        range: HistoryRange,
         after: u32,
     },
     /// The alert rules and how many alerts each has firing, from position
@@ -81,6 +82,18 @@ pub enum TelemetryRequest {
     /// Read the artifact policy file (`/ops/artifacts.conf`) again.
     ReloadArtifactPolicy,
     Stats,
+}
+
+/// Which kept points a `History` query wants (bounds inclusive).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, MaxSize)]
+pub enum HistoryRange {
+    #[default]
+    All,
+    /// Points whose step is in `from..=to` (points without a step are
+    /// left out).
+    Steps { from: u64, to: u64 },
+    /// Points reported at `from_ms..=to_ms` (unix ms).
+    Time { from_ms: u64, to_ms: u64 },
 }
 
 /// One series' summary (docs/telemetry.md, "Metrics").

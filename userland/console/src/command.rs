@@ -84,8 +84,8 @@ pub const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "metrics",
-        usage: "metrics [JOB] [NAME] [--history] [--json]",
-        summary: "metric series (of job JOB, named NAME): last, min, max, best; --history: the kept points",
+        usage: "metrics [JOB] [NAME] [--history [--steps A..B | --time FROM_MS..TO_MS]] [--json]",
+        summary: "metric series (of job JOB, named NAME): last, min, max, best; --history: the kept points (of steps A..B, or reported between two unix ms)",
     },
     Spec {
         name: "alerts",
@@ -356,6 +356,10 @@ pub enum Command<'a> {
         job_id: Option<u64>,
         name: Option<&'a str>,
         history: bool,
+        /// `--steps A..B` (inclusive).
+        steps: Option<(u64, u64)>,
+        /// `--time FROM_MS..TO_MS` (unix ms, inclusive).
+        time: Option<(u64, u64)>,
         json: bool,
     },
     Alerts {
@@ -1421,9 +1425,38 @@ fn parse_metrics<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>,
     const CMD: &str = "metrics";
     let mut w = Words::new(CMD, args);
     let (mut job_id, mut name, mut history, mut json) = (None, None, None, None);
+    let (mut steps, mut time) = (None, None);
     while let Some(word) = w.next() {
         match word {
             "--history" => w.flag(&mut history, "--history")?,
+            "--steps" | "--time" => {
+                let option = if word == "--steps" { "--steps" } else { "--time" };
+                if steps.is_some() || time.is_some() {
+                    return Err(ParseError::Conflict {
+                        command: CMD,
+                        first: "--steps",
+                        second: "--time",
+                    });
+                }
+                let value = w.value(option)?;
+                let bad = |problem| ParseError::BadValue {
+                    command: CMD,
+                    what: option,
+                    value,
+                    problem,
+                };
+                let (a, b) = value.split_once("..").ok_or(bad(ValueProblem::Expected("A..B")))?;
+                let a = number_upto(a, u64::MAX).map_err(bad)?;
+                let b = number_upto(b, u64::MAX).map_err(bad)?;
+                if a > b {
+                    return Err(bad(ValueProblem::Expected("A..B with A <= B")));
+                }
+                if option == "--steps" {
+                    steps = Some((a, b));
+                } else {
+                    time = Some((a, b));
+                }
+            }
             "--json" => w.flag(&mut json, "--json")?,
             _ if is_option(word) => {
                 return Err(ParseError::UnknownOption {
@@ -1444,6 +1477,13 @@ fn parse_metrics<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>,
             }
         }
     }
+    if (steps.is_some() || time.is_some()) && history.is_none() {
+        return Err(ParseError::Requires {
+            command: CMD,
+            option: if steps.is_some() { "--steps" } else { "--time" },
+            needs: "--history",
+        });
+    }
     if history.is_some() && (job_id.is_none() || name.is_none()) {
         return Err(ParseError::Requires {
             command: CMD,
@@ -1455,6 +1495,8 @@ fn parse_metrics<'a>(args: impl Iterator<Item = &'a str>) -> Result<Command<'a>,
         job_id,
         name,
         history: history.is_some(),
+        steps,
+        time,
         json: json.is_some(),
     })
 }
@@ -1739,6 +1781,8 @@ mod tests {
                 job_id: None,
                 name: None,
                 history: false,
+                steps: None,
+                time: None,
                 json: false
             })
         );
@@ -1748,6 +1792,8 @@ mod tests {
                 job_id: Some(3),
                 name: Some("val_loss"),
                 history: true,
+                steps: None,
+                time: None,
                 json: true
             })
         );
@@ -1757,10 +1803,33 @@ mod tests {
                 job_id: None,
                 name: Some("loss"),
                 history: false,
+                steps: None,
+                time: None,
                 json: false
             })
         );
         assert!(err("metrics --history").contains("--history only applies with JOB and NAME"));
+        assert!(matches!(
+            parse("metrics 1 loss --history --steps 10..20"),
+            Ok(Command::Metrics {
+                steps: Some((10, 20)),
+                time: None,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("metrics 1 loss --history --time 5..6"),
+            Ok(Command::Metrics { time: Some((5, 6)), .. })
+        ));
+        for bad in [
+            "metrics 1 loss --steps 1..2",
+            "metrics 1 loss --history --steps 3..1",
+            "metrics 1 loss --history --steps 1-2",
+            "metrics 1 loss --history --steps",
+            "metrics 1 loss --history --steps 1..2 --time 1..2",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
         assert!(err("metrics 3 a b").starts_with("metrics: unexpected argument 'b'"));
         assert!(err("metrics 99999999999999999999").contains("JOB"));
         assert!(err("metrics --bogus").starts_with("metrics: unknown option '--bogus'"));

@@ -22,8 +22,8 @@ use aether_abi::job::JobState;
 use aether_abi::link::{EXPORT_CHUNK_MAX, EXPORT_MAX, LinkMessage, NOTIFY_BODY_MAX};
 use aether_abi::metric::{MetricError, MetricPoint, TAGS_MAX, Tag};
 use aether_abi::telemetry::{
-    HISTORY_PAGE, RULES_PAGE, RouteStats, RuleInfo, SERIES_PAGE, SampleInfo, SeriesInfo, TelemetryRequest,
-    TelemetryResponse, TelemetryStats,
+    HISTORY_PAGE, HistoryRange, RULES_PAGE, RouteStats, RuleInfo, SERIES_PAGE, SampleInfo, SeriesInfo,
+    TelemetryRequest, TelemetryResponse, TelemetryStats,
 };
 use heapless::Vec as HVec;
 use telemetry_core::metrics::{Objective, Point, Registry, SeriesRef};
@@ -441,6 +441,7 @@ impl Telemetry {
                 job_id,
                 name,
                 tags,
+                range,
                 after,
             } => {
                 let pairs: HVec<(&str, &str), TAGS_MAX> =
@@ -448,7 +449,12 @@ impl Telemetry {
                 let mut samples = HVec::new();
                 let mut more = false;
                 if let Some(series) = self.registry.series(job_id, &name, &pairs) {
-                    let mut it = series.history().iter().skip(after as usize);
+                    let all: Vec<&telemetry_core::metrics::Sample> = match range {
+                        HistoryRange::All => series.history().iter().collect(),
+                        HistoryRange::Steps { from, to } => series.history_by_step(from..=to).collect(),
+                        HistoryRange::Time { from_ms, to_ms } => series.history_by_time(from_ms..=to_ms).collect(),
+                    };
+                    let mut it = all.into_iter().skip(after as usize);
                     for s in it.by_ref().take(HISTORY_PAGE) {
                         let _ = samples.push(SampleInfo {
                             step: s.step,

@@ -133,6 +133,38 @@ fn three_new_bests_then_one_plateau() {
         }
         other => panic!("{other:?}"),
     }
+    // History by step and by time.
+    let history = |h: &mut H, range| match telemetry(
+        h,
+        TelemetryRequest::History {
+            job_id: id,
+            name: "val_loss".try_into().unwrap(),
+            tags: heapless::Vec::new(),
+            range,
+            after: 0,
+        },
+        200,
+    ) {
+        TelemetryResponse::History { samples, more } => {
+            assert!(!more);
+            samples.iter().map(|s| s.value).collect::<StdVec<f64>>()
+        }
+        other => panic!("{other:?}"),
+    };
+    use aether_abi::telemetry::HistoryRange;
+    assert_eq!(history(&mut h, HistoryRange::All).len(), 7);
+    assert_eq!(history(&mut h, HistoryRange::Steps { from: 2, to: 4 }), [0.5, 0.4, 0.4]);
+    assert_eq!(
+        history(
+            &mut h,
+            HistoryRange::Time {
+                from_ms: 105,
+                to_ms: 106
+            }
+        ),
+        [0.6, 0.45]
+    );
+    assert!(history(&mut h, HistoryRange::Steps { from: 50, to: 60 }).is_empty());
     // A new best resolves the plateau.
     metric(&mut h, id, "val_loss", 0.1, 7, 300);
     assert_eq!(

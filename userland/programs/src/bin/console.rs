@@ -23,7 +23,7 @@ use aether_abi::syscall::{
     EVENTS_PAGE, Errno, ExitRecord, ExitStatus, PS_PAGE, Pgid, Pid, ProcInfo, ProcRequest, ProcResponse, SystemInfo,
     Target, WaitTarget, WatchdogAction, WatchdogEvent, WatchdogKind, decode, encode, nr,
 };
-use aether_abi::telemetry::TelemetryRequest;
+use aether_abi::telemetry::{HistoryRange, TelemetryRequest};
 use aether_rt::{Args, entry, print, println, proc, sys};
 use alloc::string::String;
 use alloc::vec;
@@ -261,8 +261,17 @@ fn execute(line: &str) {
             job_id,
             name,
             history,
+            steps,
+            time,
             json,
-        }) => telemetry::metrics(job_id, name, history, json),
+        }) => {
+            let range = match (steps, time) {
+                (Some((from, to)), _) => HistoryRange::Steps { from, to },
+                (None, Some((from_ms, to_ms))) => HistoryRange::Time { from_ms, to_ms },
+                (None, None) => HistoryRange::All,
+            };
+            telemetry::metrics(job_id, name, history.then_some(range), json)
+        }
         Ok(Command::Alerts { json }) => telemetry::alerts(json),
         Ok(Command::AlertsReload) => telemetry::reload(TelemetryRequest::ReloadRules),
         Ok(Command::Routes { json }) => telemetry::routes(json),

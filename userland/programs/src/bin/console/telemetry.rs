@@ -6,7 +6,7 @@ use aether_abi::artifact::{ArtifactInfo, ArtifactKind};
 use aether_abi::event::{self, Event, RecordHeader};
 use aether_abi::job::{JobRequest, JobResponse};
 use aether_abi::metric::Tag;
-use aether_abi::telemetry::{SeriesInfo, TelemetryRequest, TelemetryResponse};
+use aether_abi::telemetry::{HistoryRange, SeriesInfo, TelemetryRequest, TelemetryResponse};
 use aether_rt::{event as bus, println, sys};
 use alloc::string::String;
 use alloc::vec;
@@ -188,7 +188,7 @@ fn tags_text(tags: &[Tag]) -> String {
 }
 
 /// `metrics [JOB] [NAME] [--history] [--json]`.
-pub fn metrics(job_id: Option<u64>, name: Option<&str>, history: bool, json: bool) {
+pub fn metrics(job_id: Option<u64>, name: Option<&str>, history: Option<HistoryRange>, json: bool) {
     let series = match all_series(job_id, name) {
         Ok(s) => s,
         Err(e) => return job_error(e),
@@ -199,9 +199,9 @@ pub fn metrics(job_id: Option<u64>, name: Option<&str>, history: bool, json: boo
         }
         return;
     }
-    if history {
+    if let Some(range) = history {
         for s in &series {
-            print_history(s, json);
+            print_history(s, range, json);
         }
         return;
     }
@@ -256,7 +256,7 @@ struct SampleLine<'a> {
     value: Option<f64>,
 }
 
-fn print_history(s: &SeriesInfo, json: bool) {
+fn print_history(s: &SeriesInfo, range: HistoryRange, json: bool) {
     if !json {
         println!("job {} {}{}:", s.job_id, s.name, tags_text(&s.tags));
     }
@@ -266,6 +266,7 @@ fn print_history(s: &SeriesInfo, json: bool) {
             job_id: s.job_id,
             name: s.name.clone(),
             tags: s.tags.clone(),
+            range,
             after,
         };
         let (samples, more) = match telemetry_call(request) {
