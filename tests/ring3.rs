@@ -131,6 +131,17 @@ fn a_watchdog_kills_a_job_that_stops_heartbeating() {
     assert!(ps(&mut s).iter().all(|p| p.pgid != pgid), "sleeper survived");
     let text = run(&mut s, "watchdog log");
     assert!(text.iter().any(|l| l.contains("heartbeat 200 ms")), "{text:?}");
+    // The firing is on the event bus too, from the kernel.
+    let bus: Vec<serde_json::Value> = run(&mut s, "events --json")
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(
+        bus.iter()
+            .any(|e| e["kind"] == "watchdog" && e["source"] == "kernel" && e["labels"]["group"] == pgid.to_string()),
+        "{bus:?}"
+    );
 }
 
 #[test]
