@@ -138,8 +138,9 @@ fn a_watchdog_kills_a_job_that_stops_heartbeating() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
         .collect();
     assert!(
-        bus.iter()
-            .any(|e| e["kind"] == "watchdog" && e["source"] == "kernel" && e["labels"]["group"] == pgid.to_string()),
+        bus.iter().any(|e| e["kind"] == "watchdog"
+            && e["source"] == "kernel"
+            && e["labels"]["group"].as_str() == Some(pgid.to_string().as_str())),
         "{bus:?}"
     );
 }
