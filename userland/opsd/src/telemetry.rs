@@ -39,8 +39,9 @@ pub const RULES_PATH: &str = "/ops/rules.conf";
 /// The route file.
 pub const ROUTES_PATH: &str = "/ops/routes.conf";
 /// What alert bodies name as the place to look (`externalURL`,
-/// `generatorURL`): the bridge's HTTP API at its default address.
-pub const EXTERNAL_URL: &str = "http://127.0.0.1:8080";
+/// `generatorURL`): the bridge's HTTP API at its default address (the
+/// port `cargo run` gives it).
+pub const EXTERNAL_URL: &str = "http://127.0.0.1:7878";
 /// Console lines, file lines and webhook requests waiting, at most each
 /// (beyond: counted as undelivered).
 const DELIVERIES_MAX: usize = 256;
