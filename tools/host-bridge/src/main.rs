@@ -14,6 +14,9 @@
 //!
 //!   The HTTP API (docs/http-api.yaml) listens on 127.0.0.1:`--port`
 //!   (7878); its bearer token is `DIR/token` (created on first start, 0600).
+//!   `--webhook-ca FILE` (PEM, repeatable): certificates trusted for
+//!   `https://` webhooks besides the public roots (a private CA, a
+//!   self-signed relay); a file that does not load stops it at once.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -23,8 +26,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use host_bridge::{
-    Bridge, DEFAULT_GRACE_MS, Event, JobMetric, JobSpec, LinkPump, ShmRegion, Stream, Supervisor, http, now_ms, shim,
+    Bridge, DEFAULT_GRACE_MS, Event, JobMetric, JobSpec, LinkPump, ShmRegion, Stream, Supervisor, WebhookConfig, http,
+    now_ms, shim, webhook,
 };
+use rustls_pki_types::CertificateDer;
 
 #[derive(Parser)]
 #[command(name = "host-bridge", about = "The AetherOS host bridge: runs host jobs under shims")]
@@ -77,7 +82,16 @@ enum Cmd {
         /// The HTTP API's port on 127.0.0.1 (0: no HTTP API).
         #[arg(long, default_value_t = host_bridge::http::DEFAULT_PORT)]
         port: u16,
+        /// A PEM file of one or more certificates to trust for https://
+        /// webhooks besides the public roots (a private CA, a self-signed
+        /// relay); repeatable.
+        #[arg(long = "webhook-ca", value_name = "FILE", value_parser = parse_ca)]
+        webhook_ca: Vec<Vec<CertificateDer<'static>>>,
     },
+}
+
+fn parse_ca(path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    webhook::load_roots(std::path::Path::new(path))
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -127,7 +141,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Serve { shm, state_dir, port } => match serve(&shm, state_dir, port) {
+        Cmd::Serve {
+            shm,
+            state_dir,
+            port,
+            webhook_ca,
+        } => match serve(&shm, state_dir, port, webhook_ca.concat()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("host-bridge: {e}");
@@ -140,10 +159,21 @@ fn main() -> ExitCode {
 /// How long a shutdown waits for the jobs' ends (their graces) at most.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
 
-fn serve(shm: &std::path::Path, state_dir: PathBuf, port: u16) -> Result<(), host_bridge::Error> {
+fn serve(
+    shm: &std::path::Path,
+    state_dir: PathBuf,
+    port: u16,
+    extra_roots: Vec<CertificateDer<'static>>,
+) -> Result<(), host_bridge::Error> {
     // Before any thread starts, so that none of them takes the signals.
     let signals = StopSignals::block();
     let incarnation = now_ms();
+    if !extra_roots.is_empty() {
+        eprintln!(
+            "host-bridge: https webhooks trust {} extra certificate(s) (--webhook-ca)",
+            extra_roots.len()
+        );
+    }
     let supervisor = Supervisor::new(state_dir)?;
     let (client, mut api) = http::channel();
     if port != 0 {
@@ -174,7 +204,11 @@ fn serve(shm: &std::path::Path, state_dir: PathBuf, port: u16) -> Result<(), hos
             Err(e) => return Err(e.into()),
         }
     };
-    let mut bridge = Bridge::new(supervisor, LinkPump::host(region, incarnation));
+    let webhooks = WebhookConfig {
+        extra_roots,
+        ..WebhookConfig::default()
+    };
+    let mut bridge = Bridge::with_webhooks(supervisor, LinkPump::host(region, incarnation), webhooks);
     let (mut attached, mut connected) = (false, false);
     // Set once a stop signal came: the jobs are being stopped.
     let mut shutdown: Option<std::time::Instant> = None;

@@ -1,7 +1,7 @@
 //! The bridge's webhook sender (docs/telemetry.md, "Webhook delivery (the
 //! bridge)"): opsd's `Notify { id, url, body }` POSTed as JSON to an
-//! `http://` receiver, retried with backoff, and how it ended reported as
-//! an [`Outcome`] (the link's `Notified`).
+//! `http://` or `https://` receiver, retried with backoff, and how it
+//! ended reported as an [`Outcome`] (the link's `Notified`).
 //!
 //! # Threads and bounds
 //!
@@ -29,27 +29,43 @@
 //! (1xx heads skipped), and of a refusal's body the first bytes are kept
 //! for the error. hyper's client would need crates the tree does not have
 //! (`want`, `futures-channel`, `tracing`), and a notification needs no
-//! pooling, chunked uploads or redirects. `https://` is refused
-//! ([`HTTPS_UNSUPPORTED`]): there is no TLS stack in the tree yet.
+//! pooling, chunked uploads or redirects.
+//!
+//! # HTTPS
+//!
+//! `https://` (port 443 by default) is the same exchange over rustls
+//! (`ring` provider; TLS 1.3 and 1.2; ALPN `http/1.1`): the server name
+//! (SNI, and the name the certificate must be valid for) is the URL's host,
+//! an IP address as an IP address. The certificate is checked against the
+//! public roots ([`webpki_roots`], built in: the host's store plays no
+//! part) and [`WebhookConfig::extra_roots`] (`serve --webhook-ca FILE`,
+//! read with [`load_roots`]). The handshake is part of the attempt and its
+//! [`WebhookConfig::timeout`]. A certificate that does not verify (and a
+//! server with no protocol version or cipher suite in common) is given up
+//! at once: another attempt would meet the same certificate; a handshake
+//! cut off or timed out is retried like any connection error.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use aether_abi::link::LinkMessage;
 use axum::http::Uri;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 
 use crate::bridge::truncated;
 
 /// The error of a notification refused because [`WebhookConfig::max_pending`]
 /// are waiting or in flight.
 pub const QUEUE_FULL: &str = "the bridge's webhook queue is full";
-/// The error of an `https://` URL.
-pub const HTTPS_UNSUPPORTED: &str = "https is not supported by the bridge yet: use an http relay";
 /// The most bytes of an answer's head.
 const HEAD_MAX: usize = 16 * 1024;
 /// The most bytes of a refusal's body kept for the error.
@@ -77,12 +93,15 @@ pub struct WebhookConfig {
     pub concurrency: usize,
     /// Attempts running at once to one receiver (`host:port`).
     pub per_receiver: usize,
+    /// Certificates trusted for `https://` besides the public roots (a
+    /// private CA, a self-signed relay): [`load_roots`].
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Default for WebhookConfig {
     /// 5 s per attempt; 6 attempts 250 ms, 500 ms, 1 s, 2 s, 4 s apart; a
     /// `Retry-After` up to 30 s; 256 pending, 16 attempts at once, 4 per
-    /// receiver.
+    /// receiver; the public roots only.
     fn default() -> WebhookConfig {
         WebhookConfig {
             timeout: Duration::from_secs(5),
@@ -93,6 +112,7 @@ impl Default for WebhookConfig {
             max_pending: 256,
             concurrency: 16,
             per_receiver: 4,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -136,9 +156,11 @@ impl Outcome {
     }
 }
 
-/// Where a notification goes: an `http://` URL, checked.
+/// Where a notification goes: an `http://` or `https://` URL, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// `https://`.
+    pub tls: bool,
     /// The host to connect to (an IPv6 address without its brackets).
     pub host: String,
     pub port: u16,
@@ -149,15 +171,15 @@ pub struct Target {
 }
 
 impl Target {
-    /// `url` checked: `http://host[:port][/path][?query]`; the error says
-    /// why not (short: it goes back to opsd in `Notified`).
+    /// `url` checked: `http[s]://host[:port][/path][?query]`; the error
+    /// says why not (short: it goes back to opsd in `Notified`).
     pub fn parse(url: &str) -> Result<Target, String> {
         let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-        match scheme.as_deref() {
-            Some("http") => {}
-            Some("https") => return Err(HTTPS_UNSUPPORTED.into()),
-            _ => return Err("a malformed URL: only http://host[:port]/path is supported".into()),
-        }
+        let tls = match scheme.as_deref() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err("a malformed URL: only http[s]://host[:port]/path is supported".into()),
+        };
         let uri: Uri = url.parse().map_err(|e| format!("a malformed URL: {e}"))?;
         let authority = uri.authority().ok_or("a malformed URL: no host")?;
         if authority.as_str().contains('@') {
@@ -169,6 +191,7 @@ impl Target {
         }
         // What follows the host (`host()` keeps an IPv6 address' brackets).
         let port = match authority.as_str().get(host.len()..).unwrap_or("") {
+            "" if tls => 443,
             "" => 80,
             p => match p.strip_prefix(':').map(str::parse::<u16>) {
                 Some(Ok(port)) if port != 0 => port,
@@ -176,12 +199,24 @@ impl Target {
             },
         };
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        Ok(Target {
+        let target = Target {
+            tls,
             host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
             port,
             authority: authority.as_str().to_string(),
             path: if path.is_empty() { "/".into() } else { path.into() },
-        })
+        };
+        if tls {
+            target.server_name()?;
+        }
+        Ok(target)
+    }
+
+    /// The TLS server name: the host, an IP address as an IP address.
+    pub fn server_name(&self) -> Result<ServerName<'static>, String> {
+        ServerName::try_from(self.host.as_str())
+            .map(|name| name.to_owned())
+            .map_err(|_| format!("a malformed URL: {:?} is not a TLS server name", self.host))
     }
 
     /// The receiver, for the per-receiver limit.
@@ -202,6 +237,8 @@ pub struct Webhooks {
 /// What the deliveries share.
 struct Shared {
     config: WebhookConfig,
+    /// `https://`: the public roots and [`WebhookConfig::extra_roots`].
+    tls: Arc<ClientConfig>,
     /// One permit per notification accepted and not yet answered.
     pending: Arc<Semaphore>,
     /// One permit per attempt running.
@@ -221,8 +258,10 @@ impl Webhooks {
             ..config
         };
         let (tx, rx) = mpsc::channel();
+        let tls = tls_config(&config.extra_roots);
         Webhooks {
             shared: Arc::new(Shared {
+                tls,
                 pending: Arc::new(Semaphore::new(config.max_pending)),
                 slots: Semaphore::new(config.concurrency),
                 receivers: Mutex::new(HashMap::new()),
@@ -240,7 +279,7 @@ impl Webhooks {
 
     /// Hands `body` for `url` to the sender (never waits); its [`Outcome`]
     /// comes through [`Webhooks::take_outcomes`] later. A notification
-    /// that cannot be sent at all (a URL that is not `http://`, a full
+    /// that cannot be sent at all (a URL that is not `http[s]://`, a full
     /// queue) is answered at once: `Err` with `attempts` 0.
     pub fn submit(&mut self, origin: u64, id: u64, url: &str, body: Vec<u8>) -> Result<(), Outcome> {
         let refused = |error: String| Outcome {
@@ -346,7 +385,7 @@ async fn deliver(shared: &Shared, origin: u64, id: u64, target: &Target, body: &
             // Semaphores that are never closed: acquire cannot fail.
             let _receiver = lane.slots.acquire().await;
             let _slot = shared.slots.acquire().await;
-            attempt(target, body, config.timeout).await
+            attempt(&shared.tls, target, body, config.timeout).await
         };
         match answer {
             Answer::Delivered(status) => return outcome(true, status, attempts, String::new()),
@@ -412,9 +451,44 @@ struct Head {
 
 /// One POST, within `timeout` (a refusal's body gets a little longer, and
 /// only until the same deadline).
-async fn attempt(target: &Target, body: &[u8], timeout: Duration) -> Answer {
+async fn attempt(tls: &Arc<ClientConfig>, target: &Target, body: &[u8], timeout: Duration) -> Answer {
     let deadline = Instant::now() + timeout;
-    let (mut stream, head) = match tokio::time::timeout_at(deadline, post(target, body)).await {
+    let retry = |error: String| Answer::Retry {
+        status: 0,
+        error,
+        after: None,
+    };
+    let no_answer = || retry(format!("no answer within {} ms", timeout.as_millis()));
+    let stream = match tokio::time::timeout_at(deadline, TcpStream::connect((target.host.as_str(), target.port))).await
+    {
+        Err(_) => return no_answer(),
+        Ok(Err(e)) => return retry(format!("connecting: {e}")),
+        Ok(Ok(stream)) => stream,
+    };
+    let _ = stream.set_nodelay(true);
+    if !target.tls {
+        return exchange(stream, target, body, timeout, deadline).await;
+    }
+    let name = match target.server_name() {
+        Ok(name) => name,
+        Err(error) => return Answer::GiveUp { status: 0, error },
+    };
+    let connector = TlsConnector::from(tls.clone());
+    let stream = match tokio::time::timeout_at(deadline, connector.connect(name, stream)).await {
+        Err(_) => return retry(format!("TLS: no handshake within {} ms", timeout.as_millis())),
+        Ok(Err(e)) => return tls_failure(&e),
+        Ok(Ok(stream)) => stream,
+    };
+    exchange(stream, target, body, timeout, deadline).await
+}
+
+/// The request and the answer over a connected `stream` (TCP or TLS),
+/// until `deadline`.
+async fn exchange<S>(mut stream: S, target: &Target, body: &[u8], timeout: Duration, deadline: Instant) -> Answer
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let head = match tokio::time::timeout_at(deadline, post(&mut stream, target, body)).await {
         Err(_) => {
             return Answer::Retry {
                 status: 0,
@@ -429,7 +503,7 @@ async fn attempt(target: &Target, body: &[u8], timeout: Duration) -> Answer {
                 after: None,
             };
         }
-        Ok(Ok(answer)) => answer,
+        Ok(Ok(head)) => head,
     };
     let status = head.status;
     if (200..300).contains(&status) {
@@ -455,12 +529,81 @@ async fn attempt(target: &Target, body: &[u8], timeout: Duration) -> Answer {
     }
 }
 
-/// Connects, sends the request and reads the answer's head.
-async fn post(target: &Target, body: &[u8]) -> Result<(TcpStream, Head), String> {
-    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| format!("connecting: {e}"))?;
-    let _ = stream.set_nodelay(true);
+/// A failed handshake: given up if the certificate did not verify (or the
+/// server has nothing in common with us: no attempt will change either),
+/// retried if the connection failed.
+fn tls_failure(e: &std::io::Error) -> Answer {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(
+            tls @ (rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::UnsupportedNameType
+            | rustls::Error::PeerIncompatible(_)),
+        ) => Answer::GiveUp {
+            status: 0,
+            error: format!("TLS: {tls}"),
+        },
+        Some(tls) => Answer::Retry {
+            status: 0,
+            error: format!("TLS: {tls}"),
+            after: None,
+        },
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => Answer::Retry {
+            status: 0,
+            error: "TLS: the receiver closed the connection in the handshake".into(),
+            after: None,
+        },
+        None => Answer::Retry {
+            status: 0,
+            error: format!("TLS handshake: {e}"),
+            after: None,
+        },
+    }
+}
+
+/// The client configuration of `https://`: the public roots and `extra`
+/// (those that do not parse left out: [`load_roots`] checks them first).
+fn tls_config(extra: &[CertificateDer<'static>]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    roots.add_parsable_certificates(extra.iter().cloned());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring's provider supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// The certificates of PEM file `path` (one or more; other sections such
+/// as keys are skipped), each checked to be usable as a trust anchor: for
+/// [`WebhookConfig::extra_roots`]. The error names the file and why.
+pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let fail = |why: String| format!("{}: {why}", path.display());
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(format!("{e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(format!("not a PEM file: {e}")))?;
+    if certs.is_empty() {
+        return Err(fail("no PEM certificate (BEGIN CERTIFICATE) in it".into()));
+    }
+    let mut store = RootCertStore::empty();
+    for (n, cert) in certs.iter().enumerate() {
+        store
+            .add(cert.clone())
+            .map_err(|e| fail(format!("certificate {}: {e}", n + 1)))?;
+    }
+    Ok(certs)
+}
+
+/// Sends the request and reads the answer's head.
+async fn post<S>(stream: &mut S, target: &Target, body: &[u8]) -> Result<Head, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut request = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
          User-Agent: aether-host-bridge/{}\r\nConnection: close\r\n\r\n",
@@ -472,12 +615,13 @@ async fn post(target: &Target, body: &[u8]) -> Result<(TcpStream, Head), String>
     .into_bytes();
     request.extend_from_slice(body);
     stream.write_all(&request).await.map_err(|e| format!("sending: {e}"))?;
-    let head = read_head(&mut stream).await?;
-    Ok((stream, head))
+    // TLS buffers what it writes.
+    stream.flush().await.map_err(|e| format!("sending: {e}"))?;
+    read_head(stream).await
 }
 
 /// Reads up to the end of the first final (non-1xx) head.
-async fn read_head(stream: &mut TcpStream) -> Result<Head, String> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, String> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -547,7 +691,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Option<Head>)>, String> {
 
 /// `rest` and what follows it, up to a little more than [`SNIPPET_MAX`]
 /// bytes or the end of the stream.
-async fn read_snippet(stream: &mut TcpStream, mut rest: Vec<u8>) -> Vec<u8> {
+async fn read_snippet<S: AsyncRead + Unpin>(stream: &mut S, mut rest: Vec<u8>) -> Vec<u8> {
     let mut chunk = [0u8; 512];
     while rest.len() < SNIPPET_MAX + 16 {
         match stream.read(&mut chunk).await {
@@ -590,6 +734,7 @@ mod tests {
         assert_eq!(
             t,
             Target {
+                tls: false,
                 host: "127.0.0.1".into(),
                 port: 9093,
                 authority: "127.0.0.1:9093".into(),
@@ -600,11 +745,24 @@ mod tests {
         assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("Relay.local", 80, "/"));
         let t = Target::parse("http://[::1]:8080/hook").unwrap();
         assert_eq!((t.host.as_str(), t.authority.as_str()), ("::1", "[::1]:8080"));
+        let t = Target::parse("https://graph.facebook.com/v21.0/123/messages").unwrap();
         assert_eq!(
-            Target::parse("https://example.invalid/send"),
-            Err(HTTPS_UNSUPPORTED.into())
+            t,
+            Target {
+                tls: true,
+                host: "graph.facebook.com".into(),
+                port: 443,
+                authority: "graph.facebook.com".into(),
+                path: "/v21.0/123/messages".into(),
+            }
         );
-        assert_eq!(Target::parse("HTTPS://x"), Err(HTTPS_UNSUPPORTED.into()));
+        assert_eq!(t.server_name(), Ok(ServerName::try_from("graph.facebook.com").unwrap()));
+        let t = Target::parse("HTTPS://127.0.0.1:8443").unwrap();
+        assert_eq!((t.tls, t.port, t.path.as_str()), (true, 8443, "/"));
+        assert!(matches!(t.server_name(), Ok(ServerName::IpAddress(_))));
+        let t = Target::parse("https://[::1]/").unwrap();
+        assert!(matches!(t.server_name(), Ok(ServerName::IpAddress(_))));
+        assert_eq!(Target::parse("http://x").unwrap().port, 80);
         for bad in [
             "",
             "garbage",

@@ -520,7 +520,7 @@ fn a_notify_over_the_link_is_posted_and_its_notified_comes_back() {
     });
     guest.send(LinkMessage::Notify {
         id: 43,
-        url: heapless::String::try_from("https://chat.example.invalid/send").unwrap(),
+        url: heapless::String::try_from("ftp://chat.example.invalid/send").unwrap(),
         body: Box::new(heapless::Vec::from_slice(body).unwrap()),
     });
     run_until(&mut bridge, &mut guest, "both Notified", |g, _| {
@@ -554,7 +554,13 @@ fn a_notify_over_the_link_is_posted_and_its_notified_comes_back() {
         notified,
         [
             (42, true, 200, 1, String::new()),
-            (43, false, 0, 0, host_bridge::webhook::HTTPS_UNSUPPORTED.to_string()),
+            (
+                43,
+                false,
+                0,
+                0,
+                "a malformed URL: only http[s]://host[:port]/path is supported".to_string()
+            ),
         ]
     );
     assert_eq!(bridge.webhooks_pending(), 0);
