@@ -22,7 +22,8 @@
 //! * [`http`]: the HTTP API, answered by opsd over the link; [`export`]:
 //!   the metrics' exposition text gathered from opsd's parts.
 //! * [`webhook`]: [`Webhooks`], opsd's alert notifications POSTed to their
-//!   `http://` receivers (retries, backoff, bounded), off the bridge's loop.
+//!   `http://` or `https://` receivers (retries, backoff, bounded), off the
+//!   bridge's loop.
 //!
 //! Linux only: it relies on `/proc`, process groups, sessions and
 //! `PR_SET_CHILD_SUBREAPER`.
