@@ -1057,7 +1057,16 @@ impl Fuzzer {
             (_, 2..) => Expect::Err(Errno::InvalidArgument),
             (nr::METRIC, 1) | (nr::EVENT, 0) => Expect::Err(Errno::NotPermitted),
             (nr::EVENT, _) => {
-                if self.rng.chance(1, 2) {
+                // A read writes records where it is pointed: into the
+                // response buffer, or at memory it must refuse; never at
+                // whatever else of this program a random pointer names (a
+                // read into the fuzzer's own counters corrupted them).
+                let refused = !self.rng.chance(1, 2);
+                if refused {
+                    let (kind, ptr) = self.refused(true);
+                    a[0] = ptr;
+                    a[1] = self.refused_len(kind, self.resp.len() as u64);
+                } else {
                     a[0] = self.resp.as_mut_ptr() as u64;
                     a[1] = self.rng.below(self.resp.len() as u64 + 1);
                 }
@@ -1066,7 +1075,11 @@ impl Fuzzer {
                 } else {
                     sys::clock_ns() + self.rng.below(MAX_BLOCK_NS)
                 };
-                Expect::Any
+                if refused {
+                    Expect::Err(Errno::BadAddress)
+                } else {
+                    Expect::Any
+                }
             }
             _ => Expect::Any,
         };
