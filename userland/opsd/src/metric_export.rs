@@ -40,6 +40,8 @@ pub struct Exports {
     last_flush_ms: u64,
     /// Lines not written (a bound, or a failed write).
     pub dropped: u64,
+    /// There is a disk to write to (else nothing is kept).
+    pub enabled: bool,
 }
 
 /// The file of a job's metric.
@@ -65,6 +67,9 @@ fn json_str(out: &mut String, s: &str) {
 impl Exports {
     /// An accepted point of a job.
     pub fn add(&mut self, job_id: u64, ts_ms: u64, point: &MetricPoint) {
+        if !self.enabled {
+            return;
+        }
         if self.pending_bytes >= PENDING_MAX || self.written.get(&job_id).copied().unwrap_or(0) >= JOB_BYTES_MAX {
             self.dropped += 1;
             return;

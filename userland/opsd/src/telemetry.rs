@@ -210,6 +210,11 @@ impl Telemetry {
         }
     }
 
+    /// The table has a disk: points are written to it as JSON lines.
+    pub fn set_disk(&mut self, present: bool) {
+        self.files_out.enabled = present;
+    }
+
     /// Whether the bridge is there (webhooks go through it).
     pub fn set_bridge(&mut self, connected: bool) {
         self.bridge = connected;

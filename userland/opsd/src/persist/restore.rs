@@ -120,6 +120,7 @@ impl Jobs {
         jobs.io.disk = Some(disk);
         if let Some(d) = jobs.io.disk.as_mut() {
             jobs.io.artifacts.restore(d.store_mut(), now_ms);
+            jobs.io.telemetry.set_disk(true);
         }
         jobs.lose_live_jobs(now_ms);
         while jobs.table.len() > jobs.io.config.max_jobs && jobs.evict_one() {}
