@@ -20,7 +20,7 @@ vb:   new_best val_loss mode=min
 vf:   plateau val_loss mode=min patience=3
 nan:  anomaly loss nan=true labels: severity=critical
 slow: sustained_dip throughput factor=0.5 baseline=5 for=3
-hung: stall * after=1s
+hung: stall * after=2s
 ";
 
 struct Image(PathBuf);
@@ -152,7 +152,7 @@ fn training_alerts_from_native_jobs() {
 
     // A job that goes silent for longer than `after`: stall, resolved by
     // its end (a hung run, not a crash).
-    let id = job(&mut s, "trainsim gpu_util 0.5 10 2500");
+    let id = job(&mut s, "trainsim gpu_util 0.5 10 3500");
     assert_eq!(alerts(&mut s, id), pairs(&[("hung", "firing"), ("hung", "resolved")]));
 
     // Job state changes are on the bus too.

@@ -19,7 +19,7 @@ use serde_json::Value;
 const RULES: &str = "\
 vb:   new_best val_loss mode=min
 vf:   plateau val_loss mode=min patience=3
-hung: stall * after=2s
+hung: stall * after=3s
 nan:  anomaly loss nan=true labels: severity=critical
 ";
 
@@ -130,11 +130,11 @@ fn trainer_alerts_reach_a_webhook_and_metrics_parse_as_prometheus_text() {
     let token = rig.token();
     let script = repo().join("tools/python/scripted.py");
     // Three improvements on 0.9, three points without one (a plateau),
-    // then silence for longer than the stall rule's 2 s.
+    // then silence for longer than the stall rule's 3 s.
     let out = common::run(
         &mut rig.session,
         &format!(
-            "job start -- python3 {} val_loss 0.9,0.7,0.5,0.4,0.4,0.6,0.45 --every 0.25 --silent 3.5",
+            "job start -- python3 {} val_loss 0.9,0.7,0.5,0.4,0.4,0.6,0.45 --every 0.25 --silent 4.5",
             script.display()
         ),
     );
@@ -155,7 +155,11 @@ fn trainer_alerts_reach_a_webhook_and_metrics_parse_as_prometheus_text() {
             )
         })
         .collect();
-    let firing: Vec<&str> = alerts
+    // (A Python that takes over 3 s to start on a loaded machine is a
+    // silent job too: a stall and its resolve before the first point are
+    // right, and left out here.)
+    let first = alerts.iter().position(|(a, _)| a == "vb").unwrap_or(0);
+    let firing: Vec<&str> = alerts[first..]
         .iter()
         .filter(|(_, s)| s == "firing")
         .map(|(a, _)| a.as_str())
