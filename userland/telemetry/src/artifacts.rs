@@ -64,9 +64,11 @@
 //!
 //! * `latest`: the highest version.
 //! * `best`: the version with the best value of the [`Monitor`]'s metric
-//!   (configured per kind and name, or per kind); versions without the
-//!   metric, or with NaN, are not ranked; on a tie the older version stays
-//!   best, so `best` moves only to a strictly better value.
+//!   (configured per kind and name, or per kind; with none configured,
+//!   the first metric of the artifact's oldest version that has any,
+//!   lower-is-better for a name ending in `loss`, else higher); versions
+//!   without the metric, or with NaN, are not ranked; on a tie the older
+//!   version stays best, so `best` moves only to a strictly better value.
 //! * `pinned`: set by [`Store::pin`], cleared by [`Store::unpin`]; any
 //!   number of versions may be pinned.
 //!

@@ -595,7 +595,9 @@ impl Store {
 
     fn latest_best(&self, key: &Key, a: &Artifact) -> (Option<u32>, Option<u32>) {
         let latest = a.versions.last_key_value().map(|(&v, _)| v);
-        let best = policy::best(&a.versions, self.config.monitor(key.kind(), key.name()));
+        let default = default_monitor(&a.versions);
+        let monitor = self.config.monitor(key.kind(), key.name()).or(default.as_ref());
+        let best = policy::best(&a.versions, monitor);
         (latest, best)
     }
 
@@ -645,4 +647,18 @@ fn manifest(key: &Key, number: u32, v: &Version, aliases: Aliases) -> Manifest {
         metrics: v.metrics.clone(),
         aliases,
     }
+}
+
+/// What `best` ranks by when the policy names no monitor for an artifact:
+/// the first metric of its oldest version that has any, lower-is-better
+/// for a name ending in `loss` (as the registry's objective), else
+/// higher-is-better. A function of the versions alone, so a boot
+/// computes the same `best`.
+fn default_monitor(versions: &BTreeMap<u32, Version>) -> Option<policy::Monitor> {
+    let (name, _) = versions.values().find_map(|v| v.metrics.first())?;
+    let mode = match crate::metrics::Objective::default_for(name) {
+        crate::metrics::Objective::Min => super::Mode::Min,
+        crate::metrics::Objective::Max => super::Mode::Max,
+    };
+    Some(policy::Monitor::new(name, mode))
 }

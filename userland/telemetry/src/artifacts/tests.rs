@@ -598,11 +598,22 @@ fn best_moves_only_with_a_better_metric() {
     store.offer(3, &other, d(12), 1, None, &[("acc", 0.6)]).unwrap();
     assert_eq!(store.best(&other), Some(2));
 
-    // No monitor, no best.
+    // No monitor and no metrics: no best.
     let plot = Key::new(7, Kind::Plot, "curve").unwrap();
-    store.offer(1, &plot, d(20), 1, None, &[("val_loss", 0.1)]).unwrap();
+    store.offer(1, &plot, d(20), 1, None, &[]).unwrap();
     assert_eq!(store.best(&plot), None);
     assert_eq!(store.resolve(&plot, "best"), Err(ArtifactError::NoSuchAlias));
+    // No monitor, but the versions carry metrics: the first one ranks
+    // (lower is better for a name ending in `loss`, higher otherwise).
+    let report = Key::new(7, Kind::Report, "eval").unwrap();
+    store.offer(1, &report, d(30), 1, None, &[("val_loss", 0.3)]).unwrap();
+    store.offer(2, &report, d(31), 1, None, &[("val_loss", 0.1)]).unwrap();
+    store.offer(3, &report, d(32), 1, None, &[("val_loss", 0.2)]).unwrap();
+    assert_eq!(store.best(&report), Some(2));
+    let pdf = Key::new(7, Kind::Pdf, "summary").unwrap();
+    store.offer(1, &pdf, d(40), 1, None, &[("accuracy", 0.7)]).unwrap();
+    store.offer(2, &pdf, d(41), 1, None, &[("accuracy", 0.6)]).unwrap();
+    assert_eq!(store.best(&pdf), Some(1));
 }
 
 #[test]
@@ -752,7 +763,8 @@ fn keep_last_two_and_top_one_keep_the_two_newest_and_the_best() {
         assert_eq!(gc.freed_bytes, 200);
         assert_eq!(store.apply_gc(&gc), gc);
         assert_eq!(numbers(&store, &k), [2, 4, 5]);
-        assert_eq!(store.best(&k), monitored.then_some(2));
+        // Unmonitored, the versions' first metric (val_loss) ranks alike.
+        assert_eq!(store.best(&k), Some(2));
         assert!(!store.has_object(&d(1)) && !store.has_object(&d(3)));
 
         // The disk work: the index first, then the manifests, then the
@@ -875,9 +887,10 @@ fn max_bytes_drops_the_oldest_unprotected_and_beats_keep_last_n() {
         }
         let mut store = Store::new(config);
         for (n, loss) in (1..=5).zip([0.1, 0.5, 0.4, 0.3, 0.2]) {
-            store
-                .offer(u64::from(n), &k, d(n), 100, None, &[("val_loss", loss)])
-                .unwrap();
+            // Unmonitored runs carry no metric (a metric would be ranked by
+            // default, and v1 would be `best`).
+            let metrics: &[(&str, f64)] = if monitored { &[("val_loss", loss)] } else { &[] };
+            store.offer(u64::from(n), &k, d(n), 100, None, metrics).unwrap();
         }
         let gc = store.plan_gc(10);
         store.apply_gc(&gc);
