@@ -355,6 +355,9 @@ pub fn reload(request: TelemetryRequest) {
         Ok(TelemetryResponse::RulesRejected { line, reason }) => {
             println!("error: {cmd}: {path} line {line}: {reason}; nothing changed")
         }
+        Ok(TelemetryResponse::PolicyLoaded { rules: 0 }) => {
+            println!("no policy in {path} (or no such file): every version is kept, best by the first metric")
+        }
         Ok(TelemetryResponse::PolicyLoaded { rules }) => println!("{rules} policy lines loaded from {path}"),
         Ok(TelemetryResponse::ArtifactError { reason }) => println!("error: {cmd}: {reason}"),
         Ok(TelemetryResponse::NoRuleFile | TelemetryResponse::NoRouteFile) => {
