@@ -123,3 +123,50 @@ fn dechunk(mut raw: &[u8]) -> io::Result<Vec<u8>> {
         raw = raw.get(size + 2..).ok_or_else(bad)?;
     }
 }
+
+/// What a [`webhook_receiver`] got: when each POST arrived (unix ns), its
+/// path and its body, in order.
+pub type Posts = std::sync::Arc<std::sync::Mutex<Vec<(u128, String, String)>>>;
+
+/// An HTTP receiver on 127.0.0.1 (a free port) answering 200 to every
+/// request, for the tests and benchmarks of webhook delivery: its port and
+/// what it received.
+pub fn webhook_receiver() -> io::Result<(u16, Posts)> {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let posts: Posts = Posts::default();
+    let seen = posts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut r = io::BufReader::new(conn);
+            let mut request = String::new();
+            if r.read_line(&mut request).is_err() {
+                continue;
+            }
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            if let Ok(mut p) = seen.lock() {
+                p.push((at, path, String::from_utf8_lossy(&body).into_owned()));
+            }
+        }
+    });
+    Ok((port, posts))
+}

@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aetheros::bridge;
@@ -47,46 +45,6 @@ impl Drop for Image {
     }
 }
 
-/// Received POSTs: (when, path, body).
-type Posts = Arc<Mutex<Vec<(Instant, String, String)>>>;
-
-/// An HTTP receiver on 127.0.0.1 answering 200 to every POST.
-fn receiver() -> (u16, Posts) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().unwrap().port();
-    let posts: Posts = Arc::default();
-    let seen = posts.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let mut r = BufReader::new(conn);
-            let mut request = String::new();
-            if r.read_line(&mut request).is_err() {
-                continue;
-            }
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = r.read_exact(&mut body);
-            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
-            seen.lock()
-                .unwrap()
-                .push((Instant::now(), path, String::from_utf8_lossy(&body).into_owned()));
-            let _ = r
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (port, posts)
-}
-
 fn json_lines(lines: &[String]) -> Vec<Value> {
     lines
         .iter()
@@ -117,7 +75,7 @@ fn wait(rig: &mut Rig, id: u64) -> Value {
 
 #[test]
 fn trainer_alerts_reach_a_webhook_and_metrics_parse_as_prometheus_text() {
-    let (hook_port, posts) = receiver();
+    let (hook_port, posts) = bridge::webhook_receiver().expect("a receiver");
     let routes = format!(
         "receiver hook webhook url=http://127.0.0.1:{hook_port}/alerts\n\
          route receiver=hook group_by=... group_wait=0s group_interval=100ms\n"

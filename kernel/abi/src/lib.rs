@@ -15,6 +15,7 @@ pub mod event;
 pub mod fs;
 pub mod initrd;
 pub mod job;
+pub mod json;
 pub mod ktest;
 pub mod link;
 pub mod metric;

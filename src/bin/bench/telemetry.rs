@@ -13,10 +13,7 @@
 //!   (polled every 10 ms): the bridge's sha256, the link, opsd's sha256
 //!   and its writes to the disk, sync and rename included.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aetheros::runner::Qemu;
@@ -29,43 +26,6 @@ const EVERY_S: f64 = 0.1;
 
 fn unix_ns() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-}
-
-/// POST bodies and when they arrived (unix ns).
-type Posts = Arc<Mutex<Vec<(u128, String)>>>;
-
-fn receiver() -> Result<(u16, Posts), String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let posts: Posts = Arc::default();
-    let seen = posts.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let mut r = BufReader::new(conn);
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let mut len = 0;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = r.read_exact(&mut body);
-            let at = unix_ns();
-            let _ = r
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            seen.lock()
-                .unwrap()
-                .push((at, String::from_utf8_lossy(&body).into_owned()));
-        }
-    });
-    Ok((port, posts))
 }
 
 /// A disk image with `files`, removed on drop.
@@ -116,7 +76,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
-    let (port, posts) = receiver()?;
+    let (port, posts) = aetheros::bridge::webhook_receiver().map_err(|e| e.to_string())?;
     let rules = String::from("best: new_best val_loss mode=min\n");
     let routes = format!(
         "receiver hook webhook url=http://127.0.0.1:{port}/alerts rate=off\n\
@@ -143,7 +103,7 @@ pub fn once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
     }
     let stamps = stamps(&rig, id)?;
     let mut latencies = Vec::new();
-    for (at, body) in posts.lock().unwrap().iter() {
+    for (at, _, body) in posts.lock().unwrap().iter() {
         let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))?;
         for a in v["alerts"].as_array().into_iter().flatten() {
             // "job 1 val_loss: new best 0.97 at step 3 (was 0.98)"

@@ -49,21 +49,6 @@ pub fn path(job_id: u64, name: &str) -> String {
     format!("{METRICS_DIR}/{job_id}/{name}.jsonl")
 }
 
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 impl Exports {
     /// An accepted point of a job.
     pub fn add(&mut self, job_id: u64, ts_ms: u64, point: &MetricPoint) {
@@ -96,9 +81,9 @@ impl Exports {
             if i > 0 {
                 line.push(',');
             }
-            json_str(&mut line, &t.key);
+            aether_abi::json::string(&mut line, &t.key);
             line.push(':');
-            json_str(&mut line, &t.value);
+            aether_abi::json::string(&mut line, &t.value);
         }
         line.push_str("}}\n");
         self.pending_bytes += line.len();

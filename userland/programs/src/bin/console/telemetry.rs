@@ -64,16 +64,16 @@ fn print_event(e: &Event, json: bool) {
             "{{\"id\":{},\"ts_ns\":{},\"kind\":\"{}\",\"severity\":\"{}\",\"job_id\":{},\"source\":",
             e.id, e.ts_ns, b.kind, b.severity, b.job_id
         );
-        json_str(&mut out, &b.source);
+        aether_abi::json::string(&mut out, &b.source);
         for (key, pairs) in [("labels", &b.labels[..]), ("fields", &b.fields[..])] {
             let _ = write!(out, ",\"{key}\":{{");
             for (i, p) in pairs.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                json_str(&mut out, &p.key);
+                aether_abi::json::string(&mut out, &p.key);
                 out.push(':');
-                json_str(&mut out, &p.value);
+                aether_abi::json::string(&mut out, &p.value);
             }
             out.push('}');
         }
@@ -95,23 +95,6 @@ fn print_event(e: &Event, json: bool) {
         }
     }
     println!("{out}");
-}
-
-/// `s` as a JSON string (quotes, backslashes and control characters
-/// escaped).
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 fn telemetry_call(request: TelemetryRequest) -> Result<TelemetryResponse, JobFail> {
