@@ -145,7 +145,7 @@ fn parse_payload(payload: &Value) -> Result<MetricPoint, String> {
 }
 
 /// A JSON number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
-fn number(v: &Value) -> Result<f64, String> {
+pub(crate) fn number(v: &Value) -> Result<f64, String> {
     match v {
         Value::Number(n) => n.as_f64().ok_or_else(|| "is not representable as f64".into()),
         Value::String(s) => match s.as_str() {

@@ -97,26 +97,6 @@ impl Default for Artifacts {
     }
 }
 
-fn kind_of(k: ArtifactKind) -> Kind {
-    match k {
-        ArtifactKind::Model => Kind::Model,
-        ArtifactKind::Report => Kind::Report,
-        ArtifactKind::Plot => Kind::Plot,
-        ArtifactKind::Pdf => Kind::Pdf,
-        ArtifactKind::Other => Kind::Other,
-    }
-}
-
-fn abi_kind(k: Kind) -> ArtifactKind {
-    match k {
-        Kind::Model => ArtifactKind::Model,
-        Kind::Report => ArtifactKind::Report,
-        Kind::Plot => ArtifactKind::Plot,
-        Kind::Pdf => ArtifactKind::Pdf,
-        Kind::Other => ArtifactKind::Other,
-    }
-}
-
 /// A reason for people, from a store error.
 fn reason(e: &ArtifactError) -> String {
     format!("{e}")
@@ -243,7 +223,7 @@ impl Artifacts {
         let Some(disk) = disk else {
             return self.done(transfer, refused("there is no disk to keep artifacts on"));
         };
-        let key = match Key::new(offer.job_id, kind_of(offer.kind), &offer.name) {
+        let key = match Key::new(offer.job_id, offer.kind, &offer.name) {
             Ok(k) => k,
             Err(e) => return self.done(transfer, refused(&reason(&e))),
         };
@@ -507,7 +487,7 @@ impl Artifacts {
     }
 
     fn lookup(&self, job_id: u64, kind: ArtifactKind, name: &str, selector: &str) -> Result<(Key, u32), String> {
-        let key = Key::new(job_id, kind_of(kind), name).map_err(|e| reason(&e))?;
+        let key = Key::new(job_id, kind, name).map_err(|e| reason(&e))?;
         let version = self.store.resolve(&key, selector).map_err(|e| reason(&e))?;
         if self.in_transfer(&key, version) {
             return Err(format!("{key} v{version} is still being received"));
@@ -529,7 +509,7 @@ impl Artifacts {
         let a = self.store.aliases(key, version)?;
         Some(ArtifactInfo {
             job_id: key.job_id(),
-            kind: abi_kind(key.kind()),
+            kind: key.kind(),
             name: truncated(key.name()),
             version,
             digest: *v.digest.as_bytes(),

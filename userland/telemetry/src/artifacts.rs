@@ -164,40 +164,9 @@ pub const METRICS_MAX: usize = 16;
 /// and of an index).
 pub const VERSIONS_MAX: u32 = 1024;
 
-/// What an artifact is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Model,
-    Report,
-    Plot,
-    Pdf,
-    Other,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Model, Kind::Report, Kind::Plot, Kind::Pdf, Kind::Other];
-
-    /// The name in paths and files.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Kind::Model => "model",
-            Kind::Report => "report",
-            Kind::Plot => "plot",
-            Kind::Pdf => "pdf",
-            Kind::Other => "other",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == name)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What an artifact is (the ABI's [`aether_abi::artifact::ArtifactKind`]:
+/// one type on both sides of the link).
+pub use aether_abi::artifact::ArtifactKind as Kind;
 
 /// The aliases of one version.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -25,6 +25,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use crate::metric::number;
 use aether_abi::artifact::{ArtifactKind, ArtifactMetric, METRICS_MAX, NAME_MAX};
 use serde_json::{Map, Value};
 
@@ -125,20 +126,6 @@ fn step_and_metrics(obj: &Map<String, Value>) -> Result<(Option<u64>, Metrics), 
         Some(_) => return Err("\"metrics\" is not an object".into()),
     }
     Ok((step, metrics))
-}
-
-/// A JSON number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
-fn number(v: &Value) -> Result<f64, String> {
-    match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| "is not representable as f64".into()),
-        Value::String(s) => match s.as_str() {
-            "NaN" => Ok(f64::NAN),
-            "Infinity" => Ok(f64::INFINITY),
-            "-Infinity" => Ok(f64::NEG_INFINITY),
-            _ => Err(format!("is the string {s:?}, not a number")),
-        },
-        _ => Err("is not a number".into()),
-    }
 }
 
 /// A sidecar's `{"step": N, "metrics": {...}}` (other keys ignored).
