@@ -81,6 +81,25 @@ fn mem_reports_consistent_numbers() {
     assert!(text.iter().any(|l| l.starts_with("frames:")) && text.iter().any(|l| l.starts_with("heap:")));
 }
 
+/// The idle loop's pass over free memory after boot ends (512 MiB: about
+/// 1.5 s here), and `mem` says whether it is still going on.
+#[test]
+fn memory_warming_ends_and_mem_reports_it() {
+    let mut s = boot_console(Firmware::Bios);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // Warming only ever ends: once the text says it is over, so must JSON.
+    while run(&mut s, "mem")
+        .iter()
+        .any(|l| l.starts_with("free memory is still being warmed"))
+    {
+        assert!(std::time::Instant::now() < deadline, "memory still warming after 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lines = run(&mut s, "mem --json");
+    let m: MemReport = serde_json::from_str(&lines[0]).unwrap_or_else(|e| panic!("{lines:?}: {e}"));
+    assert!(!m.memory_warming, "{m:?}");
+}
+
 #[test]
 fn bad_input_gets_one_error_line_and_the_prompt_again() {
     let mut s = boot_console(Firmware::Bios);

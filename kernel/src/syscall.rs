@@ -598,6 +598,7 @@ fn proc_request(request: ProcRequest) -> Result<alloc::boxed::Box<ProcResponse>>
                 heap_used: h.used,
                 heap_limit: h.limit,
                 processes: with(|k| k.tasks.len() as u32),
+                memory_warming: mm::frames::warming(),
             })
         }
         ProcRequest::Shutdown => {

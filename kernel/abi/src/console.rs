@@ -25,6 +25,8 @@ pub struct MemReport {
     pub heap_free: u64,
     /// The most the heap may grow to.
     pub heap_limit: u64,
+    /// Free memory is still being written once after boot (docs/boot.md).
+    pub memory_warming: bool,
 }
 
 /// `help --json`: one document per command.

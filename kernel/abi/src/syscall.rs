@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 /// program announces the version it was built against with
 /// [`nr::ABI_HELLO`] before anything else; the kernel refuses every other
 /// call (with [`Errno::AbiMismatch`]) until the versions agree.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Syscall numbers. The gaps are deliberate: 0-15 integer calls (14 free),
 /// 16-31 framed calls (one per subsystem), 32-47 more integer calls, the
@@ -447,6 +447,9 @@ pub struct SystemInfo {
     pub heap_used: u64,
     pub heap_limit: u64,
     pub processes: u32,
+    /// The idle loop is still writing to free memory once after boot
+    /// (while it is, a wakeup can be late by a host page fault: docs/boot.md).
+    pub memory_warming: bool,
 }
 
 /// Requests of [`nr::PROC`].

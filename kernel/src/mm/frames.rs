@@ -41,9 +41,23 @@ pub fn init<I: Iterator<Item = Region> + Clone>(usable: impl Fn() -> I) -> Resul
 /// into it (a page cache filling 256 MiB of fresh memory ran at a third of
 /// its speed on warm memory: docs/benchmarks.md, "Files"). Free frames'
 /// contents are nobody's, so a zero in their first word harms nothing.
+///
+/// The host's first write to a 2 MiB stretch of guest memory stalls the
+/// whole virtual CPU for about 5 ms on these machines (it backs guest RAM
+/// with transparent huge pages), and nothing in the guest runs meanwhile:
+/// while warming lasts (about 1.5 s after boot with 512 MiB), a wakeup can
+/// be that late. [`warming`] says whether it is still going on.
 pub struct Warmer {
     next: u64,
     touched: u64,
+}
+
+/// True until the idle loop has touched every free frame once.
+static WARMING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
+
+/// Whether free memory is still being warmed (see [`Warmer`]).
+pub fn warming() -> bool {
+    WARMING.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 impl Warmer {
@@ -79,7 +93,10 @@ impl Warmer {
                 self.next = at;
                 true
             }
-            None => false,
+            None => {
+                WARMING.store(false, core::sync::atomic::Ordering::Relaxed);
+                false
+            }
         }
     }
 }

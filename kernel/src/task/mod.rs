@@ -418,10 +418,12 @@ pub fn idle() -> ! {
     let mut warming = true;
     loop {
         schedule();
-        // Spare time warms free memory first (an interrupt that makes a
-        // task ready preempts this as it does the wait below).
+        // Spare time warms free memory first, a frame at a time with
+        // interrupts off (the frame must stay free while it is written): a
+        // task made ready meanwhile waits for one frame's write, not a batch
+        // (16 at a time, a wakeup could wait 0.2 ms and more).
         while warming && !with(|k| k.sched.best_ready().is_some()) {
-            warming = warmer.step(16);
+            warming = warmer.step(1);
             if !warming {
                 // Debug: at info it would land in the middle of whatever the
                 // console prints a second after boot.

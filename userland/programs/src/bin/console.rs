@@ -383,6 +383,7 @@ fn mem(json: bool) {
         heap_used: info.heap_used,
         heap_free: info.heap_size.saturating_sub(info.heap_used),
         heap_limit: info.heap_limit,
+        memory_warming: info.memory_warming,
     };
     if json {
         return json_line(&report);
@@ -400,6 +401,9 @@ fn mem(json: bool) {
         "heap:   {} bytes used, {} free, {} mapped (grows to {})",
         report.heap_used, report.heap_free, report.heap_size, report.heap_limit
     );
+    if report.memory_warming {
+        println!("free memory is still being warmed after boot: wakeups may be late by a few ms");
+    }
 }
 
 fn ps(json: bool) {
