@@ -16,8 +16,6 @@ use aether_abi::boot::{LogLevel, Mode, PROMPT};
 use aetheros::runner::Qemu;
 
 const LIMIT: Duration = Duration::from_secs(300);
-/// Time for the kernel to warm its free memory after boot (0.5-1 s here).
-const WARM: Duration = Duration::from_secs(3);
 /// The figures with their target ratio against Linux (issue 5).
 pub const TARGETS: &[(&str, &str, f64)] = &[
     ("blk_seq_read_buffered_cold_dd", "blk_seq_read_buffered_cold_dd", 5.0),
@@ -64,9 +62,9 @@ pub fn once(qemu: &Qemu) -> Result<Vec<(String, f64, String)>, String> {
         LIMIT,
     )?;
     s.expect(PROMPT, LIMIT).map_err(|e| e.to_string())?;
-    // The idle loop warms free memory within about a second of boot
-    // (docs/storage.md, "Reading"); the figures are taken after it.
-    std::thread::sleep(WARM);
+    // The figures are taken after the idle loop has warmed free memory
+    // (docs/storage.md, "Reading").
+    crate::settle(&mut s)?;
     let want = format!("{:016x}", aether_disk::sample_checksum(aether_disk::SAMPLE_BYTES));
     let probe = s
         .command(

@@ -75,6 +75,7 @@ pub(crate) fn boot_with(qemu: &Qemu, disk: Option<&std::path::Path>) -> Result<R
     session
         .expect(PROMPT, Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
+    crate::settle(&mut session)?;
     let port = bridge::free_port().map_err(|e| e.to_string())?;
     let log = std::fs::File::create(state.join("bridge.log")).map_err(|e| e.to_string())?;
     let child = bridge::serve(&shm, &state, port, log).map_err(|e| e.to_string())?;

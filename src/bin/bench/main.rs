@@ -119,6 +119,30 @@ pub fn spawn_guest(
     Session::spawn(cmd, limit).map_err(|e| e.to_string())
 }
 
+/// Waits at the console (`mem --json`) until the kernel has warmed its free
+/// memory after boot: until then a wakeup can be late by a host page fault
+/// of about 5 ms (docs/boot.md, "The first seconds after boot"), and the
+/// figures are steady-state ones.
+pub fn settle(session: &mut Session) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = session
+            .command("mem --json", PROMPT, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let report = text
+            .lines()
+            .find_map(|l| serde_json::from_str::<aether_abi::console::MemReport>(l.trim()).ok())
+            .ok_or_else(|| format!("mem --json: no report in {text:?}"))?;
+        if !report.memory_warming {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("free memory still warming 60 s after boot".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// One boot of the Linux baseline: every figure it prints.
 fn linux_once(script: &PathBuf) -> Result<Vec<(String, f64, String)>, String> {
     let out = Command::new("bash")
