@@ -70,27 +70,24 @@ impl Warmer {
         self.touched
     }
 
-    /// Touches up to `n` more free frames; false once every frame has been
-    /// passed (frames freed later were touched by their last owner).
-    pub fn step(&mut self, n: usize) -> bool {
-        let touched = &mut self.touched;
+    /// Touches the next free frame; false once every frame has been passed
+    /// (frames freed later were touched by their last owner). One frame a
+    /// call: interrupts are off meanwhile, so a task made ready waits for
+    /// one write (16 at a time, a wakeup could wait 0.2 ms and more).
+    pub fn step(&mut self) -> bool {
         let next = with(|b| {
-            let mut at = self.next;
-            for _ in 0..n {
-                let (addr, i) = b.next_free(at)?;
-                *touched += 1;
-                // SAFETY: the frame is free (the bitmap, under its lock, with
-                // interrupts off: nothing allocates it meanwhile), so no one
-                // holds or reads it; the offset mapping covers all RAM.
-                unsafe { (phys::to_virt(addr) as *mut u64).write_volatile(0) };
-                at = i + 1;
-            }
-            Some(at)
+            let (addr, i) = b.next_free(self.next)?;
+            // SAFETY: the frame is free (the bitmap, under its lock, with
+            // interrupts off: nothing allocates it meanwhile), so no one
+            // holds or reads it; the offset mapping covers all RAM.
+            unsafe { (phys::to_virt(addr) as *mut u64).write_volatile(0) };
+            Some(i + 1)
         })
         .flatten();
         match next {
             Some(at) => {
                 self.next = at;
+                self.touched += 1;
                 true
             }
             None => {

@@ -415,16 +415,12 @@ fn after_switch() {
 /// The idle loop (the boot thread ends here).
 pub fn idle() -> ! {
     let mut warmer = crate::mm::frames::Warmer::new();
-    let mut warming = true;
     loop {
         schedule();
-        // Spare time warms free memory first, a frame at a time with
-        // interrupts off (the frame must stay free while it is written): a
-        // task made ready meanwhile waits for one frame's write, not a batch
-        // (16 at a time, a wakeup could wait 0.2 ms and more).
-        while warming && !with(|k| k.sched.best_ready().is_some()) {
-            warming = warmer.step(1);
-            if !warming {
+        // Spare time warms free memory first, a frame at a time
+        // (`Warmer::step`).
+        while crate::mm::frames::warming() && !with(|k| k.sched.best_ready().is_some()) {
+            if !warmer.step() {
                 // Debug: at info it would land in the middle of whatever the
                 // console prints a second after boot.
                 log::debug!(
