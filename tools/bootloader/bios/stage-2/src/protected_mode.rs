@@ -87,10 +87,15 @@ pub fn enter_unreal_mode() {
 
 #[unsafe(no_mangle)]
 pub unsafe fn copy_to_protected_mode(target: *mut u8, bytes: &[u8]) {
-    // PROTOTYPE (AetherOS boot-time experiment): 32-bit moves through the
-    // unreal-mode DS instead of a byte loop with a read-back per byte.
+    // AetherOS patch (tools/bootloader/PATCHED.md): 32-bit moves instead of
+    // a byte loop that read every byte back (0.45 ms per KiB under TCG).
     let words = bytes.len() / 4;
     if words > 0 {
+        // SAFETY: as the byte writes below and upstream's loop: DS has the
+        // 4 GiB limit `enter_unreal_mode` gave it and base 0, so `[src]`
+        // (the disk buffer, a linear address in low memory) and `[dst]`
+        // (the load target the caller owns) reach their linear addresses;
+        // `words * 4 <= bytes.len()` keeps both ranges in bounds.
         unsafe {
             asm!(
                 "2:",
